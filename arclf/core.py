@@ -13,7 +13,7 @@ import torch
 from torch import nn, Tensor
 
 # %% auto 0
-__all__ = ['WRAP_KEYS', 'WEIGHTS_DIR', 'default_device', 'seed_everything', 'to_device', 'num_params', 'check_images',
+__all__ = ['WRAP_KEYS', 'WEIGHTS_DIR', 'default_device', 'seed_everything', 'to_device', 'num_params', 'run_info', 'check_images',
            'atomic_save', 'atomic_write_text', 'load_weights', 'layout', 'layout_diff', 'load_strict',
            'random_state_dict', 'save_pretrained', 'load_pretrained', 'TensorLoader', 'CancelFitException',
            'CancelEpochException', 'CancelBatchException', 'Callback', 'run_cbs', 'default_loss', 'param_groups',
@@ -43,6 +43,23 @@ def num_params(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 # %% ../nbs/00_core.ipynb 8
+def run_info(command: str | None = None) -> dict:
+    "The provenance of a result: command, git revision, versions, hardware, date."
+    import platform, subprocess, sys, datetime
+    try: rev = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).parent if '__file__' in globals() else None).stdout.strip() or None
+    except Exception: rev = None
+    try: dirty = bool(subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], capture_output=True, text=True,
+                                     timeout=5).stdout.strip()) if rev else None
+    except Exception: dirty = None
+    info = dict(command=command or ' '.join(sys.argv), git_rev=rev, git_dirty=dirty, python=platform.python_version(),
+                torch=torch.__version__, platform=platform.platform(), cpu=platform.processor() or platform.machine(),
+                cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
+                date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
+    if torch.cuda.is_available(): info.update(gpu=torch.cuda.get_device_name(), cuda=torch.version.cuda)
+    return info
+
+# %% ../nbs/00_core.ipynb 11
 def check_images(x: Tensor, channels: int | None = None, size: int | tuple | None = None, name: str = 'images',
                  lo: float = -1., hi: float = 1., slack: float = 0.5) -> Tensor:
     "Check a batch of images `[B, C, H, W]` scaled to [`lo`, `hi`]; raise a `ValueError` that names the problem."
@@ -65,7 +82,7 @@ def check_images(x: Tensor, channels: int | None = None, size: int | tuple | Non
                          '(un-normalized uint8? use x/127.5 - 1)')
     return x
 
-# %% ../nbs/00_core.ipynb 11
+# %% ../nbs/00_core.ipynb 14
 def atomic_save(obj, path: str | Path):
     "`torch.save` `obj` to `path` through a temporary file and an atomic rename."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +155,7 @@ def random_state_dict(lay: dict, generator: torch.Generator | None = None, dtype
     "A state dict of random tensors with layout `lay` (for testing official-checkpoint loading without the files)."
     return {k: torch.randn(*s, generator=generator, dtype=dtype) * 0.02 for k, s in lay.items()}
 
-# %% ../nbs/00_core.ipynb 13
+# %% ../nbs/00_core.ipynb 16
 WEIGHTS_DIR = Path(__file__).parent/'weights' if '__file__' in globals() else Path('../arclf/weights')
 
 def save_pretrained(model: nn.Module, path, **meta):
@@ -164,7 +181,7 @@ def load_pretrained(cls, src, **overrides) -> nn.Module:
     m.meta = d.get('meta', {})
     return m.eval()
 
-# %% ../nbs/00_core.ipynb 18
+# %% ../nbs/00_core.ipynb 21
 class TensorLoader:
     "Batches of in-memory tensors with seeded shuffling, exact resume (`state_dict`) and rank sharding."
     def __init__(self, *tensors: Tensor, bs: int = 64, shuffle: bool = True, seed: int = 0, drop_last: bool | None = None,
@@ -191,7 +208,7 @@ class TensorLoader:
     def state_dict(self): return dict(epoch=self.epoch, pos=self.pos, seed=self.seed)
     def load_state_dict(self, d): self.epoch, self.pos, self.seed = d['epoch'], d['pos'], d['seed']
 
-# %% ../nbs/00_core.ipynb 21
+# %% ../nbs/00_core.ipynb 24
 class CancelFitException(Exception): pass
 class CancelEpochException(Exception): pass
 class CancelBatchException(Exception): pass
@@ -285,7 +302,7 @@ class Learner:
         try: return self._one_epoch(False)
         finally: self.valid_dl = saved
 
-# %% ../nbs/00_core.ipynb 23
+# %% ../nbs/00_core.ipynb 26
 def lr_factor(step: int, total: int, warmup: int = 0, kind: str = 'cosine', min_ratio: float = 0.05) -> float:
     "Multiplier of the base learning rate at optimizer step `step` of `total` (linear warmup, then constant/cosine/linear)."
     if warmup and step < warmup: return (step + 1) / warmup

@@ -195,7 +195,9 @@ def load_cifar10(split: str = 'train', root=None, download: bool = True) -> Imag
         raise DatasetNotFound('CIFAR-10 not found. Looked for ' + '/'.join(names) + ' in: ' + ', '.join(map(str, roots))
                               + '. Set ARCLF_DATA to a folder containing cifar10-jpg.tar.gz (or cifar-10-python.tar.gz, '
                               'or an image folder train/<class>/, test/<class>/), or pass root=...; downloading failed or was disabled.')
-    st = src.stat(); key = hashlib.sha1(f'{src.resolve()}:{st.st_size}:{st.st_mtime}'.encode()).hexdigest()[:12]
+    files = sorted(p for p in src.rglob('*') if p.is_file()) if src.is_dir() else [src]
+    key = hashlib.sha1(f'{src.resolve()}'.encode() + b''.join(
+        f'{p.relative_to(src) if src.is_dir() else p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns};'.encode() for p in files)).hexdigest()[:12]
     cached = cache_dir()/'cifar10'/f'cifar10-{key}.npz'
     if not cached.exists():
         arrs = _read_cifar_source(src)

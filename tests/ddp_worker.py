@@ -1,0 +1,28 @@
+"""Run by tests/test_distributed.py, once as a plain process and once under torchrun (2 CPU processes, gloo).
+    python tests/ddp_worker.py train|eval OUT.pt"""
+import sys, torch
+from torch import nn
+from arclf.core import Learner, TensorLoader
+from arclf.training import setup_distributed, fit_recipe, is_main
+from arclf.scorer import RandARClassifier, evaluate
+from arclf.randar import randar_fmnist
+
+mode, out = sys.argv[1], sys.argv[2]
+rank, world, dev = setup_distributed()
+torch.set_num_threads(1)
+
+class MLP(nn.Module):
+    def __init__(self): super().__init__(); self.net = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 1))
+    def loss(self, b): x, y = b; return ((self.net(x).squeeze(-1) - y) ** 2).mean()
+
+if mode == 'train':
+    torch.manual_seed(0); model = MLP()
+    X = torch.randn(96, 8, generator=torch.Generator().manual_seed(1)); y = X[:, 0] * X[:, 1]
+    learn = Learner(model, TensorLoader(X, y, bs=16, seed=3), lr=0.05, device='cpu')
+    fit_recipe(learn, 3, warmup=2, progress=False)
+    if is_main(): torch.save({'params': {k: v.clone() for k, v in model.state_dict().items()}, 'losses': learn.step_losses, 'world': world}, out)
+else:
+    torch.manual_seed(0); m = randar_fmnist(vocab_size=32, dim=32, n_layer=2, n_head=2).eval()
+    x = torch.randint(0, 32, (7, 49), generator=torch.Generator().manual_seed(2)); y = torch.arange(7) % 3
+    r = evaluate(RandARClassifier(m, chunk=5), (x, y), n=3, classes=[0, 1, 2], bs=2, seed=5, progress=False)
+    if is_main(): torch.save({'scores': r['scores'], 'world': world}, out)
