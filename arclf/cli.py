@@ -40,10 +40,9 @@ def run_eval(clf_kind: str = 'randar', dataset: str = 'fashion_mnist', n: int = 
              model: str | None = None, tokenizer: str | None = None, seed: int = 0, bs: int = 16, out=None,
              severity: int = 3, root=None, device=None, prune: str | None = None, step: int = 4, progress: bool = True) -> dict:
     "Evaluate a pretrained classifier on a dataset; return (and optionally write) a result dict."
+    ds = load_dataset(dataset, 'test', root, severity=severity, seed=seed, n_per_class=n_per_class)
     kw = dict(step=step) if clf_kind in ('dit', 'sit') else {}
     clf = build_classifier(clf_kind, model, tokenizer, device, **kw)
-    ds = load_dataset(dataset, 'test', root, severity=severity, seed=seed)
-    if n_per_class: ds = ds.subset(n_per_class)
     classes = list(range(len(ds.classes)))
     res = dict(classifier=clf_kind, model=model or DEFAULT_MODELS[clf_kind], dataset=dataset, images=len(ds), n=n, seed=seed)
     if prune:
@@ -137,12 +136,21 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument('--prune', help='adaptive class pruning, e.g. "2:3,20:1" (cumulative samples:classes kept)')
     e.add_argument('--severity', type=int, default=3); e.add_argument('--seed', type=int, default=0)
     e.add_argument('--bs', type=int, default=16); e.add_argument('--out'); e.add_argument('--root'); e.add_argument('--device')
-    for name, h in (('train', 'train a model family (see `arclf train <family> --help`)'),
-                    ('bench', 'speed benchmarks of a model family')):
-        t = sub.add_parser(name, help=h); t.add_argument('family', choices=list(FAMILIES)); t.add_argument('args', nargs=argparse.REMAINDER)
+    t = sub.add_parser('train', help='train a model family (see `arclf train <family> --help`)')
+    t.add_argument('family', choices=list(FAMILIES)); t.add_argument('args', nargs=argparse.REMAINDER)
+    b = sub.add_parser('bench', help='speed benchmarks: training steps, or a model family\'s own (`arclf bench tokenizer`)')
+    b.add_argument('what', choices=['training', 'tokenizer']); b.add_argument('--full', action='store_true', help='full-size presets too (GPU)')
+    b.add_argument('--device'); b.add_argument('--out'); b.add_argument('args', nargs=argparse.REMAINDER)
     return p
 
 def main(argv=None):
+    "The `arclf` command. Errors a user can fix (missing data or weights, bad arguments) print one line and exit 2."
+    try: return _main(argv)
+    except (FileNotFoundError, ValueError) as e:
+        if os.environ.get('ARCLF_DEBUG'): raise
+        print(f'arclf: error: {e}', file=sys.stderr); sys.exit(2)
+
+def _main(argv=None):
     a = parser().parse_args(argv)
     if a.cmd == 'data':
         rows = summary(root=a.root)
@@ -155,9 +163,19 @@ def main(argv=None):
         r = run_eval(a.clf, a.dataset, a.n, a.n_per_class or None, a.model, a.tokenizer, a.seed, a.bs, a.out, a.severity, a.root,
                      a.device, a.prune, a.step)
         print(json.dumps({k: v for k, v in r.items() if k not in ('acc_vs_n', 'run_info')}, indent=1))
+    elif a.cmd == 'bench':
+        if a.what == 'tokenizer':
+            from arclf.tokenizer import main as tok_main
+            return tok_main(['bench'] + a.args)
+        from arclf.training import training_benchmarks
+        dev = a.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+        rows = training_benchmarks(a.full, dev, out=a.out or f'results/training/bench_{dev}.json')
+        for r in rows: print(f"{r['model']:14s} batch {r['batch']:4d}  {r['tokens_per_s']:10.0f} tokens/s  {r.get('tflops', 0):.3f} TFLOP/s  {r['device']}")
     else:
         import importlib
         mod = importlib.import_module(FAMILIES[a.family])
         if a.family in ('dit', 'sit') and '--kind' not in a.args: a.args = ['--kind', a.family] + a.args
-        argv2 = (['bench'] if a.cmd == 'bench' else ['train']) + a.args
-        return mod.main(argv2)
+        return mod.main(['train'] + a.args)
+
+# %% ../nbs/08_cli.ipynb 13
+if __name__ == '__main__' and '__file__' in globals(): main()

@@ -89,6 +89,7 @@ def atomic_save(obj, path: str | Path):
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + '.', suffix='.tmp')
     try:
         with os.fdopen(fd, 'wb') as f: torch.save(obj, f); f.flush(); os.fsync(f.fileno())
+        umask = os.umask(0); os.umask(umask); os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes 0600 files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp): os.remove(tmp)
@@ -181,7 +182,7 @@ def load_pretrained(cls, src, **overrides) -> nn.Module:
     m.meta = d.get('meta', {})
     return m.eval()
 
-# %% ../nbs/00_core.ipynb 21
+# %% ../nbs/00_core.ipynb 22
 class TensorLoader:
     "Batches of in-memory tensors with seeded shuffling, exact resume (`state_dict`) and rank sharding."
     def __init__(self, *tensors: Tensor, bs: int = 64, shuffle: bool = True, seed: int = 0, drop_last: bool | None = None,
@@ -208,7 +209,7 @@ class TensorLoader:
     def state_dict(self): return dict(epoch=self.epoch, pos=self.pos, seed=self.seed)
     def load_state_dict(self, d): self.epoch, self.pos, self.seed = d['epoch'], d['pos'], d['seed']
 
-# %% ../nbs/00_core.ipynb 24
+# %% ../nbs/00_core.ipynb 25
 class CancelFitException(Exception): pass
 class CancelEpochException(Exception): pass
 class CancelBatchException(Exception): pass
@@ -302,7 +303,7 @@ class Learner:
         try: return self._one_epoch(False)
         finally: self.valid_dl = saved
 
-# %% ../nbs/00_core.ipynb 26
+# %% ../nbs/00_core.ipynb 27
 def lr_factor(step: int, total: int, warmup: int = 0, kind: str = 'cosine', min_ratio: float = 0.05) -> float:
     "Multiplier of the base learning rate at optimizer step `step` of `total` (linear warmup, then constant/cosine/linear)."
     if warmup and step < warmup: return (step + 1) / warmup

@@ -349,14 +349,15 @@ def imagenet_variant(name: str, root, val_root, size: int = 256, n_per_class: in
         root = Path(root)/corruption/str(severity)
     return ImageFolderSet(root, wnids, size, n_per_class, **kw)
 
-# %% ../nbs/00_data.ipynb 28
+# %% ../nbs/00_data.ipynb 29
 LOADERS = {'fashion_mnist': load_fashion_mnist, 'cifar10': load_cifar10}
 
-def load_dataset(name: str, split: str = 'test', root=None, severity: int = 3, seed: int = 0) -> ImageSet:
-    "Load `name` ('fashion_mnist', 'cifar10', optionally '+<shift>') and `split`."
+def load_dataset(name: str, split: str = 'test', root=None, severity: int = 3, seed: int = 0, n_per_class: int | None = None) -> ImageSet:
+    "Load `name` ('fashion_mnist', 'cifar10', optionally '+<shift>') and `split`, optionally the first `n_per_class` per class."
     base, _, shift = name.partition('+')
     if base not in LOADERS: raise ValueError(f'unknown dataset {base!r}: use one of {list(LOADERS)} (optionally +{"|".join(SHIFTS)})')
     ds = LOADERS[base](split, root)
+    if n_per_class: ds = ds.subset(n_per_class)
     return shifted(ds, shift, severity, seed) if shift else ds
 
 def summary(names=('fashion_mnist', 'cifar10'), root=None) -> list[dict]:

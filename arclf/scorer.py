@@ -17,7 +17,7 @@ from .randar import random_orders
 __all__ = ['RULES', 'expand_classes', 'take', 'cat_samples', 'GenerativeClassifier', 'draw_orders', 'RandARClassifier',
            'aggregate', 'predict', 'accuracy', 'class_probs', 'fit_temperature', 'accuracy_vs_n', 'image_generator',
            'evaluate', 'prune_scores', 'to_positions', 'token_scores', 'discriminative_map', 'token_accuracy_map',
-           'prefix_accuracy']
+           'prefix_accuracy', 'order_experiment', 'order_tables', 'plot_order_maps', 'benchmark_scorer', 'randar_flops']
 
 # %% ../nbs/03_scorer.ipynb 6
 def expand_classes(classes, B: int, device=None) -> Tensor:
@@ -103,7 +103,7 @@ class RandARClassifier(GenerativeClassifier):
                 out[s:s + self.chunk] = lp if per_token else lp.sum(-1)
         return out.view(B, M, n, *((N,) if per_token else ()))
 
-# %% ../nbs/03_scorer.ipynb 12
+# %% ../nbs/03_scorer.ipynb 13
 RULES = ('lower_bound', 'likelihood', 'posterior')
 
 def aggregate(scores: Tensor, rule: str = 'lower_bound') -> Tensor:
@@ -137,7 +137,7 @@ def fit_temperature(agg: Tensor, target_idx: Tensor, steps: int = 200) -> float:
     opt.step(closure)
     return logt.exp().item()
 
-# %% ../nbs/03_scorer.ipynb 15
+# %% ../nbs/03_scorer.ipynb 16
 def accuracy_vs_n(scores: Tensor, classes, y: Tensor, ns=None, rule: str = 'lower_bound', k: int = 1) -> list[dict]:
     "Accuracy with `n` samples for each `n` in `ns`: mean and std over the disjoint groups of `n` samples."
     S = scores.shape[-1]; rows = []
@@ -146,7 +146,7 @@ def accuracy_vs_n(scores: Tensor, classes, y: Tensor, ns=None, rule: str = 'lowe
         rows.append(dict(n=n, rule=rule, acc=float(np.mean(accs)), std=float(np.std(accs)), groups=len(accs)))
     return rows
 
-# %% ../nbs/03_scorer.ipynb 17
+# %% ../nbs/03_scorer.ipynb 18
 def image_generator(seed: int, index: int) -> torch.Generator:
     "The generator that draws the samples of image `index`."
     return torch.Generator().manual_seed(seed * 1_000_003 + index)
@@ -177,7 +177,7 @@ def evaluate(clf: GenerativeClassifier, data, n: int, classes=None, bs: int = 16
     batches = [todo[i:i + bs] for i in range(0, len(todo), bs)]
     if progress and rank == 0 and batches:
         from fastprogress.fastprogress import progress_bar
-        batches = progress_bar(batches, comment=f'{clf.__class__.__name__}: {len(todo)} images x {M} classes x {n} samples')
+        batches = progress_bar(batches); batches.comment = f'{clf.__class__.__name__}: {len(todo)} images x {M} classes x {n} samples'
     t0 = time.perf_counter()
     for j, idx in enumerate(batches):
         z = clf.prepare(to_img(x[idx]))
@@ -199,7 +199,7 @@ def evaluate(clf: GenerativeClassifier, data, n: int, classes=None, bs: int = 16
     if out is not None and rank == 0: atomic_save(res, out)
     return res
 
-# %% ../nbs/03_scorer.ipynb 20
+# %% ../nbs/03_scorer.ipynb 21
 @torch.no_grad()
 def prune_scores(clf: GenerativeClassifier, images: Tensor, classes, schedule, generator_fn=None) -> dict:
     """Successive halving over samples. `schedule`: [(n_cumulative, keep_after), ...], n increasing, keep decreasing.
@@ -223,7 +223,7 @@ def prune_scores(clf: GenerativeClassifier, images: Tensor, classes, schedule, g
     final = torch.full((B, M), float('-inf')); final.scatter_(1, alive, total.gather(1, alive) / prev)
     return dict(pred=cls.gather(1, final.argmax(1, keepdim=True))[:, 0], scores=final, forwards=forwards)
 
-# %% ../nbs/03_scorer.ipynb 23
+# %% ../nbs/03_scorer.ipynb 24
 def to_positions(per_step: Tensor, order: Tensor) -> Tensor:
     "Per-step values `[B, M, n, N]` (order steps) to per-position values (raster) given orders `[B, n, N]`."
     out = torch.empty_like(per_step)
@@ -262,3 +262,105 @@ def prefix_accuracy(steps: Tensor, y_idx: Tensor, ks=None, mode: str = 'prefix')
         else: raise ValueError(f"mode must be 'prefix', 'drop_first' or 'drop_last', got {mode!r}")
         rows.append((k, (s.mean(-1).argmax(1) == y_idx).float().mean().item()))
     return rows
+
+# %% ../nbs/03_scorer.ipynb 27
+def _load_small(name: str):
+    from arclf.core import load_pretrained
+    from arclf.randar import RandAR
+    from arclf.tokenizer import VQModel
+    m = load_pretrained(RandAR, name)
+    return m, load_pretrained(VQModel, m.meta.get('tokenizer', 'vq_fmnist_l'))
+
+def order_experiment(n_per_class: int = 30, K: int = 20, ks=(1, 2, 5, 10, 20), n_maps: int = 100, seed: int = 0,
+                     dataset: str = 'fashion_mnist', model: str = 'randar_fmnist', raster_model: str = 'randar_fmnist_raster',
+                     schedules=((1, 3, 20, 1), (2, 2, 20, 1), (5, 3, 20, 1), (2, 5, 10, 2, 20, 1)), out='results/scorer') -> dict:
+    "Tables 1 and 5, per-token analyses and pruning trade-offs at small scale; writes `out`/orders.json."
+    from arclf.data import load_dataset
+    from arclf.core import run_info, atomic_write_text
+    ds = load_dataset(dataset, 'test').subset(n_per_class); classes = list(range(len(ds.classes)))
+    m, tok = _load_small(model); clf = RandARClassifier(m, tok)
+    r = evaluate(clf, ds, K, classes, seed=seed)
+    res = dict(dataset=dataset, images=len(ds), K=K, seed=seed, model=model, seconds_per_image_K=r['seconds_per_image'])
+    res['table5'] = [row for rule in RULES for row in accuracy_vs_n(r['scores'], r['classes'], r['y'], ks, rule)]
+    mr, _ = _load_small(raster_model)
+    rr = evaluate(RandARClassifier(mr, tok, raster=True), ds, 1, classes, seed=seed)
+    res['raster'] = dict(acc=accuracy(rr['scores'], rr['classes'], rr['y']), seconds_per_image=rr['seconds_per_image'])
+    res['random_model_identity_order'] = accuracy(evaluate(RandARClassifier(m, tok, raster=True), ds, 1, classes, seed=seed, progress=False)['scores'],
+                                                  rr['classes'], rr['y'])
+    # per-token analyses on the first n_maps images (a spread over classes), with 5 orders each
+    sub = ds.subset(max(1, n_maps // len(classes)))
+    steps, orders = token_scores(clf, sub.x, classes, n=5, seed=seed)
+    pos = to_positions(steps, orders)
+    y = sub.y
+    res['maps'] = dict(images=len(sub), grid=list(m.cfg.grid), token_accuracy=token_accuracy_map(pos, y).tolist(),
+                       discriminative=discriminative_map(pos, y).mean(0).tolist(),
+                       prefix=prefix_accuracy(steps, y), drop_first=prefix_accuracy(steps, y, list(range(0, steps.shape[-1])), 'drop_first'),
+                       drop_last=prefix_accuracy(steps, y, list(range(0, steps.shape[-1])), 'drop_last'))
+    # adaptive pruning: accuracy and forwards per image vs full scoring with K orders
+    res['pruning'] = [dict(schedule='full', acc=accuracy(r['scores'], r['classes'], r['y']), forwards=len(classes) * K)]
+    for s in schedules:
+        sched = list(zip(s[::2], s[1::2])); preds, fw = [], []
+        for b in range(0, len(ds), 32):
+            p = prune_scores(clf, ds.images(slice(b, b + 32)), classes, sched, generator_fn=lambda i, b=b: image_generator(seed, b + i))
+            preds.append(p['pred']); fw.append(p['forwards'])
+        res['pruning'].append(dict(schedule=' → '.join(f'{n} orders, keep {k}' for n, k in sched),
+                                   acc=(torch.cat(preds) == ds.y).float().mean().item(), forwards=torch.cat(fw).float().mean().item()))
+    res['run_info'] = run_info(f'python -c "from arclf.scorer import order_experiment; order_experiment({n_per_class}, {K})"')
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(json.dumps(res, indent=1), Path(out)/'orders.json')
+    return res
+
+def order_tables(res: dict) -> str:
+    "Markdown for Tables 1 and 5 from an `order_experiment` result."
+    t5 = {(r['rule'], r['n']): r for r in res['table5']}
+    ks = sorted({r['n'] for r in res['table5']})
+    f = lambda r: f"{100 * r['acc']:.1f} ± {100 * r['std']:.1f}" if r['groups'] > 1 else f"{100 * r['acc']:.1f}"
+    s = f"**Table 1 analogue** ({res['dataset']}, {res['images']} test images; accuracy %, mean ± std over disjoint groups of K orders)\n\n"
+    s += '| order | ' + ' | '.join(f'K={k}' for k in ks) + ' |\n|---|' + '---:|' * len(ks) + '\n'
+    s += f"| raster (raster-trained model) | {100 * res['raster']['acc']:.1f} |" + ' |' * (len(ks) - 1) + '\n'
+    s += '| random (lower bound) | ' + ' | '.join(f(t5[('lower_bound', k)]) for k in ks) + ' |\n\n'
+    s += '**Table 5 analogue**: aggregation rule vs K\n\n| rule | ' + ' | '.join(f'K={k}' for k in ks) + ' |\n|---|' + '---:|' * len(ks) + '\n'
+    for rule in RULES: s += f'| {rule} | ' + ' | '.join(f(t5[(rule, k)]) for k in ks) + ' |\n'
+    s += '\n**Adaptive class pruning** (same 20 orders per image)\n\n| schedule | forwards / image | accuracy |\n|---|---:|---:|\n'
+    for p in res['pruning']: s += f"| {p['schedule']} | {p['forwards']:.1f} | {100 * p['acc']:.1f} |\n"
+    return s
+
+def plot_order_maps(res: dict):
+    "Figs. 3-5 and 8 analogues: per-token accuracy and discriminative maps, prefix and discard curves."
+    import matplotlib.pyplot as plt
+    mp = res['maps']; h, w = mp['grid']
+    fig, axs = plt.subplots(1, 4, figsize=(13, 3))
+    im = axs[0].imshow(torch.tensor(mp['token_accuracy']).view(h, w), cmap='viridis'); plt.colorbar(im, ax=axs[0])
+    axs[0].set_title('per-token accuracy (Fig. 4)', fontsize=9)
+    im = axs[1].imshow(torch.tensor(mp['discriminative']).view(h, w), cmap='magma'); plt.colorbar(im, ax=axs[1])
+    axs[1].set_title('log p(true) − max log p(other)\nper token (Fig. 3)', fontsize=9)
+    axs[2].plot(*zip(*mp['prefix'])); axs[2].set_xlabel('prefix length k'); axs[2].set_ylabel('accuracy'); axs[2].set_title('first k steps of each order (Fig. 5)', fontsize=9)
+    axs[3].plot(*zip(*mp['drop_first']), label='drop first k'); axs[3].plot(*zip(*mp['drop_last']), label='drop last k')
+    axs[3].set_xlabel('k'); axs[3].legend(fontsize=8); axs[3].set_title('discarding steps (Fig. 8)', fontsize=9)
+    for a in axs[:2]: a.set_xticks([]); a.set_yticks([])
+    fig.tight_layout(); return fig
+
+# %% ../nbs/03_scorer.ipynb 33
+def benchmark_scorer(clf: GenerativeClassifier, images: Tensor, n_classes: int, ks=(1, 5, 20), reps: int = 1,
+                     flops_per_sequence: float | None = None) -> list[dict]:
+    "Images/s and sequences/s of `clf.sample_scores` on `images` for each K (optionally achieved TFLOP/s)."
+    dev = getattr(clf, 'device', torch.device('cpu'))
+    sync = torch.cuda.synchronize if dev.type == 'cuda' else (lambda: None)
+    rows = []
+    clf.sample_scores(images[:1], list(range(n_classes)), 1, torch.Generator().manual_seed(0))   # warm-up
+    for k in ks:
+        sync(); t = time.perf_counter()
+        for _ in range(reps): clf.sample_scores(images, list(range(n_classes)), k, torch.Generator().manual_seed(0))
+        sync(); dt = (time.perf_counter() - t) / reps
+        r = dict(K=k, images=len(images), classes=n_classes, seconds=dt, images_per_s=len(images) / dt,
+                 sequences_per_s=len(images) * n_classes * k / dt, device=str(dev))
+        if flops_per_sequence: r['tflops'] = r['sequences_per_s'] * flops_per_sequence / 1e12
+        rows.append(r)
+    return rows
+
+def randar_flops(model, n_tokens: int | None = None) -> float:
+    "Forward FLOPs of one scoring sequence (2·params·tokens for the matmuls + attention), for TFLOP/s figures."
+    c = model.cfg; L = 2 * (n_tokens or c.grid[0] * c.grid[1]) + 1
+    dense = sum(p.numel() for n, p in model.named_parameters() if p.ndim == 2 and 'embedding' not in n and 'tok_emb' not in n)
+    return 2 * dense * L + 4 * c.n_layer * L * L * c.dim

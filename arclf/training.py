@@ -14,7 +14,8 @@ from .core import Callback, Learner, TensorLoader, atomic_save, default_device, 
 
 # %% auto 0
 __all__ = ['setup_distributed', 'is_main', 'enable_tf32', 'MixedPrecisionCB', 'EMACB', 'CompileCB', 'rng_state', 'set_rng_state',
-           'learner_state', 'RecorderCB', 'CheckpointCB', 'resume', 'DDPCB', 'fit_recipe', 'benchmark_steps']
+           'learner_state', 'RecorderCB', 'CheckpointCB', 'resume', 'DDPCB', 'fit_recipe', 'benchmark_steps',
+           'training_benchmarks']
 
 # %% ../nbs/05_training.ipynb 5
 def setup_distributed(backend: str | None = None) -> tuple[int, int, torch.device]:
@@ -183,3 +184,33 @@ def benchmark_steps(model: nn.Module, batch, steps: int = 10, warmup: int = 3, b
     r = dict(step_s=dt, steps_per_s=1 / dt, samples_per_s=bs / dt, tokens_per_s=bs * tokens_per_sample / dt, device=str(dev), bf16=bf16)
     if flops_per_step: r['tflops'] = flops_per_step / dt / 1e12
     return r
+
+# %% ../nbs/05_training.ipynb 20
+def _dense_params(m): return sum(p.numel() for n, p in m.named_parameters() if p.ndim >= 2 and 'embed' not in n)
+
+def training_benchmarks(full: bool = False, device=None, bs_small: int = 64, steps: int = 5, out=None) -> list[dict]:
+    "Training-step throughput of RandAR and DiT presets (small always; full-size with `full`)."
+    from arclf.randar import randar_fmnist, randar_l
+    from arclf.diffusion import dit_fmnist, DiT_XL_2
+    from arclf.core import run_info, atomic_write_text
+    import json
+    dev = torch.device(device) if device else default_device(); cuda = dev.type == 'cuda'
+    if cuda: enable_tf32()
+    cases = [('randar_fmnist', lambda: randar_fmnist(vocab_size=4096), bs_small, 'ar'),
+             ('dit_fmnist', dit_fmnist, bs_small, 'dit')]
+    if full: cases += [('randar_l', randar_l, 32, 'ar'), ('DiT_XL_2', DiT_XL_2, 32, 'dit')]
+    rows = []
+    for name, make, bs, kind in cases:
+        torch.manual_seed(0); m = make().to(dev)
+        if kind == 'ar':
+            N = m.cfg.grid[0] * m.cfg.grid[1]; tokens = 2 * N + 1
+            batch = (torch.randint(0, m.cfg.vocab_size, (bs, N), device=dev), torch.randint(0, m.cfg.num_classes, (bs,), device=dev))
+        else:
+            c = m.cfg; tokens = c.n_tokens
+            batch = (torch.randn(bs, c.in_channels, c.input_size, c.input_size, device=dev), torch.randint(0, c.num_classes, (bs,), device=dev))
+        r = benchmark_steps(m, batch, steps=steps, warmup=2, bf16=cuda, tokens_per_sample=tokens,
+                            flops_per_step=6 * _dense_params(m) * bs * tokens)
+        rows.append(dict(model=name, batch=bs, tokens_per_sample=tokens, params=sum(p.numel() for p in m.parameters()), **r))
+        del m
+    if out: atomic_write_text(json.dumps(dict(rows=rows, run_info=run_info()), indent=1), out)
+    return rows

@@ -1,0 +1,42 @@
+"The `arclf` command: help, data summary, evaluation with the shipped models, and errors a user can act on."
+import json, os, subprocess, sys
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+def arclf(*args, ok=True, timeout=600):
+    p = subprocess.run([sys.executable, '-m', 'arclf.cli', *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                       env={**os.environ, 'OMP_NUM_THREADS': '2'})
+    if ok: assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    return p
+
+def test_help_lists_every_command():
+    out = arclf('--help').stdout
+    for c in ('data', 'demo', 'eval', 'train', 'bench'): assert c in out
+    ev = arclf('eval', '--help').stdout
+    for opt in ('--clf', '--dataset', '--n ', '--n-per-class', '--prune', '--step', '--out'): assert opt in ev
+
+def test_data_summary(data_root):
+    out = arclf('data', '--root', str(data_root)).stdout
+    assert '60000' in out and '50000' in out
+
+@pytest.mark.parametrize('clf,n', [('randar', 3), ('raster', 1), ('dit', 3)])
+def test_eval_writes_results(data_root, tmp_path, clf, n):
+    arclf('eval', '--clf', clf, '--dataset', 'fashion_mnist+jpeg', '--n', str(n), '--n-per-class', '1', '--root', str(data_root),
+          '--out', str(tmp_path/'r.json'))
+    r = json.loads((tmp_path/'r.json').read_text())
+    assert r['images'] == 10 and set(r['acc']) == {'lower_bound', 'likelihood', 'posterior'}
+    assert 0 <= r['acc']['lower_bound'] <= 1 and r['forwards_per_image'] == 10 * n
+    assert r['run_info']['command'] and r['run_info']['torch']
+
+def test_eval_with_pruning(data_root, tmp_path):
+    arclf('eval', '--clf', 'randar', '--n-per-class', '1', '--prune', '1:3,3:1', '--root', str(data_root), '--out', str(tmp_path/'p.json'))
+    r = json.loads((tmp_path/'p.json').read_text())
+    assert r['forwards_per_image'] == 10 * 1 + 3 * 2
+
+def test_errors_name_the_problem(tmp_path):
+    p = arclf('eval', '--dataset', 'mnist', ok=False)
+    assert p.returncode != 0 and 'unknown dataset' in p.stderr
+    p = arclf('eval', '--model', str(tmp_path/'missing.pt'), ok=False)
+    assert p.returncode != 0 and 'missing.pt' in p.stderr
