@@ -12,8 +12,8 @@ from .data import load_dataset, summary, SHIFTS
 from .scorer import RandARClassifier, evaluate, accuracy, accuracy_vs_n, prune_scores, image_generator, RULES
 
 # %% auto 0
-__all__ = ['CLASSIFIERS', 'DEFAULT_MODELS', 'FAMILIES', 'build_classifier', 'run_eval', 'plot_acc_vs_time', 'demo', 'parser',
-           'main']
+__all__ = ['CLASSIFIERS', 'DEFAULT_MODELS', 'FAMILIES', 'build_classifier', 'run_eval', 'plot_acc_vs_time', 'demo', 'robustness',
+           'robustness_table', 'train_randar_cli', 'parser', 'main']
 
 # %% ../nbs/08_cli.ipynb 5
 CLASSIFIERS = ('randar', 'raster', 'dit', 'sit')
@@ -111,8 +111,51 @@ def demo(dataset: str = 'fashion_mnist', n_per_class: int = 10, ks=(1, 5, 20), d
     return rows
 
 # %% ../nbs/08_cli.ipynb 11
+def robustness(dataset: str = 'fashion_mnist', n_per_class: int = 10, K: int = 5, dit_n: int = 25, shifts=('none',) + SHIFTS,
+               out='results/robustness', seed: int = 0, root=None, device=None, progress: bool = False) -> dict:
+    "Accuracy of RandAR (K orders), raster AR and DiT on clean and shifted test subsets (Table 2 analogue)."
+    clfs = [(f'RandAR, K={K}', build_classifier('randar', device=device), K), ('raster AR, K=1', build_classifier('raster', device=device), 1),
+            (f'DiT, {dit_n} timesteps', build_classifier('dit', device=device), dit_n)]
+    rows = []
+    for sh in shifts:
+        ds = load_dataset(dataset + ('' if sh == 'none' else f'+{sh}'), 'test', root, seed=seed, n_per_class=n_per_class)
+        for name, clf, n in clfs:
+            r = evaluate(clf, ds, n, list(range(len(ds.classes))), seed=seed, progress=progress)
+            rows.append(dict(classifier=name, shift=sh, acc=accuracy(r['scores'], r['classes'], r['y']), s_per_image=r['seconds_per_image']))
+            print(f"{sh:15s} {name:22s} {100 * rows[-1]['acc']:5.1f}%", flush=True)
+    res = dict(dataset=dataset, images=len(ds), rows=rows, run_info=run_info())
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(json.dumps(res, indent=1), Path(out)/'table2.json')
+        atomic_write_text(robustness_table(res), Path(out)/'table2.md')
+    return res
+
+def robustness_table(res: dict) -> str:
+    "Markdown: classifiers x (clean, shifts) accuracy."
+    shifts = list(dict.fromkeys(r['shift'] for r in res['rows'])); names = list(dict.fromkeys(r['classifier'] for r in res['rows']))
+    acc = {(r['classifier'], r['shift']): r['acc'] for r in res['rows']}
+    s = f"{res['dataset']}, {res['images']} test images per column, top-1 accuracy (%)\n\n| classifier | " + ' | '.join(
+        'clean' if x == 'none' else x for x in shifts) + ' |\n|---|' + '---:|' * len(shifts) + '\n'
+    return s + ''.join(f'| {n} | ' + ' | '.join(f'{100 * acc[(n, x)]:.1f}' for x in shifts) + ' |\n' for n in names)
+
+# %% ../nbs/08_cli.ipynb 15
 FAMILIES = {'tokenizer': 'arclf.tokenizer', 'randar': 'arclf.randar', 'dit': 'arclf.diffusion', 'sit': 'arclf.diffusion',
             'diffusion': 'arclf.diffusion'}
+
+def train_randar_cli(argv):
+    "`arclf train randar`: tokenize Fashion-MNIST with a shipped tokenizer and train the random- or raster-order model."
+    p = argparse.ArgumentParser(prog='arclf train randar', description='Train the small RandAR on Fashion-MNIST tokens '
+                                '(arclf.randar.train_fmnist); writes arclf/weights/randar_fmnist[_raster].pt and results/randar/.')
+    p.add_argument('--order', choices=['random', 'raster'], default='random')
+    p.add_argument('--tokenizer', default='vq_fmnist_s', help='a tokenizer in arclf/weights (its codebook sets the vocabulary)')
+    p.add_argument('--epochs', type=int, default=1); p.add_argument('--bs', type=int, default=128)
+    p.add_argument('--lr', type=float, default=2e-3); p.add_argument('--warmup', type=int, default=50)
+    p.add_argument('--seed', type=int, default=0); p.add_argument('--n-train', type=int, default=None)
+    p.add_argument('--threads', type=int, default=None); p.add_argument('--out', default=None)
+    a = p.parse_args(argv)
+    from arclf.randar import train_fmnist
+    train_fmnist(a.order, a.tokenizer, epochs=a.epochs, bs=a.bs, lr=a.lr, warmup=a.warmup, seed=a.seed, threads=a.threads,
+                 n_train=a.n_train, out=a.out)
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='arclf', description='Order-marginalized autoregressive generative image classifiers.')
@@ -136,6 +179,10 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument('--prune', help='adaptive class pruning, e.g. "2:3,20:1" (cumulative samples:classes kept)')
     e.add_argument('--severity', type=int, default=3); e.add_argument('--seed', type=int, default=0)
     e.add_argument('--bs', type=int, default=16); e.add_argument('--out'); e.add_argument('--root'); e.add_argument('--device')
+    r = sub.add_parser('robustness', help='Table 2 analogue: clean vs Gaussian noise / JPEG / sketch accuracy')
+    r.add_argument('--dataset', default='fashion_mnist'); r.add_argument('--n-per-class', type=int, default=10)
+    r.add_argument('--K', type=int, default=5); r.add_argument('--dit-n', type=int, default=25)
+    r.add_argument('--out', default='results/robustness'); r.add_argument('--root'); r.add_argument('--device')
     t = sub.add_parser('train', help='train a model family (see `arclf train <family> --help`)')
     t.add_argument('family', choices=list(FAMILIES)); t.add_argument('args', nargs=argparse.REMAINDER)
     b = sub.add_parser('bench', help='speed benchmarks: training steps, or a model family\'s own (`arclf bench tokenizer`)')
@@ -159,6 +206,8 @@ def _main(argv=None):
     elif a.cmd == 'demo':
         demo(a.dataset, a.n_per_class or None, [int(k) for k in a.ks.split(',')], [int(k) for k in a.dit_ns.split(',')], a.out,
              a.seed, a.root, a.full, device=a.device)
+    elif a.cmd == 'robustness':
+        print(robustness_table(robustness(a.dataset, a.n_per_class, a.K, a.dit_n, out=a.out, root=a.root, device=a.device)))
     elif a.cmd == 'eval':
         r = run_eval(a.clf, a.dataset, a.n, a.n_per_class or None, a.model, a.tokenizer, a.seed, a.bs, a.out, a.severity, a.root,
                      a.device, a.prune, a.step)
@@ -171,11 +220,12 @@ def _main(argv=None):
         dev = a.device or ('cuda' if torch.cuda.is_available() else 'cpu')
         rows = training_benchmarks(a.full, dev, out=a.out or f'results/training/bench_{dev}.json')
         for r in rows: print(f"{r['model']:14s} batch {r['batch']:4d}  {r['tokens_per_s']:10.0f} tokens/s  {r.get('tflops', 0):.3f} TFLOP/s  {r['device']}")
+    elif a.family == 'randar': return train_randar_cli(a.args)
     else:
         import importlib
         mod = importlib.import_module(FAMILIES[a.family])
         if a.family in ('dit', 'sit') and '--kind' not in a.args: a.args = ['--kind', a.family] + a.args
         return mod.main(['train'] + a.args)
 
-# %% ../nbs/08_cli.ipynb 13
+# %% ../nbs/08_cli.ipynb 17
 if __name__ == '__main__' and '__file__' in globals(): main()
