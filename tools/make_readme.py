@@ -10,9 +10,10 @@ for c in nb['cells']:
     src = ''.join(c['source'])
     if c['cell_type'] == 'markdown': out.append(src)
     elif c['cell_type'] == 'code':
-        if src.lstrip().startswith('#| hide'): continue
+        directives = [l.replace(' ', '') for l in src.splitlines() if l.startswith('#|')]
+        if '#|hide' in directives: continue
         body = '\n'.join(l for l in src.splitlines() if not l.startswith('#|'))
-        if body.strip(): out.append(f'```python\n{body}\n```')
+        if body.strip() and '#|echo:false' not in directives: out.append(f'```python\n{body}\n```')
         for o in c.get('outputs', []):
             txt = ''.join(o.get('text', '')) or ''.join(o.get('data', {}).get('text/markdown', '')) or ''
             if o.get('data', {}).get('text/markdown'): out.append(txt)

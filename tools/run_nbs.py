@@ -27,8 +27,10 @@ def run(fn, slow=False):
         return False
     os.environ.setdefault('ARCLF_DOCS_RUN', '1')
     sh = CaptureShell(fn); sh.set_path(Path(fn).parent.resolve())
-    t = time.time()
-    sh.run_all(nb, exc_stop=True, preproc=pre)
+    t = time.time(); cwd = os.getcwd()
+    os.chdir(Path(fn).parent)                      # notebooks read ../results relative to nbs/, as nbdev_test runs them
+    try: sh.run_all(nb, exc_stop=True, preproc=pre)
+    finally: os.chdir(cwd)
     for c in nb.cells:
         if id(c) in kept: c['outputs'], c['execution_count'] = kept[id(c)]
         c.pop('directives_', None)
