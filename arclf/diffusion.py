@@ -24,7 +24,7 @@ __all__ = ['PRESETS', 'DDPM', 'WEIGHTINGS', 'DC_SCHEDULES', 'RESULTS', 'DiTConfi
            'benchmark', 'benchmark_dit_xl2', 'run_meta', 'fmnist_eval_set', 'load_small', 'small_classifier',
            'eval_scores', 'table7', 'report', 'plot_results', 'main']
 
-# %% ../nbs/04_diffusion.ipynb 5
+# %% ../nbs/04_diffusion.ipynb 6
 @dataclass
 class DiTConfig:
     input_size: int = 32            # latent (or pixel) side
@@ -49,7 +49,7 @@ class DiTConfig:
     @property
     def n_tokens(self): return (self.input_size // self.patch_size) ** 2
 
-# %% ../nbs/04_diffusion.ipynb 6
+# %% ../nbs/04_diffusion.ipynb 7
 def modulate(x, shift, scale): return x * (1 + scale[:, None]) + shift[:, None]
 
 def sincos_2d(dim: int, grid: int) -> Tensor:
@@ -123,7 +123,7 @@ class FinalLayer(nn.Module):
         sh, sc = self.adaLN_modulation(c).chunk(2, dim=1)
         return self.linear(modulate(self.norm_final(x), sh, sc))
 
-# %% ../nbs/04_diffusion.ipynb 7
+# %% ../nbs/04_diffusion.ipynb 8
 class DiT(nn.Module):
     "DiT / SiT backbone: `forward(x, t, y)` -> `[B, out_channels, H, W]` (ε̂ or v̂ first, then the sigma half)."
     config_class = DiTConfig
@@ -174,7 +174,7 @@ class DiT(nn.Module):
         t = torch.rand(len(x), device=x.device)
         return F.mse_loss(self.predict(sit_interp(x, t, eps), t, y), x - eps)
 
-# %% ../nbs/04_diffusion.ipynb 9
+# %% ../nbs/04_diffusion.ipynb 10
 def DiT_XL_2(**kw) -> DiT:
     "DiT-XL/2 at 256 px (latent 4×32×32): the layout of the released `DiT-XL-2-256x256.pt`."
     return DiT(DiTConfig(**{**dict(input_size=32, patch_size=2, in_channels=4, hidden_size=1152, depth=28, num_heads=16), **kw}))
@@ -194,12 +194,12 @@ def sit_fmnist(**kw) -> DiT:
 
 PRESETS = dict(DiT_XL_2=DiT_XL_2, SiT_XL_2=SiT_XL_2, dit_fmnist=dit_fmnist, sit_fmnist=sit_fmnist)
 
-# %% ../nbs/04_diffusion.ipynb 12
+# %% ../nbs/04_diffusion.ipynb 13
 def meta_model(preset, **kw) -> DiT:
     "Build a preset on the meta device (shapes only; for layout checks of the 675M-parameter models)."
     with torch.device('meta'): return PRESETS[preset](**kw) if isinstance(preset, str) else preset(**kw)
 
-# %% ../nbs/04_diffusion.ipynb 15
+# %% ../nbs/04_diffusion.ipynb 16
 class DDPMSchedule:
     "The DDPM schedule of DiT: `T` steps, β linear in [`beta_start`, `beta_end`] (scaled by 1000/T), float64."
     kind = 'dit'
@@ -246,7 +246,7 @@ class FlowSchedule:
         t = torch.as_tensor(t, dtype=torch.float64).cpu(); return t ** 2 / (1 - t) ** 2
     def snr_cleaner(self, t): return self.snr((torch.as_tensor(t, dtype=torch.float64).cpu() + 1 / self.T).clamp(max=1))
 
-# %% ../nbs/04_diffusion.ipynb 18
+# %% ../nbs/04_diffusion.ipynb 19
 def timestep_grid(n_t: int | None = None, step: int | None = None, T: int = 1000) -> Tensor:
     "Midpoints of `n_t` equal bins of [0, T) (or of bins `step` wide) as integer DiT indices: step 4 -> 2, 6, …, 998."
     if (n_t is None) == (step is None): raise ValueError('give exactly one of n_t (number of timesteps) or step (bin width)')
@@ -266,7 +266,7 @@ def spread_order(n: int) -> Tensor:
     out += [i for i in range(n) if i not in seen]
     return torch.tensor(out)
 
-# %% ../nbs/04_diffusion.ipynb 21
+# %% ../nbs/04_diffusion.ipynb 22
 def fmnist(split: str = 'train'):
     "Fashion-MNIST as `(images in [-1, 1] [N,1,28,28], labels)` through `arclf.data` (set `ARCLF_DATA`)."
     from arclf.data import load_fashion_mnist
@@ -294,7 +294,7 @@ def train_diffusion(images: Tensor, labels: Tensor, preset='dit_fmnist', epochs:
                         history=learn.history, train_seconds=round(time.time() - t0, 1), torch=str(torch.__version__))
     return model
 
-# %% ../nbs/04_diffusion.ipynb 26
+# %% ../nbs/04_diffusion.ipynb 27
 WEIGHTINGS = ('constant', 'elbo', 'x0', 'min_snr5', 'v', 'fm_ot')
 
 def weighting(name: str, sched, t) -> Tensor:
@@ -315,7 +315,7 @@ def weighting(name: str, sched, t) -> Tensor:
         return snr.rsqrt() - sched.snr_cleaner(t).rsqrt()
     raise ValueError(f'unknown weighting {name!r}: use one of {WEIGHTINGS} (or min_snr<gamma>)')
 
-# %% ../nbs/04_diffusion.ipynb 31
+# %% ../nbs/04_diffusion.ipynb 32
 class DiffusionClassifier(GenerativeClassifier):
     "Bayes classifier from a class-conditional DiT (ε) or SiT (velocity) model: weighted ε-error over shared (t, ε)."
     def __init__(self, model: DiT, n_t: int | None = None, step: int | None = 4, weighting: str = 'constant',
@@ -392,7 +392,7 @@ class DiffusionClassifier(GenerativeClassifier):
         err = self.errors(z, classes, samples)
         return -(self.weights(samples['t']).to(err.device, torch.float32)[:, None] * err)
 
-# %% ../nbs/04_diffusion.ipynb 33
+# %% ../nbs/04_diffusion.ipynb 34
 def sd_vae_encoder(src='stabilityai/sd-vae-ft-ema', device=None, sample: bool = False, scale: float = 0.18215):
     "An encoder `images [-1,1] [B,3,256,256] -> latents [B,4,32,32]` from a local/hub `AutoencoderKL` (needs diffusers)."
     try: from diffusers.models import AutoencoderKL
@@ -406,7 +406,7 @@ def sd_vae_encoder(src='stabilityai/sd-vae-ft-ema', device=None, sample: bool = 
         return (d.sample() if sample else d.mean).float() * scale
     return encode
 
-# %% ../nbs/04_diffusion.ipynb 35
+# %% ../nbs/04_diffusion.ipynb 36
 class OracleEps(nn.Module):
     "Test double for one image `x0`: returns the exact ε (DiT) or velocity (SiT) for class `y_true`, a biased one otherwise."
     def __init__(self, cfg: DiTConfig, x0: Tensor, y_true: int, bias: float = 0.3):
@@ -421,7 +421,7 @@ class OracleEps(nn.Module):
             out = self.x0 - eps
         return out + self.bias * (y != self.y_true).to(x_t.dtype).view(-1, 1, 1, 1)
 
-# %% ../nbs/04_diffusion.ipynb 38
+# %% ../nbs/04_diffusion.ipynb 39
 DC_SCHEDULES = {   # dataset: (classes, n_samples, to_keep, forwards per image as published/recomputed in the notes)
     'cifar10': (10, (50, 500), (5, 1), 2750), 'pets': (37, (25, 250), (5, 1), 2050),
     'stl10': (10, (100, 500), (5, 1), 3000), 'food101': (101, (20, 50, 100, 500), (20, 10, 5, 1), 5570),
@@ -464,7 +464,7 @@ def dc_adaptive_predict(clf: DiffusionClassifier, images: Tensor, classes, n_sam
         alive = alive.gather(1, run.topk(st['keep'], -1).indices)
     return dict(pred=cls.gather(1, alive)[:, 0], forwards=plan['forwards'])
 
-# %% ../nbs/04_diffusion.ipynb 41
+# %% ../nbs/04_diffusion.ipynb 42
 @torch.no_grad()
 def sample(model: DiT, y: Tensor, steps: int = 50, generator: torch.Generator | None = None) -> Tensor:
     "Class-conditional samples in [-1, 1] for labels `y`: DDIM (η=0) for DiT, Euler on the velocity for SiT."
@@ -495,7 +495,7 @@ def show_grid(x: Tensor, nrow: int = 10, ax=None, title=None):
     if title: ax.set_title(title, fontsize=9)
     return ax
 
-# %% ../nbs/04_diffusion.ipynb 46
+# %% ../nbs/04_diffusion.ipynb 47
 def _sync(dev):
     if torch.device(dev).type == 'cuda': torch.cuda.synchronize()
 
@@ -526,7 +526,7 @@ def benchmark_dit_xl2(n_classes: int = 1000, n_t: int = 250, batch: int = 250, n
     return dict(model=f'{kind.upper()}-XL/2-256', dtype=str(dtype), batch=batch, seconds_per_forward=per,
                 forwards_per_image=n_classes * n_t, seconds_per_image=per * n_classes * n_t, device=str(device))
 
-# %% ../nbs/04_diffusion.ipynb 49
+# %% ../nbs/04_diffusion.ipynb 50
 RESULTS = Path('results/diffusion')
 
 def run_meta(cmd: str) -> dict:
@@ -649,7 +649,7 @@ def plot_results(out=RESULTS, save: bool = False):
     if save: fig.savefig(out/'fig6_table7.png', dpi=120)
     return fig
 
-# %% ../nbs/04_diffusion.ipynb 56
+# %% ../nbs/04_diffusion.ipynb 57
 def main(argv=None):
     import argparse
     p = argparse.ArgumentParser('python -m arclf.diffusion', description='arclf diffusion baselines: train / evaluate / benchmark')
@@ -683,5 +683,5 @@ class _LogCB:
     def after_batch(self, learn):
         if learn.training and learn.iter % 50 == 0: print(f'iter {learn.iter} loss {learn.loss.item():.4f} {time.strftime("%X")}', flush=True)
 
-# %% ../nbs/04_diffusion.ipynb 57
+# %% ../nbs/04_diffusion.ipynb 58
 if __name__ == '__main__' and '__file__' in globals(): main()

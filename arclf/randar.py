@@ -21,7 +21,7 @@ __all__ = ['SMALL', 'PRESETS', 'find_multiple', 'RandARConfig', 'rope_2d', 'appl
            'run_meta', 'encode_tokens', 'train_fmnist', 'sample_images', 'save_sample_grid', 'fmnist_samples',
            'bench_randar']
 
-# %% ../nbs/02_randar.ipynb 5
+# %% ../nbs/02_randar.ipynb 6
 def find_multiple(n: int, k: int) -> int:
     "The smallest multiple of `k` that is ≥ `n`."
     return n if n % k == 0 else n + k - n % k
@@ -61,7 +61,7 @@ class RandARConfig:
         if self.ffn_dim_multiplier is not None: h = int(self.ffn_dim_multiplier * h)
         return find_multiple(h, self.multiple_of)
 
-# %% ../nbs/02_randar.ipynb 8
+# %% ../nbs/02_randar.ipynb 9
 def rope_2d(grid: tuple, head_dim: int, base: float = 10000., dtype=torch.float64) -> Tensor:
     "(cos, sin) of the 2D RoPE angles per grid cell: `[h*w, head_dim//2, 2]`, rows in the first half of the pairs, columns in the second."
     h, w = grid; half = head_dim // 2
@@ -78,7 +78,7 @@ def apply_rope(x: Tensor, cs: Tensor) -> Tensor:
     f = torch.view_as_complex(cs.to(dt).contiguous()).unsqueeze(2)
     return torch.view_as_real(xc * f).flatten(-2).type_as(x)
 
-# %% ../nbs/02_randar.ipynb 12
+# %% ../nbs/02_randar.ipynb 13
 class RMSNorm(nn.Module):
     "RMSNorm computed in (at least) float32, cast back, then scaled by a learned weight."
     def __init__(self, dim: int, eps: float = 1e-5):
@@ -142,7 +142,7 @@ class ClassEmbedding(nn.Module):
         self.embedding_table = nn.Embedding(num_classes + 1, dim)
     def forward(self, cond: Tensor) -> Tensor: return self.embedding_table(cond)
 
-# %% ../nbs/02_randar.ipynb 14
+# %% ../nbs/02_randar.ipynb 15
 def random_orders(B: int, N: int, generator: torch.Generator | None = None, device=None) -> Tensor:
     "`B` uniformly random permutations of `0..N-1` (one `randperm` per row, drawn on the CPU from `generator`): `[B, N]`."
     o = torch.stack([torch.randperm(N, generator=generator) for _ in range(B)]) if B else torch.zeros(0, N, dtype=torch.long)
@@ -152,7 +152,7 @@ def raster_orders(B: int, N: int, device=None) -> Tensor:
     "The identity order (raster scan) for `B` sequences: `[B, N]`."
     return torch.arange(N, device=device).repeat(B, 1)
 
-# %% ../nbs/02_randar.ipynb 17
+# %% ../nbs/02_randar.ipynb 18
 @contextmanager
 def _eval_mode(model: nn.Module):
     was = model.training; model.eval()
@@ -271,7 +271,7 @@ class RandAR(nn.Module):
         logits = self(tokens, labels, order)
         return F.cross_entropy(logits.flatten(0, 1), tokens.gather(1, order).flatten())
 
-# %% ../nbs/02_randar.ipynb 23
+# %% ../nbs/02_randar.ipynb 24
 def _sample(logits: Tensor, temperature: float = 1.0, top_k: int | None = None, generator=None) -> Tensor:
     "One token per row of `logits` `[B, V]`: greedy if `temperature == 0`, else from softmax(logits / T) over the `top_k` best."
     if temperature == 0: return logits.argmax(-1)
@@ -323,7 +323,7 @@ def generate(model: RandAR, cond: Tensor, order: Tensor | None = None, cfg_scale
 
 RandAR.generate = generate
 
-# %% ../nbs/02_randar.ipynb 29
+# %% ../nbs/02_randar.ipynb 30
 def randar_l(**kw) -> RandAR:
     "RandAR-L (0.3B): 24 layers, 16 heads, dim 1024, 16384 tokens on a 16×16 grid, 1000 classes."
     return RandAR(RandARConfig(**{**dict(dim=1024, n_layer=24, n_head=16), **kw}))
@@ -352,7 +352,7 @@ def load_randar(src, preset: str | None = 'randar_l', key: str | None = None, **
     m = m.to_empty(device='cpu')
     return load_strict(m, src, key=key, what=f'RandAR preset {preset}').eval()
 
-# %% ../nbs/02_randar.ipynb 33
+# %% ../nbs/02_randar.ipynb 34
 def _build(preset, vocab_size: int, order: str, **kw) -> RandAR:
     if isinstance(preset, RandAR): return preset
     if isinstance(preset, RandARConfig): return RandAR(dataclasses.replace(preset, order=order, **kw))
@@ -413,7 +413,7 @@ def train_randar(tokens: Tensor, labels: Tensor, preset='randar_fmnist', epochs:
         save_pretrained(model.cpu(), out, **rec)
     return model.eval()
 
-# %% ../nbs/02_randar.ipynb 37
+# %% ../nbs/02_randar.ipynb 38
 def run_meta(command: str | None = None) -> dict:
     "Provenance of a result: command, git revision, torch version, hardware, threads, time."
     try: rev = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, timeout=5).stdout.strip() or None
@@ -478,7 +478,7 @@ def train_fmnist(order: str = 'random', tokenizer: str = 'vq_fmnist_s', epochs: 
     atomic_write_text(json.dumps(meta, indent=1, default=str), res/f'train_{name}.json')
     return model
 
-# %% ../nbs/02_randar.ipynb 39
+# %% ../nbs/02_randar.ipynb 40
 @torch.no_grad()
 def sample_images(model: RandAR, tokenizer, classes=None, n: int = 8, cfg_scale: float = 1.0, temperature: float = 1.0,
                   top_k: int | None = None, seed: int = 0) -> tuple[Tensor, Tensor]:
@@ -512,7 +512,7 @@ def fmnist_samples(results='results/randar', n: int = 8, seed: int = 0, cfg_scal
             save_sample_grid(imgs, y, FASHION_CLASSES, Path(results)/f'samples_{name}_cfg{s:g}.png',
                              f'{name} ({m.cfg.order} order), CFG scale {s:g}, temperature 1')
 
-# %% ../nbs/02_randar.ipynb 41
+# %% ../nbs/02_randar.ipynb 42
 def _timeit(fn, n: int, sync) -> float:
     fn(); sync()
     t = time.perf_counter()

@@ -318,7 +318,7 @@ def vq_cifar_l(pretrained: bool = False, **overrides) -> VQModel:
     "CIFAR-10, 8×8 tokens, 4096 codes (LlamaGen-like); `pretrained=True` loads the weights trained here."
     return _small('vq_cifar_l', pretrained, **overrides)
 
-# %% ../nbs/01_tokenizer.ipynb 26
+# %% ../nbs/01_tokenizer.ipynb 27
 class VQStatsCB(Callback):
     "Average `model.last_stats` (losses, perplexity, codebook usage) over each training epoch into `learn.history`."
     order = 40
@@ -331,7 +331,7 @@ class VQStatsCB(Callback):
     def after_record(self, learn):
         learn.history[-1].update({k: v / max(self.n, 1) for k, v in self.sums.items()})
 
-# %% ../nbs/01_tokenizer.ipynb 27
+# %% ../nbs/01_tokenizer.ipynb 28
 def _images(x: Tensor) -> Tensor:
     "uint8 [N, C, H, W] → float [-1, 1]; float input is passed through."
     return x.float().div(127.5).sub(1.) if x.dtype == torch.uint8 else x
@@ -374,7 +374,7 @@ def recon_metrics(model: VQModel, images: Tensor, bs: int = 500) -> dict:
     mse = float(F.mse_loss(rec, x))
     return dict(mse=mse, psnr=psnr(mse), **code_stats(ids, model.vocab_size))
 
-# %% ../nbs/01_tokenizer.ipynb 29
+# %% ../nbs/01_tokenizer.ipynb 30
 DATASET_OF = {'vq_fmnist_s': 'fashion_mnist', 'vq_fmnist_l': 'fashion_mnist', 'vq_cifar_s': 'cifar10', 'vq_cifar_l': 'cifar10'}
 
 def _load_split(dataset: str, split: str):
@@ -420,7 +420,7 @@ def train_tokenizer(preset: str, dataset: str | None = None, epochs: int = 2, bs
         save_pretrained(model.cpu(), path, **model.meta)
     return model
 
-# %% ../nbs/01_tokenizer.ipynb 37
+# %% ../nbs/01_tokenizer.ipynb 39
 @torch.no_grad()
 def latent_noise_table(model: VQModel, images: Tensor, ts=(0., .1, .2, .3, .4, .5), bs: int = 500, seed: int = 0,
                        feature_net=None) -> list:
@@ -438,7 +438,7 @@ def latent_noise_table(model: VQModel, images: Tensor, ts=(0., .1, .2, .3, .4, .
         rows.append(r)
     return rows
 
-# %% ../nbs/01_tokenizer.ipynb 39
+# %% ../nbs/01_tokenizer.ipynb 41
 class FeatureNet(nn.Module):
     "A small CNN classifier; `features(x)` is its 128-d penultimate layer (for the Fréchet distance)."
     def __init__(self, in_channels: int = 1, n_classes: int = 10, width: int = 32):
@@ -482,7 +482,7 @@ def frechet_distance(f1: Tensor, f2: Tensor) -> float:
     tr_sqrt = torch.linalg.eigvalsh(s1 @ c2 @ s1).clamp_min(0).sqrt().sum()
     return float(((mu1 - mu2) ** 2).sum() + torch.trace(c1) + torch.trace(c2) - 2 * tr_sqrt)
 
-# %% ../nbs/01_tokenizer.ipynb 43
+# %% ../nbs/01_tokenizer.ipynb 45
 def _save_fig(fig, path):
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches='tight')
@@ -553,7 +553,7 @@ def evaluate_tokenizers(presets=('vq_fmnist_s', 'vq_fmnist_l'), n_eval: int = 50
     atomic_write_text(json.dumps(meta, indent=1), meta_p)
     return res
 
-# %% ../nbs/01_tokenizer.ipynb 45
+# %% ../nbs/01_tokenizer.ipynb 47
 @torch.no_grad()
 def _throughput(model, x, bs, reps=1, dtype=None):
     dev = model.quant_conv.weight.device
@@ -607,7 +607,7 @@ def benchmark_encode(presets=('vq_fmnist_s', 'vq_fmnist_l', 'vq_cifar_s', 'vq_ci
                                           command='python -m arclf.tokenizer bench', **_env_info()), indent=1), out)
     return rows
 
-# %% ../nbs/01_tokenizer.ipynb 47
+# %% ../nbs/01_tokenizer.ipynb 49
 def main(argv=None):
     import argparse, sys
     ap = argparse.ArgumentParser(prog='python -m arclf.tokenizer', description='Train, evaluate and benchmark VQ tokenizers.')
