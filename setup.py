@@ -31,7 +31,7 @@ setuptools.setup(
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=['arclf', 'arclf.*']),
     include_package_data=True,
-    package_data={'arclf': ['configs/*.json']},
+    package_data={'arclf': ['weights/*.pt']},
     install_requires=requirements,
     extras_require={'dev': dev_requirements},
     dependency_links=cfg.get('dep_links', '').split(),

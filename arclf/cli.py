@@ -13,7 +13,7 @@ from .scorer import RandARClassifier, evaluate, accuracy, accuracy_vs_n, prune_s
 
 # %% auto 0
 __all__ = ['CLASSIFIERS', 'DEFAULT_MODELS', 'FAMILIES', 'build_classifier', 'run_eval', 'plot_acc_vs_time', 'demo', 'robustness',
-           'robustness_table', 'train_randar_cli', 'parser', 'main']
+           'robustness_table', 'train_randar_cli', 'config_argv', 'parser', 'main', 'train_cli']
 
 # %% ../nbs/08_cli.ipynb 5
 CLASSIFIERS = ('randar', 'raster', 'dit', 'sit')
@@ -157,6 +157,22 @@ def train_randar_cli(argv):
     train_fmnist(a.order, a.tokenizer, epochs=a.epochs, bs=a.bs, lr=a.lr, warmup=a.warmup, seed=a.seed, threads=a.threads,
                  n_train=a.n_train, out=a.out)
 
+def config_argv(path) -> tuple[str, list[str]]:
+    """A training config (a plain JSON file in `configs/`) as `(family, argv)` for `arclf train`: `"positional"` values
+    first, then every other key as a flag spelled as in the family's command line (`{"epochs": 2}` -> `--epochs 2`)."""
+    p = Path(path)
+    if not p.exists(): raise FileNotFoundError(f'config not found: {p} (the shipped ones are in configs/)')
+    try: cfg = json.loads(p.read_text())
+    except json.JSONDecodeError as e: raise ValueError(f'{p} is not valid JSON: {e}') from e
+    fam = cfg.pop('family', None)
+    if fam not in FAMILIES: raise ValueError(f'{p}: "family" must be one of {list(FAMILIES)}, got {fam!r}')
+    argv = [str(v) for v in cfg.pop('positional', [])]
+    for k, v in cfg.items():
+        if isinstance(v, bool):
+            if v: argv.append(f'--{k}')
+        else: argv += [f'--{k}', str(v)]
+    return fam, argv
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='arclf', description='Order-marginalized autoregressive generative image classifiers.')
     sub = p.add_subparsers(dest='cmd', required=True)
@@ -183,8 +199,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument('--dataset', default='fashion_mnist'); r.add_argument('--n-per-class', type=int, default=10)
     r.add_argument('--K', type=int, default=5); r.add_argument('--dit-n', type=int, default=25)
     r.add_argument('--out', default='results/robustness'); r.add_argument('--root'); r.add_argument('--device')
-    t = sub.add_parser('train', help='train a model family (see `arclf train <family> --help`)')
-    t.add_argument('family', choices=list(FAMILIES)); t.add_argument('args', nargs=argparse.REMAINDER)
+    t = sub.add_parser('train', help='train a model family (`arclf train <family> --help`), or from a config: '
+                       '`arclf train --config configs/randar_fmnist.json` (extra flags override it)')
+    t.add_argument('--config', help='a JSON training config (see configs/); it names the family')
+    t.add_argument('family', nargs='?', choices=list(FAMILIES)); t.add_argument('args', nargs=argparse.REMAINDER)
     b = sub.add_parser('bench', help='speed benchmarks: training steps, or a model family\'s own (`arclf bench tokenizer`)')
     b.add_argument('what', choices=['training', 'tokenizer']); b.add_argument('--full', action='store_true', help='full-size presets too (GPU)')
     b.add_argument('--device'); b.add_argument('--out'); b.add_argument('args', nargs=argparse.REMAINDER)
@@ -220,12 +238,22 @@ def _main(argv=None):
         dev = a.device or ('cuda' if torch.cuda.is_available() else 'cpu')
         rows = training_benchmarks(a.full, dev, out=a.out or f'results/training/bench_{dev}.json')
         for r in rows: print(f"{r['model']:14s} batch {r['batch']:4d}  {r['tokens_per_s']:10.0f} tokens/s  {r.get('tflops', 0):.3f} TFLOP/s  {r['device']}")
-    elif a.family == 'randar': return train_randar_cli(a.args)
-    else:
-        import importlib
-        mod = importlib.import_module(FAMILIES[a.family])
-        if a.family in ('dit', 'sit') and '--kind' not in a.args: a.args = ['--kind', a.family] + a.args
-        return mod.main(['train'] + a.args)
+    elif a.cmd == 'train': return train_cli(a)
+
+def train_cli(a):
+    "`arclf train [family] [--config FILE] [flags]`: hand the flags (config first, then overrides) to the family's trainer."
+    if '--config' in a.args:                                        # `arclf train randar --config F`: after the family
+        i = a.args.index('--config'); a.config, a.args = a.args[i + 1], a.args[:i] + a.args[i + 2:]
+    if a.config:
+        fam, cargs = config_argv(a.config)
+        if a.family and a.family != fam: raise ValueError(f'{a.config} is a {fam!r} config, not {a.family!r}')
+        a.family, a.args = fam, cargs + a.args
+    if a.family is None: raise ValueError('name a family (tokenizer, randar, dit, sit) or pass --config')
+    if a.family == 'randar': return train_randar_cli(a.args)
+    import importlib
+    mod = importlib.import_module(FAMILIES[a.family])
+    if a.family in ('dit', 'sit') and '--kind' not in a.args: a.args = ['--kind', a.family] + a.args
+    return mod.main(['train'] + a.args)
 
 # %% ../nbs/08_cli.ipynb 17
 if __name__ == '__main__' and '__file__' in globals(): main()

@@ -40,3 +40,23 @@ def test_errors_name_the_problem(tmp_path):
     assert p.returncode != 0 and 'unknown dataset' in p.stderr
     p = arclf('eval', '--model', str(tmp_path/'missing.pt'), ok=False)
     assert p.returncode != 0 and 'missing.pt' in p.stderr
+
+def test_configs_are_the_shipped_recipes():
+    "Every config names a family and matches the recipe stored in the weights it reproduces."
+    import torch
+    from arclf.cli import config_argv
+    for p in sorted((ROOT/'configs').glob('*.json')):
+        fam, argv = config_argv(p)
+        w = ROOT/'arclf'/'weights'/f'{p.stem}.pt'
+        assert w.exists(), f'{p.name} has no shipped weights {w.name}'
+        meta = torch.load(w, map_location='cpu', weights_only=True)['meta']
+        recipe = meta.get('recipe', {})
+        flags = dict(zip(argv[len(argv) % 2::2], argv[len(argv) % 2 + 1::2]))
+        for k in ('epochs', 'bs', 'lr'):
+            if k in recipe: assert float(flags[f'--{k}']) == float(recipe[k]), (p.name, k, flags, recipe)
+
+def test_train_config_errors(tmp_path):
+    p = arclf('train', '--config', str(tmp_path/'nope.json'), ok=False)
+    assert p.returncode == 2 and 'config not found' in p.stderr
+    p = arclf('train', 'dit', '--config', str(ROOT/'configs'/'randar_fmnist.json'), ok=False)
+    assert p.returncode == 2 and "is a 'randar' config" in p.stderr
