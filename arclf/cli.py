@@ -76,7 +76,8 @@ def plot_acc_vs_time(rows, path=None, title='Fashion-MNIST'):
         rr = [r for r in rows if r['family'] == fam]
         ax.plot([r['s_per_image'] for r in rr], [100 * r['acc'] for r in rr], 'o-', label=fam)
         for r in rr: ax.annotate(str(r['n']), (r['s_per_image'], 100 * r['acc']), fontsize=7, xytext=(3, 3), textcoords='offset points')
-    ax.set_xscale('log'); ax.set_xlabel('seconds per image (log)'); ax.set_ylabel('top-1 accuracy (%)'); ax.set_title(title, fontsize=10)
+    from matplotlib.ticker import NullFormatter
+    ax.set_xscale('log'); ax.xaxis.set_minor_formatter(NullFormatter()); ax.set_xlabel('seconds per image (log)'); ax.set_ylabel('top-1 accuracy (%)'); ax.set_title(title, fontsize=10)
     ax.grid(alpha=.3); ax.legend(fontsize=8); fig.tight_layout()
     if path: fig.savefig(path, dpi=120)
     return fig
