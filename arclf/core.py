@@ -17,7 +17,7 @@ __all__ = ['WRAP_KEYS', 'WEIGHTS_DIR', 'default_device', 'seed_everything', 'to_
            'atomic_save', 'atomic_write_text', 'load_weights', 'layout', 'layout_diff', 'load_strict',
            'random_state_dict', 'save_pretrained', 'load_pretrained', 'TensorLoader', 'CancelFitException',
            'CancelEpochException', 'CancelBatchException', 'Callback', 'run_cbs', 'default_loss', 'param_groups',
-           'adamw', 'Learner', 'lr_factor', 'SchedCB', 'GradClipCB', 'ProgressCB']
+           'adamw', 'Learner', 'lr_factor', 'SchedCB', 'GradClipCB', 'ProgressCB', 'LogCB']
 
 # %% ../nbs/00_core.ipynb 5
 def default_device() -> torch.device:
@@ -355,3 +355,19 @@ class ProgressCB(Callback):
     def after_record(self, learn):
         r = learn.history[-1]
         self.mbar.write(' '.join(f'{k} {v:.4f}' if isinstance(v, float) else f'{k} {v}' for k, v in r.items()))
+
+# %% ../nbs/00_core.ipynb 29
+class LogCB(Callback):
+    "Print (and append to `file`) a line every `every` training steps and one per epoch."
+    order = 60
+    def __init__(self, every: int = 100, file=None): self.every, self.file, self.t0 = every, file, None
+    def _w(self, s):
+        if not self.every: return
+        print(s, flush=True)
+        if self.file:
+            with open(self.file, 'a') as f: f.write(s + '\n')
+    def before_fit(self, learn): self.t0 = time.time()
+    def after_batch(self, learn):
+        if self.every and learn.training and learn.iter % self.every == 0:
+            self._w(f'iter {learn.iter} loss {learn.loss.item():.4f} lr {learn.opt.param_groups[0]["lr"]:.2e} {time.time() - self.t0:.0f}s')
+    def after_record(self, learn): self._w(f'{learn.history[-1]} {time.time() - self.t0:.0f}s')

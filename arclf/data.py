@@ -79,8 +79,8 @@ class ImageSet:
         return TensorLoader(self.x, self.y, bs=bs, shuffle=shuffle, seed=seed, tfm=lambda b: (to_float(b[0]), b[1]), **kw)
 
 def to_float(x: Tensor) -> Tensor:
-    "uint8 images to float32 in [-1, 1]."
-    return x.float().div_(127.5).sub_(1.)
+    "uint8 images to float32 in [-1, 1]; anything else (images already in [-1, 1], token ids) is returned as it is."
+    return x.float().div_(127.5).sub_(1.) if x.dtype == torch.uint8 else x
 
 def to_uint8(x: Tensor) -> Tensor:
     "Images in [-1, 1] back to uint8."

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
-from .core import (check_images, load_strict, save_pretrained, load_pretrained, TensorLoader, Learner, SchedCB,
+from .core import (LogCB, check_images, load_strict, save_pretrained, load_pretrained, TensorLoader, Learner, SchedCB,
                         GradClipCB, seed_everything, num_params, atomic_write_text, layout, WEIGHTS_DIR)
 from .scorer import GenerativeClassifier, expand_classes
 
@@ -671,17 +671,12 @@ def main(argv=None):
         x, y = fmnist('train')
         out = a.out or WEIGHTS_DIR/f'{a.kind}_fmnist.pt'
         m = train_diffusion(x, y, preset=f'{a.kind}_fmnist', epochs=a.epochs, bs=a.bs, lr=a.lr, seed=a.seed, out=out,
-                            cbs=[_LogCB()], device='cpu')
+                            cbs=[LogCB(50)], device='cpu')
         print(f'saved {out}')
     elif a.cmd == 'eval':
         eval_scores(a.kind, a.n_per_class, a.n)
     elif a.cmd == 'table7': table7(a.kind, a.n_per_class, a.budget)
     elif a.cmd == 'report': report()
-
-class _LogCB:
-    order, learn = 60, None
-    def after_batch(self, learn):
-        if learn.training and learn.iter % 50 == 0: print(f'iter {learn.iter} loss {learn.loss.item():.4f} {time.strftime("%X")}', flush=True)
 
 # %% ../nbs/04_diffusion.ipynb 58
 if __name__ == '__main__' and '__file__' in globals(): main()

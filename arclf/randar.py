@@ -11,13 +11,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import (Learner, TensorLoader, SchedCB, GradClipCB, ProgressCB, Callback, seed_everything, default_device,
+from .core import (LogCB, Learner, TensorLoader, SchedCB, GradClipCB, ProgressCB, Callback, seed_everything, default_device,
                         load_strict, save_pretrained, load_pretrained, atomic_write_text, num_params, layout)
 
 # %% auto 0
 __all__ = ['SMALL', 'PRESETS', 'find_multiple', 'RandARConfig', 'rope_2d', 'apply_rope', 'RMSNorm', 'KVCache', 'Attention',
            'FeedForward', 'Block', 'ClassEmbedding', 'random_orders', 'raster_orders', 'RandAR', 'generate', 'randar_l',
-           'randar_xl', 'randar_fmnist', 'randar_cifar', 'load_randar', 'LogCB', 'nll_per_token', 'train_randar',
+           'randar_xl', 'randar_fmnist', 'randar_cifar', 'load_randar', 'LossCurveCB', 'nll_per_token', 'train_randar',
            'run_meta', 'encode_tokens', 'train_fmnist', 'sample_images', 'save_sample_grid', 'fmnist_samples',
            'bench_randar']
 
@@ -360,20 +360,10 @@ def _build(preset, vocab_size: int, order: str, **kw) -> RandAR:
     if preset not in PRESETS: raise ValueError(f'unknown preset {preset!r}; choose one of {list(PRESETS)} or pass a RandARConfig')
     return PRESETS[preset](vocab_size=vocab_size, order=order, **kw)
 
-class LogCB(Callback):
-    "Print (or write to a file) one line per epoch and every `every` steps."
-    order = 60
-    def __init__(self, every: int = 100, file=None): self.every, self.file, self.t0 = every, file, None
-    def _w(self, s):
-        if not self.every: return
-        print(s, flush=True)
-        if self.file: open(self.file, 'a').write(s + '\n')
-    def before_fit(self, learn): self.t0 = time.time()
+class LossCurveCB(Callback):
+    "Record `(step, loss)` of every training step in `learn.loss_curve` (kept in the weights' metadata)."
     def after_batch(self, learn):
         if learn.training: learn.loss_curve.append((learn.iter, round(learn.loss.item(), 5)))
-        if self.every and learn.training and learn.iter % self.every == 0:
-            self._w(f'iter {learn.iter} loss {learn.loss.item():.4f} lr {learn.opt.param_groups[0]["lr"]:.2e} {time.time() - self.t0:.0f}s')
-    def after_record(self, learn): self._w(f'{learn.history[-1]} {time.time() - self.t0:.0f}s')
 
 @torch.no_grad()
 def nll_per_token(model: RandAR, tokens: Tensor, labels: Tensor, n_orders: int = 1, seed: int = 0, bs: int = 256,
@@ -403,7 +393,7 @@ def train_randar(tokens: Tensor, labels: Tensor, preset='randar_fmnist', epochs:
     total = epochs * len(dl)
     learn = Learner(model, dl, vdl, lr=lr, wd=wd, device=device,
                     cbs=[SchedCB(total, warmup=min(warmup, total // 10), kind=sched), GradClipCB(1.0), *cbs])
-    learn.loss_curve = []; learn.add_cbs([LogCB(log_every, log_file)])
+    learn.loss_curve = []; learn.add_cbs([LogCB(log_every, log_file), LossCurveCB()])
     t0 = time.time(); learn.fit(epochs); train_s = time.time() - t0
     model.history, model.train_seconds, model.loss_curve = learn.history, train_s, learn.loss_curve
     if out is not None:
@@ -434,16 +424,16 @@ def encode_tokens(tokenizer: str = 'vq_fmnist_s', split: str = 'train', dataset:
                   cache: bool = True):
     "Token ids `[n, N]` (int16 if they fit) and labels `[n]` of a dataset split under a tokenizer shipped in `arclf/weights`."
     from arclf.core import WEIGHTS_DIR
-    from arclf.data import cache_dir, load_fashion_mnist, load_cifar10
-    from arclf.tokenizer import VQModel
+    from arclf.data import cache_dir, load_dataset
+    from arclf.tokenizer import VQModel, encode_dataset
     wf = WEIGHTS_DIR/f'{tokenizer}.pt'
     if not wf.exists(): raise FileNotFoundError(f'no tokenizer weights {wf}: train it first (arclf.tokenizer.train_tokenizer)')
     cf = cache_dir()/'tokens'/f'{dataset}_{split}_{tokenizer}_{_file_hash(wf)}.pt'
     if cache and cf.exists():
         d = torch.load(cf, weights_only=True); return d['ids'], d['y']
     vq = load_pretrained(VQModel, wf).eval()
-    ds = (load_fashion_mnist if dataset == 'fashion_mnist' else load_cifar10)(split)
-    with torch.no_grad(): ids = torch.cat([vq.encode(ds.images(torch.arange(s, min(s + bs, len(ds))))) for s in range(0, len(ds), bs)])
+    ds = load_dataset(dataset, split)
+    ids = encode_dataset(vq, ds.x, bs)
     ids = ids.to(torch.int16) if vq.vocab_size <= 32767 else ids
     if cache:
         from arclf.core import atomic_save

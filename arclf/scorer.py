@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from .core import atomic_save, default_device
 from .randar import random_orders
+from .data import to_float
 
 # %% auto 0
 __all__ = ['RULES', 'expand_classes', 'take', 'cat_samples', 'GenerativeClassifier', 'draw_orders', 'RandARClassifier',
@@ -161,7 +162,6 @@ def evaluate(clf: GenerativeClassifier, data, n: int, classes=None, bs: int = 16
     """Score `data` (an `ImageSet`, or a tuple `(images, labels)`) with `n` shared samples per image.
     Returns dict(scores [I, M, n], y [I], classes [M], seconds, seconds_per_image, forwards_per_image)."""
     x, y = (data.x, data.y) if hasattr(data, 'x') else data
-    to_img = (lambda t: t.float() / 127.5 - 1) if x.dtype == torch.uint8 else (lambda t: t)
     if limit is not None: x, y = x[:limit], y[:limit]
     classes = torch.as_tensor(classes if classes is not None else sorted(set(y.tolist())), dtype=torch.long)
     I, M = len(x), len(classes)
@@ -180,7 +180,7 @@ def evaluate(clf: GenerativeClassifier, data, n: int, classes=None, bs: int = 16
         batches = progress_bar(batches); batches.comment = f'{clf.__class__.__name__}: {len(todo)} images x {M} classes x {n} samples'
     t0 = time.perf_counter()
     for j, idx in enumerate(batches):
-        z = clf.prepare(to_img(x[idx]))
+        z = clf.prepare(to_float(x[idx]))
         draws = [clf.draw(take(z, slice(i, i + 1)), n, image_generator(seed, g)) for i, g in enumerate(idx)]
         samples = {k: torch.cat([d[k] for d in draws]) for k in draws[0]}
         scores[idx] = clf.score(z, expand_classes(classes, len(idx)), samples).float().cpu()
@@ -234,7 +234,7 @@ def token_scores(clf: RandARClassifier, images: Tensor, classes, n: int, seed: i
     "Per-step log-probs `[I, M, n, N]` and the orders `[I, n, N]`, drawn exactly as `evaluate` draws them."
     steps, orders = [], []
     for s in range(0, len(images), bs):
-        xb = images[s:s + bs]; z = clf.prepare(xb.float() / 127.5 - 1 if xb.dtype == torch.uint8 else xb)
+        z = clf.prepare(to_float(images[s:s + bs]))
         d = [clf.draw(take(z, slice(i, i + 1)), n, image_generator(seed, index_offset + s + i)) for i in range(len(z))]
         smp = {'order': torch.cat([o['order'] for o in d])}
         steps.append(clf.score(z, expand_classes(classes, len(z)), smp, per_token=True).cpu()); orders.append(smp['order'])

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from .core import (check_images, load_strict, load_pretrained, save_pretrained, atomic_write_text, seed_everything,
                         num_params, TensorLoader, Learner, Callback, SchedCB, GradClipCB, ProgressCB, WEIGHTS_DIR)
+from .data import to_float, load_dataset
+
 
 # %% auto 0
 __all__ = ['VQ_PRESETS', 'DATASET_OF', 'Normalize', 'ResnetBlock', 'AttnBlock', 'Downsample', 'Upsample', 'VQConfig', 'Encoder',
@@ -332,10 +334,6 @@ class VQStatsCB(Callback):
         learn.history[-1].update({k: v / max(self.n, 1) for k, v in self.sums.items()})
 
 # %% ../nbs/01_tokenizer.ipynb 28
-def _images(x: Tensor) -> Tensor:
-    "uint8 [N, C, H, W] → float [-1, 1]; float input is passed through."
-    return x.float().div(127.5).sub(1.) if x.dtype == torch.uint8 else x
-
 @torch.no_grad()
 def encode_dataset(model: VQModel, images: Tensor, bs: int = 500, noise_t: float = 0., generator=None,
                    progress: bool = False) -> Tensor:
@@ -345,7 +343,7 @@ def encode_dataset(model: VQModel, images: Tensor, bs: int = 500, noise_t: float
     if progress:
         from fastprogress.fastprogress import progress_bar
         it = progress_bar(it)
-    out = [model.encode(_images(images[i:i + bs]).to(dev), noise_t, generator).cpu() for i in it]
+    out = [model.encode(to_float(images[i:i + bs]).to(dev), noise_t, generator).cpu() for i in it]
     return torch.cat(out) if out else torch.zeros(0, model.n_tokens, dtype=torch.long)
 
 @torch.no_grad()
@@ -369,17 +367,13 @@ def code_stats(ids: Tensor, vocab_size: int) -> dict:
 @torch.no_grad()
 def recon_metrics(model: VQModel, images: Tensor, bs: int = 500) -> dict:
     "MSE and PSNR of reconstructions, codebook usage and perplexity on `images`."
-    x = _images(images)
+    x = to_float(images)
     rec, ids = reconstruct(model, x, bs)
     mse = float(F.mse_loss(rec, x))
     return dict(mse=mse, psnr=psnr(mse), **code_stats(ids, model.vocab_size))
 
 # %% ../nbs/01_tokenizer.ipynb 30
 DATASET_OF = {'vq_fmnist_s': 'fashion_mnist', 'vq_fmnist_l': 'fashion_mnist', 'vq_cifar_s': 'cifar10', 'vq_cifar_l': 'cifar10'}
-
-def _load_split(dataset: str, split: str):
-    from arclf.data import load_dataset
-    return load_dataset(dataset, split)
 
 def _env_info() -> dict:
     try: rev = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
@@ -397,13 +391,13 @@ def train_tokenizer(preset: str, dataset: str | None = None, epochs: int = 2, bs
     dataset = dataset or DATASET_OF.get(preset)
     if dataset is None: raise ValueError(f'no default dataset for preset {preset!r}: pass dataset=')
     g = seed_everything(seed)
-    train, test = data if data is not None else (_load_split(dataset, 'train'), _load_split(dataset, 'test'))
+    train, test = data if data is not None else (load_dataset(dataset, 'train'), load_dataset(dataset, 'test'))
     x = train.x if n_train is None else train.x[torch.randperm(len(train.x), generator=g)[:n_train]]
     model = VQModel(vq_config(preset, **overrides))
     if tuple(x.shape[1:]) != (model.cfg.in_channels, model.cfg.image_size, model.cfg.image_size):
         raise ValueError(f'preset {preset!r} expects {model.cfg.in_channels}x{model.cfg.image_size}x{model.cfg.image_size} '
                          f'images but {dataset!r} has {tuple(x.shape[1:])}')
-    dl = TensorLoader(x, bs=bs, shuffle=True, seed=seed, tfm=lambda b: (_images(b[0]),))
+    dl = TensorLoader(x, bs=bs, shuffle=True, seed=seed, tfm=lambda b: (to_float(b[0]),))
     cbs = [SchedCB(epochs * len(dl), warmup=warmup, kind='cosine'), GradClipCB(1.), VQStatsCB()]
     if progress: cbs.append(ProgressCB(plot=False))
     learn = Learner(model, dl, lr=lr, wd=wd, cbs=cbs, device=device)
@@ -425,7 +419,7 @@ def train_tokenizer(preset: str, dataset: str | None = None, epochs: int = 2, bs
 def latent_noise_table(model: VQModel, images: Tensor, ts=(0., .1, .2, .3, .4, .5), bs: int = 500, seed: int = 0,
                        feature_net=None) -> list:
     "For each noise level t: fraction of flipped tokens, MSE/PSNR of the reconstructions (and FD with `feature_net`)."
-    x = _images(images)
+    x = to_float(images)
     ids0 = encode_dataset(model, x, bs)
     real = features(feature_net, x) if feature_net is not None else None
     rows = []
@@ -459,7 +453,7 @@ def train_feature_net(train, epochs: int = 1, bs: int = 128, lr: float = 2e-3, s
     g = seed_everything(seed)
     idx = torch.randperm(len(train.x), generator=g)[:n_train]
     net = FeatureNet(train.x.shape[1], int(train.y.max()) + 1)
-    dl = TensorLoader(train.x[idx], train.y[idx], bs=bs, seed=seed, tfm=lambda b: (_images(b[0]), b[1]))
+    dl = TensorLoader(train.x[idx], train.y[idx], bs=bs, seed=seed, tfm=lambda b: (to_float(b[0]), b[1]))
     Learner(net, dl, lr=lr, cbs=[SchedCB(epochs * len(dl), warmup=20)], device=device).fit(epochs)
     return net.eval()
 
@@ -467,7 +461,7 @@ def train_feature_net(train, epochs: int = 1, bs: int = 128, lr: float = 2e-3, s
 def features(net: FeatureNet, images: Tensor, bs: int = 1000) -> Tensor:
     "Penultimate features (float64) of `images`."
     net.eval(); dev = next(net.parameters()).device
-    return torch.cat([net.features(_images(images[i:i + bs]).to(dev)).double().cpu() for i in range(0, len(images), bs)])
+    return torch.cat([net.features(to_float(images[i:i + bs]).to(dev)).double().cpu() for i in range(0, len(images), bs)])
 
 def _sqrtm_psd(a: Tensor) -> Tensor:
     w, v = torch.linalg.eigh(a)
@@ -490,7 +484,7 @@ def _save_fig(fig, path):
 def plot_recons(models: dict, images: Tensor, nrow: int = 10, title: str = ''):
     "Originals (top row) and the reconstruction of each model in `models` {name: VQModel} (one row each)."
     import matplotlib.pyplot as plt
-    x = _images(images[:nrow])
+    x = to_float(images[:nrow])
     rows = [('original', x)] + [(n, reconstruct(m, x)[0]) for n, m in models.items()]
     fig, axs = plt.subplots(len(rows), nrow, figsize=(nrow * 0.9, len(rows) * 1.0), squeeze=False)
     for r, (name, imgs) in enumerate(rows):
@@ -524,9 +518,9 @@ def evaluate_tokenizers(presets=('vq_fmnist_s', 'vq_fmnist_l'), n_eval: int = 50
     by_ds = {}
     for p in presets: by_ds.setdefault(DATASET_OF[p], []).append(p)
     for ds, ps in by_ds.items():
-        train, test = _load_split(ds, 'train'), _load_split(ds, 'test')
+        train, test = load_dataset(ds, 'train'), load_dataset(ds, 'test')
         t0 = time.time(); net = train_feature_net(train, epochs=1, seed=seed); t_net = time.time() - t0
-        with torch.no_grad(): acc = float((net(_images(test.x[:n_eval])).argmax(1) == test.y[:n_eval]).float().mean())
+        with torch.no_grad(): acc = float((net(to_float(test.x[:n_eval])).argmax(1) == test.y[:n_eval]).float().mean())
         x = test.x[:n_eval]
         half = len(test.x) // 2
         floor = frechet_distance(features(net, test.x[:half]), features(net, test.x[half:]))
@@ -586,7 +580,7 @@ def benchmark_encode(presets=('vq_fmnist_s', 'vq_fmnist_l', 'vq_cifar_s', 'vq_ci
                                  images_per_s=round(_throughput(m, x, bs), 1)))
             if p.startswith('vq_fmnist') and dev.type == 'cpu':
                 try:
-                    test = _load_split('fashion_mnist', 'test')
+                    test = load_dataset('fashion_mnist', 'test')
                     torch.set_num_threads(max(threads))
                     t0 = time.time(); encode_dataset(m, test.x, bs)
                     rows.append(dict(model=p, device=str(dev), threads=max(threads), task='encode_dataset(10k Fashion-MNIST test)',
