@@ -13,7 +13,7 @@ from .scorer import RandARClassifier, evaluate, accuracy, accuracy_vs_n, prune_s
 
 # %% auto 0
 __all__ = ['CLASSIFIERS', 'DEFAULT_MODELS', 'FAMILIES', 'build_classifier', 'run_eval', 'plot_acc_vs_time', 'demo', 'robustness',
-           'robustness_table', 'train_randar_cli', 'config_argv', 'parser', 'main', 'train_cli']
+           'robustness_table', 'train_model_cli', 'config_argv', 'parser', 'main', 'train_cli']
 
 # %% ../nbs/08_cli.ipynb 5
 CLASSIFIERS = ('randar', 'raster', 'dit', 'sit')
@@ -83,9 +83,8 @@ def plot_acc_vs_time(rows, path=None, title='Fashion-MNIST'):
     return fig
 
 def demo(dataset: str = 'fashion_mnist', n_per_class: int = 10, ks=(1, 5, 20), dit_ns=(5, 25), out='results/demo', seed: int = 0,
-         root=None, full: bool = False, progress: bool = True, device=None) -> list[dict]:
+         root=None, progress: bool = True, device=None) -> list[dict]:
     "The main job: RandAR (K orders), raster AR and DiT classifiers on one test subset, same machine, same code."
-    if full: n_per_class, ks, dit_ns = None, (1, 2, 5, 10, 20), (5, 10, 25, 50, 100, 250)
     ds = load_dataset(dataset, 'test', root)
     if n_per_class: ds = ds.subset(n_per_class)
     classes = list(range(len(ds.classes))); rows = []
@@ -140,23 +139,41 @@ def robustness_table(res: dict) -> str:
     return s + ''.join(f'| {n} | ' + ' | '.join(f'{100 * acc[(n, x)]:.1f}' for x in shifts) + ' |\n' for n in names)
 
 # %% ../nbs/08_cli.ipynb 15
-FAMILIES = {'tokenizer': 'arclf.tokenizer', 'randar': 'arclf.randar', 'dit': 'arclf.diffusion', 'sit': 'arclf.diffusion',
-            'diffusion': 'arclf.diffusion'}
+FAMILIES = {'tokenizer': 'arclf.tokenizer', 'randar': 'arclf.training', 'dit': 'arclf.training', 'sit': 'arclf.training'}
 
-def train_randar_cli(argv):
-    "`arclf train randar`: tokenize Fashion-MNIST with a shipped tokenizer and train the random- or raster-order model."
-    p = argparse.ArgumentParser(prog='arclf train randar', description='Train the small RandAR on Fashion-MNIST tokens '
-                                '(arclf.randar.train_fmnist); writes arclf/weights/randar_fmnist[_raster].pt and results/randar/.')
-    p.add_argument('--order', choices=['random', 'raster'], default='random')
-    p.add_argument('--tokenizer', default='vq_fmnist_s', help='a tokenizer in arclf/weights (its codebook sets the vocabulary)')
-    p.add_argument('--epochs', type=int, default=1); p.add_argument('--bs', type=int, default=128)
-    p.add_argument('--lr', type=float, default=2e-3); p.add_argument('--warmup', type=int, default=50)
-    p.add_argument('--seed', type=int, default=0); p.add_argument('--n-train', type=int, default=None)
-    p.add_argument('--threads', type=int, default=None); p.add_argument('--out', default=None)
+def train_model_cli(family: str, argv):
+    "`arclf train randar|dit|sit`: `arclf.training.train_model`, its arguments as flags; prints where the weights went."
+    rnd = family == 'randar'
+    p = argparse.ArgumentParser(prog=f'arclf train {family}', description=f'Train the small {family} model of a dataset with '
+                                'arclf.training.train_model (bf16/TF32 on a GPU, DDP under torchrun, exact resume from --ckpt).')
+    p.add_argument('--dataset', default='fashion_mnist', choices=['fashion_mnist', 'cifar10'])
+    if rnd:
+        p.add_argument('--order', choices=['random', 'raster'], default='random')
+        p.add_argument('--tokenizer', help='a tokenizer in arclf/weights or a path (default: the dataset\'s vq_*_s)')
+    p.add_argument('--preset', help='model preset (default: the dataset\'s small preset)')
+    p.add_argument('--epochs', type=int, default=1); p.add_argument('--bs', type=int, default=128, help='global batch size')
+    p.add_argument('--lr', type=float, default=2e-3 if rnd else 1e-3); p.add_argument('--warmup', type=int, default=50 if rnd else 100)
+    p.add_argument('--wd', type=float, help='weight decay on >=2-D parameters (default: 0.05 RandAR, 0 diffusion)')
+    p.add_argument('--seed', type=int, default=0); p.add_argument('--n-train', type=int, help='first n training images only')
+    p.add_argument('--device', help='cpu, cuda, cuda:1 (default: the best available; under torchrun: the local GPU)')
+    p.add_argument('--bf16', action=argparse.BooleanOptionalAction, default=None, help='bf16 autocast (default: on CUDA only)')
+    p.add_argument('--ema', type=float, help='keep and save EMA weights with this decay, e.g. 0.999')
+    p.add_argument('--compile', action='store_true'); p.add_argument('--grad-ckpt', action='store_true')
+    p.add_argument('--ckpt', help='training-state file: written during the run, resumed from if it exists')
+    p.add_argument('--ckpt-every', type=int, help='also write --ckpt every n steps (default: every epoch)')
+    p.add_argument('--threads', type=int, help='CPU threads'); p.add_argument('--root', help='dataset folder')
+    p.add_argument('--log-every', type=int, default=100); p.add_argument('--out', help='weights file (default: arclf/weights/<name>.pt)')
     a = p.parse_args(argv)
-    from arclf.randar import train_fmnist
-    train_fmnist(a.order, a.tokenizer, epochs=a.epochs, bs=a.bs, lr=a.lr, warmup=a.warmup, seed=a.seed, threads=a.threads,
-                 n_train=a.n_train, out=a.out)
+    from arclf.training import train_model, FAMILY_PRESETS
+    if a.threads: torch.set_num_threads(a.threads)
+    preset = a.preset or FAMILY_PRESETS[a.dataset][family]
+    out = a.out or WEIGHTS_DIR/f"{preset}{'_raster' if rnd and a.order == 'raster' else ''}.pt"
+    kw = dict(order=a.order, tokenizer=a.tokenizer) if rnd else {}
+    m = train_model(family, a.dataset, out=out, preset=preset, epochs=a.epochs, bs=a.bs, lr=a.lr, warmup=a.warmup, wd=a.wd,
+                    seed=a.seed, n_train=a.n_train, device=a.device, bf16=a.bf16, ema=a.ema, compile=a.compile,
+                    grad_ckpt=a.grad_ckpt, ckpt=a.ckpt, ckpt_every=a.ckpt_every, log_every=a.log_every, root=a.root, **kw)
+    print(f"saved {out} ({m.meta['recipe']['steps']} steps, {m.meta['train_seconds']} s on {m.meta['device']})")
+    return m
 
 def config_argv(path) -> tuple[str, list[str]]:
     """A training config (a plain JSON file in `configs/`) as `(family, argv)` for `arclf train`: `"positional"` values
@@ -185,7 +202,12 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument('--dit-ns', default='5,25', help='numbers of timesteps for the DiT classifier')
     m.add_argument('--out', default='results/demo'); m.add_argument('--seed', type=int, default=0)
     m.add_argument('--root'); m.add_argument('--device', default=None)
-    m.add_argument('--full', action='store_true', help='the whole test set and all budgets (a GPU job)')
+    m.add_argument('--full', action='store_true', help='the complete small-scale reproduction instead: `arclf reproduce --plan gpu`')
+    g = sub.add_parser('reproduce', help='a reproduction plan: train its models, Table 2, Fig. 6 and the speed ratio (results/reproduce/)')
+    g.add_argument('--plan', default='cpu', help='a plan in configs/reproduce/ (cpu, gpu) or a JSON path')
+    g.add_argument('--datasets', help='comma-separated subset of the plan\'s datasets'); g.add_argument('--out', default='results/reproduce')
+    g.add_argument('--runs', default='runs', help='where trained models and finished evaluations are kept (and resumed from)')
+    g.add_argument('--root'); g.add_argument('--device')
     e = sub.add_parser('eval', help='evaluate a classifier on a dataset (+shift) with the paper protocol')
     e.add_argument('--clf', choices=CLASSIFIERS, default='randar')
     e.add_argument('--dataset', default='fashion_mnist', help=f'fashion_mnist or cifar10, optionally +{"|+".join(SHIFTS)}')
@@ -222,9 +244,15 @@ def _main(argv=None):
         rows = summary(root=a.root)
         print(f"{'dataset':15s}{'split':7s}{'images':>8s}  {'shape':10s}{'classes':>8s}  per class   mean")
         for r in rows: print(f"{r['dataset']:15s}{r['split']:7s}{r['n']:8d}  {r['shape']:10s}{r['classes']:8d}  {r['per_class']:10s}{r['mean']:.4f}")
+    elif a.cmd == 'reproduce' or (a.cmd == 'demo' and a.full):
+        from arclf.reproduce import reproduce
+        r = reproduce(getattr(a, 'plan', 'gpu'), getattr(a, 'out', 'results/reproduce'), getattr(a, 'runs', 'runs'),
+                      a.datasets.split(',') if getattr(a, 'datasets', None) else None, a.device, a.root)
+        if 'RANK' not in os.environ or os.environ['RANK'] == '0':
+            print(f"wrote {Path(getattr(a, 'out', 'results/reproduce'))/r['plan']['name']}/README.md, results.json, fig6.png")
     elif a.cmd == 'demo':
         demo(a.dataset, a.n_per_class or None, [int(k) for k in a.ks.split(',')], [int(k) for k in a.dit_ns.split(',')], a.out,
-             a.seed, a.root, a.full, device=a.device)
+             a.seed, a.root, device=a.device)
     elif a.cmd == 'robustness':
         print(robustness_table(robustness(a.dataset, a.n_per_class, a.K, a.dit_n, out=a.out, root=a.root, device=a.device)))
     elif a.cmd == 'eval':
@@ -250,11 +278,9 @@ def train_cli(a):
         if a.family and a.family != fam: raise ValueError(f'{a.config} is a {fam!r} config, not {a.family!r}')
         a.family, a.args = fam, cargs + a.args
     if a.family is None: raise ValueError('name a family (tokenizer, randar, dit, sit) or pass --config')
-    if a.family == 'randar': return train_randar_cli(a.args)
+    if a.family in ('randar', 'dit', 'sit'): train_model_cli(a.family, a.args); return
     import importlib
-    mod = importlib.import_module(FAMILIES[a.family])
-    if a.family in ('dit', 'sit') and '--kind' not in a.args: a.args = ['--kind', a.family] + a.args
-    return mod.main(['train'] + a.args)
+    return importlib.import_module(FAMILIES[a.family]).main(['train'] + a.args)
 
 # %% ../nbs/08_cli.ipynb 17
 if __name__ == '__main__' and '__file__' in globals(): main()

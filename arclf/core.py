@@ -15,9 +15,9 @@ from torch import nn, Tensor
 # %% auto 0
 __all__ = ['WRAP_KEYS', 'WEIGHTS_DIR', 'default_device', 'seed_everything', 'to_device', 'num_params', 'run_info', 'check_images',
            'atomic_save', 'atomic_write_text', 'load_weights', 'layout', 'layout_diff', 'load_strict',
-           'random_state_dict', 'save_pretrained', 'load_pretrained', 'TensorLoader', 'CancelFitException',
-           'CancelEpochException', 'CancelBatchException', 'Callback', 'run_cbs', 'default_loss', 'param_groups',
-           'adamw', 'Learner', 'lr_factor', 'SchedCB', 'GradClipCB', 'ProgressCB', 'LogCB']
+           'random_state_dict', 'save_pretrained', 'weights_path', 'load_pretrained', 'TensorLoader',
+           'CancelFitException', 'CancelEpochException', 'CancelBatchException', 'Callback', 'run_cbs', 'default_loss',
+           'param_groups', 'adamw', 'Learner', 'lr_factor', 'SchedCB', 'GradClipCB', 'ProgressCB', 'LogCB']
 
 # %% ../nbs/00_core.ipynb 5
 def default_device() -> torch.device:
@@ -53,7 +53,7 @@ def run_info(command: str | None = None) -> dict:
                                      timeout=5).stdout.strip()) if rev else None
     except Exception: dirty = None
     info = dict(command=command or ' '.join(sys.argv), git_rev=rev, git_dirty=dirty, python=platform.python_version(),
-                torch=torch.__version__, platform=platform.platform(), cpu=platform.processor() or platform.machine(),
+                torch=str(torch.__version__), platform=platform.platform(), cpu=platform.processor() or platform.machine(),
                 cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
                 date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
     if torch.cuda.is_available(): info.update(gpu=torch.cuda.get_device_name(), cuda=torch.version.cuda)
@@ -164,14 +164,19 @@ def save_pretrained(model: nn.Module, path, **meta):
     import dataclasses
     atomic_save(dict(config=dataclasses.asdict(model.cfg), model=model.state_dict(), meta=meta), path)
 
-def load_pretrained(cls, src, **overrides) -> nn.Module:
-    "Rebuild a `cls` model from a `save_pretrained` file (or the name of a weight shipped in `arclf/weights`) and load it strictly."
+def weights_path(src) -> Path:
+    "The file behind `src`: a path, or the name of a weight shipped in `arclf/weights`; a clear error if there is none."
     p = Path(src)
     if not p.exists() and not p.suffix:
         p = WEIGHTS_DIR/f'{src}.pt'
         if not p.exists(): raise FileNotFoundError(f'no pretrained weights named {src!r} in {WEIGHTS_DIR}; '
                                                    f'available: {sorted(o.stem for o in WEIGHTS_DIR.glob("*.pt"))}')
     if not p.exists(): raise FileNotFoundError(f'checkpoint not found: {p}')
+    return p
+
+def load_pretrained(cls, src, **overrides) -> nn.Module:
+    "Rebuild a `cls` model from a `save_pretrained` file (or the name of a weight shipped in `arclf/weights`) and load it strictly."
+    p = weights_path(src)
     d = torch.load(p, map_location='cpu', weights_only=True)
     if not isinstance(d, Mapping) or 'config' not in d:
         raise ValueError(f'{p} was not written by save_pretrained (no "config" entry); build the model yourself and use load_strict')

@@ -18,11 +18,11 @@ from .scorer import GenerativeClassifier, expand_classes
 # %% auto 0
 __all__ = ['PRESETS', 'DDPM', 'WEIGHTINGS', 'DC_SCHEDULES', 'RESULTS', 'DiTConfig', 'modulate', 'sincos_2d', 'TimestepEmbedder',
            'LabelEmbedder', 'PatchEmbed', 'Attention', 'Mlp', 'DiTBlock', 'FinalLayer', 'DiT', 'DiT_XL_2', 'SiT_XL_2',
-           'dit_fmnist', 'sit_fmnist', 'meta_model', 'DDPMSchedule', 'sit_interp', 'eps_from_v', 'FlowSchedule',
-           'timestep_grid', 'spread_order', 'fmnist', 'train_diffusion', 'weighting', 'DiffusionClassifier',
-           'sd_vae_encoder', 'OracleEps', 'dc_pruning_schedule', 'dc_adaptive_predict', 'sample', 'show_grid',
-           'benchmark', 'benchmark_dit_xl2', 'run_meta', 'fmnist_eval_set', 'load_small', 'small_classifier',
-           'eval_scores', 'table7', 'report', 'plot_results', 'main']
+           'dit_fmnist', 'sit_fmnist', 'dit_cifar', 'sit_cifar', 'meta_model', 'DDPMSchedule', 'sit_interp',
+           'eps_from_v', 'FlowSchedule', 'timestep_grid', 'spread_order', 'fmnist', 'train_diffusion', 'weighting',
+           'DiffusionClassifier', 'sd_vae_encoder', 'OracleEps', 'dc_pruning_schedule', 'dc_adaptive_predict', 'sample',
+           'show_grid', 'benchmark', 'benchmark_dit_xl2', 'run_meta', 'fmnist_eval_set', 'load_small',
+           'small_classifier', 'eval_scores', 'table7', 'report', 'plot_results', 'main']
 
 # %% ../nbs/04_diffusion.ipynb 6
 @dataclass
@@ -192,7 +192,16 @@ def sit_fmnist(**kw) -> DiT:
     "The SiT twin of `dit_fmnist`."
     return dit_fmnist(**{'kind': 'sit', **kw})
 
-PRESETS = dict(DiT_XL_2=DiT_XL_2, SiT_XL_2=SiT_XL_2, dit_fmnist=dit_fmnist, sit_fmnist=sit_fmnist)
+def dit_cifar(**kw) -> DiT:
+    "Small pixel-space DiT for CIFAR-10: 3×32×32, patch 4 -> 64 tokens, otherwise as `dit_fmnist`."
+    return dit_fmnist(**{**dict(input_size=32, in_channels=3), **kw})
+
+def sit_cifar(**kw) -> DiT:
+    "The SiT twin of `dit_cifar`."
+    return dit_cifar(**{'kind': 'sit', **kw})
+
+PRESETS = dict(DiT_XL_2=DiT_XL_2, SiT_XL_2=SiT_XL_2, dit_fmnist=dit_fmnist, sit_fmnist=sit_fmnist, dit_cifar=dit_cifar,
+               sit_cifar=sit_cifar)
 
 # %% ../nbs/04_diffusion.ipynb 13
 def meta_model(preset, **kw) -> DiT:

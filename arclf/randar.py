@@ -421,18 +421,17 @@ def _file_hash(p, n: int = 12) -> str:
     return hashlib.sha256(Path(p).read_bytes()).hexdigest()[:n]
 
 def encode_tokens(tokenizer: str = 'vq_fmnist_s', split: str = 'train', dataset: str = 'fashion_mnist', bs: int = 500,
-                  cache: bool = True):
-    "Token ids `[n, N]` (int16 if they fit) and labels `[n]` of a dataset split under a tokenizer shipped in `arclf/weights`."
-    from arclf.core import WEIGHTS_DIR
+                  cache: bool = True, root=None):
+    "Token ids `[n, N]` (int16 if they fit) and labels `[n]` of a dataset split under a tokenizer (a name in `arclf/weights` or a path)."
+    from arclf.core import weights_path
     from arclf.data import cache_dir, load_dataset
     from arclf.tokenizer import VQModel, encode_dataset
-    wf = WEIGHTS_DIR/f'{tokenizer}.pt'
-    if not wf.exists(): raise FileNotFoundError(f'no tokenizer weights {wf}: train it first (arclf.tokenizer.train_tokenizer)')
-    cf = cache_dir()/'tokens'/f'{dataset}_{split}_{tokenizer}_{_file_hash(wf)}.pt'
+    wf = weights_path(tokenizer)
+    cf = cache_dir()/'tokens'/f'{dataset}_{split}_{wf.stem}_{_file_hash(wf)}.pt'
     if cache and cf.exists():
         d = torch.load(cf, weights_only=True); return d['ids'], d['y']
     vq = load_pretrained(VQModel, wf).eval()
-    ds = load_dataset(dataset, split)
+    ds = load_dataset(dataset, split, root)
     ids = encode_dataset(vq, ds.x, bs)
     ids = ids.to(torch.int16) if vq.vocab_size <= 32767 else ids
     if cache:

@@ -13,9 +13,9 @@ from torch import nn
 from .core import Callback, Learner, TensorLoader, atomic_save, default_device, CancelFitException, SchedCB, GradClipCB, ProgressCB
 
 # %% auto 0
-__all__ = ['setup_distributed', 'is_main', 'enable_tf32', 'MixedPrecisionCB', 'EMACB', 'CompileCB', 'GradCheckpointCB',
-           'rng_state', 'set_rng_state', 'learner_state', 'RecorderCB', 'CheckpointCB', 'resume', 'DDPCB', 'fit_recipe',
-           'benchmark_steps', 'training_benchmarks']
+__all__ = ['FAMILY_PRESETS', 'setup_distributed', 'is_main', 'enable_tf32', 'MixedPrecisionCB', 'EMACB', 'CompileCB',
+           'GradCheckpointCB', 'rng_state', 'set_rng_state', 'learner_state', 'RecorderCB', 'CheckpointCB', 'resume',
+           'DDPCB', 'fit_recipe', 'train_data', 'train_model', 'benchmark_steps', 'training_benchmarks']
 
 # %% ../nbs/05_training.ipynb 5
 def setup_distributed(backend: str | None = None) -> tuple[int, int, torch.device]:
@@ -187,6 +187,69 @@ def fit_recipe(learn: Learner, epochs: int, warmup: int = 0, schedule: str = 'co
     return learn.fit(epochs)
 
 # %% ../nbs/05_training.ipynb 21
+FAMILY_PRESETS = {'fashion_mnist': dict(randar='randar_fmnist', dit='dit_fmnist', sit='sit_fmnist', tokenizer='vq_fmnist_s'),
+                  'cifar10': dict(randar='randar_cifar', dit='dit_cifar', sit='sit_cifar', tokenizer='vq_cifar_s')}
+
+def train_data(family: str, dataset: str = 'fashion_mnist', split: str = 'train', tokenizer: str | None = None, root=None):
+    "What `family` learns from: token ids `[n, N]` under `tokenizer` (randar) or images in [-1, 1] (dit, sit), and labels."
+    if dataset not in FAMILY_PRESETS: raise ValueError(f'no small presets for dataset {dataset!r}: use one of {list(FAMILY_PRESETS)}')
+    if family == 'randar':
+        from arclf.randar import encode_tokens
+        return encode_tokens(tokenizer or FAMILY_PRESETS[dataset]['tokenizer'], split, dataset, root=root)
+    if family in ('dit', 'sit'):
+        from arclf.data import load_dataset
+        ds = load_dataset(dataset, split, root); return ds.images(), ds.y
+    raise ValueError(f'unknown family {family!r}: use randar, dit or sit')
+
+def train_model(family: str, dataset: str = 'fashion_mnist', out=None, order: str = 'random', tokenizer: str | None = None,
+                preset: str | None = None, epochs: int = 1, bs: int = 128, lr: float = 1e-3, warmup: int = 100,
+                wd: float | None = None, seed: int = 0, n_train: int | None = None, device=None, bf16: bool | None = None,
+                ema: float | None = None, compile: bool = False, grad_ckpt: bool = False, ckpt=None, ckpt_every: int | None = None,
+                log_every: int = 100, log_file=None, progress: bool = False, root=None, extra_cbs=(), **cfg) -> nn.Module:
+    """Train a small `family` model ('randar' in `order`, 'dit', 'sit') on `dataset` with `fit_recipe` and save it to `out`
+    (rank 0) with its recipe, training record and provenance. Runs unchanged on CPU, one GPU or under `torchrun`."""
+    from arclf.core import Learner, LogCB, TensorLoader, save_pretrained, seed_everything, run_info, weights_path
+    if family not in ('randar', 'dit', 'sit'): raise ValueError(f'unknown family {family!r}: use randar, dit or sit')
+    if 'RANK' in os.environ: _, _, dev = setup_distributed()
+    else: dev = torch.device(device) if device else default_device()
+    x, y = train_data(family, dataset, 'train', tokenizer, root)
+    if n_train: x, y = x[:n_train], y[:n_train]
+    preset = preset or FAMILY_PRESETS[dataset][family]
+    seed_everything(seed)
+    if family == 'randar':
+        from arclf.randar import _build
+        tokenizer = tokenizer or FAMILY_PRESETS[dataset]['tokenizer']
+        vocab = torch.load(weights_path(tokenizer), map_location='cpu', weights_only=True)['config']['codebook_size']
+        model = _build(preset, vocab, order, **cfg); x = x.long()
+        if x.shape[1] != model.n_tokens: raise ValueError(f'{tokenizer} gives {x.shape[1]} tokens per image but {preset} has {model.n_tokens}')
+        wd = 0.05 if wd is None else wd
+    else:
+        from arclf.diffusion import PRESETS
+        from arclf.core import check_images
+        model = PRESETS[preset](kind=family, **cfg)
+        check_images(x[:256], model.cfg.in_channels, model.cfg.input_size, name=f'{dataset} images')
+        wd = 0. if wd is None else wd
+    dl = TensorLoader(x, y.long(), bs=bs, seed=seed)
+    learn = Learner(model, dl, lr=lr, wd=wd, device=dev, cbs=[LogCB(log_every if is_main() else 0, log_file)])
+    total = epochs * len(dl)
+    t0 = time.time()
+    fit_recipe(learn, epochs, warmup=min(warmup, total // 10), clip=1.0, bf16=bf16, ema=ema, compile=compile,
+               grad_ckpt=grad_ckpt, ckpt=ckpt, ckpt_every=ckpt_every, progress=progress, extra_cbs=extra_cbs)
+    final = (learn.ema if ema else learn.model).eval()
+    rec = dict(family=family, dataset=dataset, preset=preset, recipe=dict(
+                   order=order if family == 'randar' else None, epochs=epochs, bs=bs, lr=lr, warmup=warmup, wd=wd, seed=seed,
+                   n_train=len(x), steps=learn.iter, ema=ema, bf16=any(isinstance(c, MixedPrecisionCB) for c in learn.cbs),
+                   compile=compile, grad_ckpt=grad_ckpt, schedule='cosine', betas=(0.9, 0.95), grad_clip=1.0),
+               history=learn.history, train_seconds=round(time.time() - t0, 1), loss_curve=learn.step_losses[::max(1, total // 200)],
+               device=str(dev), run_info=run_info())
+    if family == 'randar': rec['tokenizer'] = tokenizer
+    if out is not None and is_main():
+        save_pretrained(copy.deepcopy(final).float().cpu(), out, **rec)
+    final.meta = rec
+    return final
+
+
+# %% ../nbs/05_training.ipynb 24
 def benchmark_steps(model: nn.Module, batch, steps: int = 10, warmup: int = 3, bf16: bool = False, tokens_per_sample: int = 1,
                     flops_per_step: float | None = None) -> dict:
     "Time `steps` training steps of `model.loss(batch)`; returns steps/s, samples/s, tokens/s (and TFLOP/s if given)."
@@ -205,7 +268,7 @@ def benchmark_steps(model: nn.Module, batch, steps: int = 10, warmup: int = 3, b
     if flops_per_step: r['tflops'] = flops_per_step / dt / 1e12
     return r
 
-# %% ../nbs/05_training.ipynb 24
+# %% ../nbs/05_training.ipynb 27
 def _dense_params(m): return sum(p.numel() for n, p in m.named_parameters() if p.ndim >= 2 and 'embed' not in n)
 
 def training_benchmarks(full: bool = False, device=None, bs_small: int = 64, steps: int = 5, out=None) -> list[dict]:
