@@ -163,7 +163,14 @@ def train_model_cli(family: str, argv):
     p.add_argument('--ckpt-every', type=int, help='also write --ckpt every n steps (default: every epoch)')
     p.add_argument('--threads', type=int, help='CPU threads'); p.add_argument('--root', help='dataset folder')
     p.add_argument('--log-every', type=int, default=100); p.add_argument('--out', help='weights file (default: arclf/weights/<name>.pt)')
+    p.add_argument('--cfg', action='append', default=[], metavar='KEY=VALUE',
+                   help='override a field of the preset\'s config, e.g. --cfg n_layer=2 --cfg class_dropout_prob=0 (repeatable)')
     a = p.parse_args(argv)
+    def val(v):
+        try: return json.loads(v)
+        except json.JSONDecodeError: return v
+    if bad := [c for c in a.cfg if '=' not in c]: raise ValueError(f'--cfg takes KEY=VALUE, got {bad}')
+    cfg = {k: val(v) for k, v in (c.split('=', 1) for c in a.cfg)}
     from arclf.training import train_model, FAMILY_PRESETS
     if a.threads: torch.set_num_threads(a.threads)
     preset = a.preset or FAMILY_PRESETS[a.dataset][family]
@@ -171,7 +178,7 @@ def train_model_cli(family: str, argv):
     kw = dict(order=a.order, tokenizer=a.tokenizer) if rnd else {}
     m = train_model(family, a.dataset, out=out, preset=preset, epochs=a.epochs, bs=a.bs, lr=a.lr, warmup=a.warmup, wd=a.wd,
                     seed=a.seed, n_train=a.n_train, device=a.device, bf16=a.bf16, ema=a.ema, compile=a.compile,
-                    grad_ckpt=a.grad_ckpt, ckpt=a.ckpt, ckpt_every=a.ckpt_every, log_every=a.log_every, root=a.root, **kw)
+                    grad_ckpt=a.grad_ckpt, ckpt=a.ckpt, ckpt_every=a.ckpt_every, log_every=a.log_every, root=a.root, **kw, **cfg)
     print(f"saved {out} ({m.meta['recipe']['steps']} steps, {m.meta['train_seconds']} s on {m.meta['device']})")
     return m
 

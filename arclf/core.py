@@ -57,6 +57,9 @@ def run_info(command: str | None = None) -> dict:
                 cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
                 date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
     if torch.cuda.is_available(): info.update(gpu=torch.cuda.get_device_name(), cuda=torch.version.cuda)
+    try: cpu = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
+    except Exception: cpu = info['cpu']
+    info['hardware'] = info.get('gpu') or f"{cpu}, {info['torch_threads']} of {info['cpu_count']} CPU threads"
     return info
 
 # %% ../nbs/00_core.ipynb 11

@@ -12,7 +12,7 @@ import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
 from .core import (LogCB, check_images, load_strict, save_pretrained, load_pretrained, TensorLoader, Learner, SchedCB,
-                        GradClipCB, seed_everything, num_params, atomic_write_text, layout, WEIGHTS_DIR)
+                        GradClipCB, seed_everything, num_params, atomic_write_text, layout, WEIGHTS_DIR, run_info)
 from .scorer import GenerativeClassifier, expand_classes
 
 # %% auto 0
@@ -21,8 +21,8 @@ __all__ = ['PRESETS', 'DDPM', 'WEIGHTINGS', 'DC_SCHEDULES', 'RESULTS', 'DiTConfi
            'dit_fmnist', 'sit_fmnist', 'dit_cifar', 'sit_cifar', 'meta_model', 'DDPMSchedule', 'sit_interp',
            'eps_from_v', 'FlowSchedule', 'timestep_grid', 'spread_order', 'fmnist', 'train_diffusion', 'weighting',
            'DiffusionClassifier', 'sd_vae_encoder', 'OracleEps', 'dc_pruning_schedule', 'dc_adaptive_predict', 'sample',
-           'show_grid', 'benchmark', 'benchmark_dit_xl2', 'run_meta', 'fmnist_eval_set', 'load_small',
-           'small_classifier', 'eval_scores', 'table7', 'report', 'plot_results', 'main']
+           'show_grid', 'benchmark', 'benchmark_dit_xl2', 'fmnist_eval_set', 'load_small', 'small_classifier',
+           'eval_scores', 'table7', 'report', 'plot_results', 'main']
 
 # %% ../nbs/04_diffusion.ipynb 6
 @dataclass
@@ -538,15 +538,6 @@ def benchmark_dit_xl2(n_classes: int = 1000, n_t: int = 250, batch: int = 250, n
 # %% ../nbs/04_diffusion.ipynb 50
 RESULTS = Path('results/diffusion')
 
-def run_meta(cmd: str) -> dict:
-    "What a result file needs to be re-made: the command, git revision, torch version, hardware."
-    try: rev = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True, timeout=10).stdout.strip() or None
-    except Exception: rev = None
-    return dict(command=cmd, git_revision=rev, torch=torch.__version__, python=platform.python_version(),
-                hardware=f'{platform.machine()}, {torch.get_num_threads()} torch thread(s) of {__import__("os").cpu_count()} CPU cores'
-                         + (f', {torch.cuda.get_device_name()}' if torch.cuda.is_available() else ', no GPU'),
-                date=time.strftime('%Y-%m-%d %H:%M:%S'))
-
 def fmnist_eval_set(n_per_class: int = 10):
     "The first `n_per_class` Fashion-MNIST test images of each class, `(images [-1,1], labels)`."
     x, y = fmnist('test')
@@ -576,7 +567,7 @@ def eval_scores(kind: str = 'dit', n_per_class: int = 10, n: int = 32, seed: int
     x, y = fmnist_eval_set(n_per_class)
     res = evaluate(clf, (x, y), n=n, classes=list(range(10)), bs=bs, seed=seed, progress=False)
     res.update(t=clf.timesteps(n) if kind != 'randar' else None, kind=kind,
-               meta=run_meta(f'python -m arclf.diffusion eval --kind {kind} --n-per-class {n_per_class} --n {n}'))
+               meta=run_info(f'python -m arclf.diffusion eval --kind {kind} --n-per-class {n_per_class} --n {n}'))
     Path(out).mkdir(parents=True, exist_ok=True); torch.save(res, Path(out)/f'scores_{kind}.pt')
     return res
 
@@ -592,7 +583,7 @@ def table7(kind: str = 'dit', n_per_class: int = 10, budget: int = 8, seed: int 
                          forwards_per_image=r['forwards_per_image'], timesteps=clf.timesteps(T).tolist()))
         print(rows[-1], flush=True); T *= 2
     rec = dict(kind=kind, budget=budget, images=len(y), rows=rows,
-               meta=run_meta(f'python -m arclf.diffusion table7 --kind {kind} --n-per-class {n_per_class} --budget {budget}'))
+               meta=run_info(f'python -m arclf.diffusion table7 --kind {kind} --n-per-class {n_per_class} --budget {budget}'))
     atomic_write_text(json.dumps(rec, indent=1), Path(out)/f'table7_{kind}.json')
     return rows
 
@@ -618,7 +609,7 @@ def report(out=RESULTS) -> dict:
         for row in rows: row.update(forwards_per_image=len(cls) * row['n'], seconds_per_image=spi * row['n'])
         f6[f'{kind}_fmnist'] = dict(rows=rows, images=len(y), seconds_per_sample=spi, scoring_seconds_per_image=r['seconds_per_image'],
                                     meta=r['meta'])
-    atomic_write_text(json.dumps(dict(rows=t8, meta=run_meta('python -m arclf.diffusion report')), indent=1), out/'table8.json')
+    atomic_write_text(json.dumps(dict(rows=t8, meta=run_info('python -m arclf.diffusion report')), indent=1), out/'table8.json')
     atomic_write_text(json.dumps(f6, indent=1), out/'fig6.json')
     plot_results(out, save=True)
     lines = ['# Diffusion baselines at small scale (Fashion-MNIST)', '',
@@ -629,8 +620,8 @@ def report(out=RESULTS) -> dict:
               '`table8.json` (weightings), `table7_<model>.json` (T x N at a fixed budget), `fig6.json` (accuracy vs forwards '
               'and seconds per image; the seconds are timed in the `report` run, one model after the other), `fig6_table7.png`.', '',
               '| run | git revision | torch | hardware | date |', '|---|---|---|---|---|']
-    metas = [('report', run_meta('python -m arclf.diffusion report'))] + [(k, d['meta']) for k, d in f6.items()]
-    lines += [f"| {k} | {m['git_revision']} | {m['torch']} | {m['hardware']} | {m['date']} |" for k, m in metas]
+    metas = [('report', run_info('python -m arclf.diffusion report'))] + [(k, d['meta']) for k, d in f6.items()]
+    lines += [f"| {k} | {m.get('git_rev') or m.get('git_revision')} | {m['torch']} | {m['hardware']} | {m['date']} |" for k, m in metas]
     atomic_write_text('\n'.join(lines) + '\n', out/'README.md')
     return dict(table8=t8, fig6=f6)
 

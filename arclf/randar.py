@@ -12,14 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from .core import (LogCB, Learner, TensorLoader, SchedCB, GradClipCB, ProgressCB, Callback, seed_everything, default_device,
-                        load_strict, save_pretrained, load_pretrained, atomic_write_text, num_params, layout)
+                        load_strict, save_pretrained, load_pretrained, atomic_write_text, num_params, layout, run_info)
 
 # %% auto 0
 __all__ = ['SMALL', 'PRESETS', 'find_multiple', 'RandARConfig', 'rope_2d', 'apply_rope', 'RMSNorm', 'KVCache', 'Attention',
            'FeedForward', 'Block', 'ClassEmbedding', 'random_orders', 'raster_orders', 'RandAR', 'generate', 'randar_l',
            'randar_xl', 'randar_fmnist', 'randar_cifar', 'load_randar', 'LossCurveCB', 'nll_per_token', 'train_randar',
-           'run_meta', 'encode_tokens', 'train_fmnist', 'sample_images', 'save_sample_grid', 'fmnist_samples',
-           'bench_randar']
+           'encode_tokens', 'train_fmnist', 'sample_images', 'save_sample_grid', 'fmnist_samples', 'bench_randar']
 
 # %% ../nbs/02_randar.ipynb 6
 def find_multiple(n: int, k: int) -> int:
@@ -404,18 +403,6 @@ def train_randar(tokens: Tensor, labels: Tensor, preset='randar_fmnist', epochs:
     return model.eval()
 
 # %% ../nbs/02_randar.ipynb 38
-def run_meta(command: str | None = None) -> dict:
-    "Provenance of a result: command, git revision, torch version, hardware, threads, time."
-    try: rev = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, timeout=5).stdout.strip() or None
-    except Exception: rev = None
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    cpu = platform.processor() or platform.machine()
-    try: cpu = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
-    except Exception: pass
-    return dict(command=command, git_rev=rev, torch=str(torch.__version__), python=platform.python_version(),
-                cpu=cpu, cpu_count=os.cpu_count(), threads=torch.get_num_threads(),
-                gpu=gpu, time=time.strftime('%Y-%m-%d %H:%M:%S'))
-
 def _file_hash(p, n: int = 12) -> str:
     import hashlib
     return hashlib.sha256(Path(p).read_bytes()).hexdigest()[:n]
@@ -462,7 +449,7 @@ def train_fmnist(order: str = 'random', tokenizer: str = 'vq_fmnist_s', epochs: 
     meta = dict(tokenizer=tokenizer, preset='randar_fmnist', vocab_size=vocab, params=num_params(model),
                 recipe=dict(epochs=epochs, bs=bs, lr=lr, warmup=warmup, order=order, seed=seed, n_train=len(xtr),
                             sched='cosine', wd=0.05, betas=(0.9, 0.95), grad_clip=1.0),
-                history=model.history, train_seconds=model.train_seconds, loss_curve=model.loss_curve[::5], **nll, **run_meta(cmd))
+                history=model.history, train_seconds=model.train_seconds, loss_curve=model.loss_curve[::5], **nll, **run_info(cmd))
     save_pretrained(model.cpu(), out, **meta)
     atomic_write_text(json.dumps(meta, indent=1, default=str), res/f'train_{name}.json')
     return model
@@ -541,6 +528,6 @@ def bench_randar(out='results/randar/bench.json', presets=(('randar_fmnist', 409
                          sample_images_per_s=ns / t_samp))
     res = dict(device=str(dev), amp='bf16' if dev.type == 'cuda' else 'fp32', rows=rows,
                note=('CPU only: no GPU was available for this run' if dev.type != 'cuda' else 'GPU run'),
-               **run_meta(f"python -c \"from arclf.randar import bench_randar; bench_randar(threads={threads})\""))
+               **run_info(f"python -c \"from arclf.randar import bench_randar; bench_randar(threads={threads})\""))
     if out is not None: atomic_write_text(json.dumps(res, indent=1), out)
     return res

@@ -161,7 +161,7 @@ def reproduce(plan='cpu', out='results/reproduce', runs='runs', datasets=None, d
 NAMES = dict(randar='RandAR (random orders, lower bound)', raster='raster-order AR', dit='DiT classifier', sit='SiT classifier')
 SHIFT_NAMES = dict(none='clean', gaussian_noise='Gaussian noise', jpeg='JPEG', sketch='sketch')
 
-def _unit(k): return 'orders K' if k in ('randar', 'raster') else 'timesteps'
+def _budget(k, n): return f'K = {n}' if k in ('randar', 'raster') else f'{n} timesteps'
 
 def speed_summary(rows: list[dict]) -> str:
     "One line: the largest speed-up at matched accuracy, and the one at the slow classifier's best budget."
@@ -175,7 +175,7 @@ def speed_summary(rows: list[dict]) -> str:
 def report(res: dict) -> str:
     "The README of a reproduction: tables per dataset, speed ratios, models, and how the results were made."
     plan, info = res['plan'], res['run_info']
-    hw = info.get('gpu') or f"{info['cpu']} CPU, {info['torch_threads']} thread(s)"
+    hw = info.get('hardware') or info.get('gpu') or f"{info['cpu']} CPU, {info['torch_threads']} thread(s)"
     s = [f"# Reproduction run `{plan['name']}`", '', plan.get('about', ''), '',
          f"Made by `arclf reproduce --plan {plan['path']}` (`{info['command']}`) at git {info['git_rev']}"
          f"{' (uncommitted changes)' if info.get('git_dirty') else ''}, torch {info['torch']}, on {hw}, {info['date']}.", '']
@@ -184,15 +184,15 @@ def report(res: dict) -> str:
         acc = {(o['classifier'], o['shift']): o['acc'] for o in t2}
         s += [f'## {name}', '', f"### Table 2 analogue: top-1 accuracy (%), {t2[-1]['images']} test images per column", '',
               '| classifier | budget | ' + ' | '.join(SHIFT_NAMES.get(x, x) for x in shifts) + ' |', '|---|---|' + '---:|' * len(shifts)]
-        s += [f"| {NAMES[k]} | {next(o['n'] for o in t2 if o['classifier'] == k)} {_unit(k)} | "
+        s += [f"| {NAMES[k]} | {_budget(k, next(o['n'] for o in t2 if o['classifier'] == k))} | "
               + ' | '.join(f'{100 * acc[(k, x)]:.1f}' for x in shifts) + ' |' for k in kinds]
         s += ['', f"### Fig. 6 analogue: accuracy against compute, {r['images']} test images", '',
               '| classifier | budget | forwards / image | accuracy (%) | s / image |', '|---|---|---:|---:|---:|']
-        s += [f"| {NAMES[o['classifier']]} | {o['n']} {_unit(o['classifier'])} | {o['forwards']} | {100 * o['acc']:.1f} ± {100 * o['std']:.1f} "
+        s += [f"| {NAMES[o['classifier']]} | {_budget(o['classifier'], o['n'])} | {o['forwards']} | {100 * o['acc']:.1f} ± {100 * o['std']:.1f} "
               f"| {o['s_per_image']:.4f} |" for o in r['fig6']]
         s += ['', '± is the standard deviation over the disjoint groups of samples of one evaluation (none for the largest budget).', '']
         for k, rows in r['speed'].items(): s += [f"**Speed of RandAR over the {NAMES[k]} at matched accuracy:** {speed_summary(rows)}.", '']
-        s += ['Models:', ''] + [f"- {k}: `{Path(m['file']).name}`, {m['recipe']}, trained {m['train_seconds']} s on {m['device']}"
+        s += ['Models:', ''] + [f"- {k}: `{Path(m['file']).name}`, {m['recipe']}, trained {m['train_seconds'] or 0:.0f} s on {m['device']}"
                                 for k, m in r['models'].items()] + ['']
     return '\n'.join(s)
 

@@ -15,10 +15,11 @@ from .randar import random_orders
 from .data import to_float
 
 # %% auto 0
-__all__ = ['RULES', 'expand_classes', 'take', 'cat_samples', 'GenerativeClassifier', 'draw_orders', 'RandARClassifier',
-           'aggregate', 'predict', 'accuracy', 'class_probs', 'fit_temperature', 'accuracy_vs_n', 'image_generator',
-           'evaluate', 'prune_scores', 'to_positions', 'token_scores', 'discriminative_map', 'token_accuracy_map',
-           'prefix_accuracy', 'order_experiment', 'order_tables', 'plot_order_maps', 'benchmark_scorer', 'randar_flops']
+__all__ = ['RULES', 'BF16_PEAK', 'expand_classes', 'take', 'cat_samples', 'GenerativeClassifier', 'draw_orders',
+           'RandARClassifier', 'aggregate', 'predict', 'accuracy', 'class_probs', 'fit_temperature', 'accuracy_vs_n',
+           'image_generator', 'evaluate', 'prune_scores', 'to_positions', 'token_scores', 'discriminative_map',
+           'token_accuracy_map', 'prefix_accuracy', 'order_experiment', 'order_tables', 'plot_order_maps',
+           'benchmark_scorer', 'randar_flops', 'bf16_peak', 'scorer_benchmarks']
 
 # %% ../nbs/03_scorer.ipynb 6
 def expand_classes(classes, B: int, device=None) -> Tensor:
@@ -364,3 +365,30 @@ def randar_flops(model, n_tokens: int | None = None) -> float:
     c = model.cfg; L = 2 * (n_tokens or c.grid[0] * c.grid[1]) + 1
     dense = sum(p.numel() for n, p in model.named_parameters() if p.ndim == 2 and 'embedding' not in n and 'tok_emb' not in n)
     return 2 * dense * L + 4 * c.n_layer * L * L * c.dim
+
+# %% ../nbs/03_scorer.ipynb 36
+BF16_PEAK = {'H200': 989e12, 'H100 PCIe': 756e12, 'H100': 989e12, 'A100': 312e12, 'L40S': 362e12, 'A10G': 70e12}
+
+def bf16_peak(name: str) -> float | None:
+    "Dense bf16 tensor-core peak FLOP/s of a GPU named `name` (first matching key of `BF16_PEAK`), or None."
+    return next((v for k, v in BF16_PEAK.items() if k in name), None)
+
+def scorer_benchmarks(out=None, presets=('randar_l', 'randar_xl'), images: int = 4, n_classes: int = 100, ks=(1, 5),
+                      chunk: int = 256, device=None, reps: int = 2) -> dict:
+    "Scoring throughput of RandAR `presets` (random weights, random token ids; bf16 on CUDA) with TFLOP/s and % of peak."
+    from arclf.randar import PRESETS
+    from arclf.core import default_device, run_info, atomic_write_text
+    dev = torch.device(device) if device else default_device(); cuda = dev.type == 'cuda'
+    name = torch.cuda.get_device_name(dev) if cuda else 'cpu'; peak = bf16_peak(name) if cuda else None
+    rows = []
+    for p in presets:
+        torch.manual_seed(0); m = PRESETS[p]().to(dev).eval()
+        clf = RandARClassifier(m, chunk=chunk, autocast_dtype=torch.bfloat16 if cuda else None)
+        ids = torch.randint(0, m.cfg.vocab_size, (images, clf.n_tokens))
+        for r in benchmark_scorer(clf, ids, n_classes, ks, reps, flops_per_sequence=randar_flops(m)):
+            rows.append(dict(preset=p, chunk=chunk, dtype='bf16' if cuda else 'fp32', **r,
+                             peak_fraction=r['tflops'] * 1e12 / peak if peak else None))
+        del m, clf
+    res = dict(device=name, bf16_peak=peak, rows=rows, run_info=run_info())
+    if out: atomic_write_text(json.dumps(res, indent=1), out)
+    return res

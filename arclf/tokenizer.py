@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from .core import (check_images, load_strict, load_pretrained, save_pretrained, atomic_write_text, seed_everything,
-                        num_params, TensorLoader, Learner, Callback, SchedCB, GradClipCB, ProgressCB, WEIGHTS_DIR)
+                        num_params, TensorLoader, Learner, Callback, SchedCB, GradClipCB, ProgressCB, WEIGHTS_DIR, run_info)
 from .data import to_float, load_dataset
 
 
@@ -375,13 +375,6 @@ def recon_metrics(model: VQModel, images: Tensor, bs: int = 500) -> dict:
 # %% ../nbs/01_tokenizer.ipynb 30
 DATASET_OF = {'vq_fmnist_s': 'fashion_mnist', 'vq_fmnist_l': 'fashion_mnist', 'vq_cifar_s': 'cifar10', 'vq_cifar_l': 'cifar10'}
 
-def _env_info() -> dict:
-    try: rev = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
-    except Exception: rev = ''
-    return dict(git_revision=rev or 'uncommitted', torch=str(torch.__version__), python=platform.python_version(),
-                hardware=f'{platform.machine()} {platform.processor() or ""} {torch.get_num_threads()} torch threads'.strip(),
-                cuda=torch.cuda.get_device_name() if torch.cuda.is_available() else None)
-
 def train_tokenizer(preset: str, dataset: str | None = None, epochs: int = 2, bs: int = 128, lr: float = 2e-3,
                     wd: float = 0., out=None, n_train: int | None = None, n_eval: int = 2000, seed: int = 0,
                     warmup: int = 100, device=None, progress: bool = True, data=None, command: str = '', **overrides) -> VQModel:
@@ -408,7 +401,7 @@ def train_tokenizer(preset: str, dataset: str | None = None, epochs: int = 2, bs
     recipe = dict(preset=preset, dataset=dataset, epochs=epochs, bs=bs, lr=lr, wd=wd, n_train=len(x), seed=seed,
                   warmup=warmup, schedule='cosine', grad_clip=1., loss='mse + vq + 0.25 commit (no LPIPS/GAN)',
                   overrides=overrides, command=command or f'train_tokenizer({preset!r}, epochs={epochs}, bs={bs}, lr={lr}, n_train={n_train}, seed={seed})')
-    model.meta = dict(recipe=recipe, metrics=metrics, history=learn.history, env=_env_info())
+    model.meta = dict(recipe=recipe, metrics=metrics, history=learn.history, env=run_info(recipe['command']))
     if out:
         path = WEIGHTS_DIR/f'{preset}.pt' if out is True else Path(out)
         save_pretrained(model.cpu(), path, **model.meta)
@@ -542,8 +535,8 @@ def evaluate_tokenizers(presets=('vq_fmnist_s', 'vq_fmnist_l'), n_eval: int = 50
         _save_fig(plot_recons(models, test.subset(1).x, title=f'{ds}: test images (top) and reconstructions'), out_dir/f'recon_{ds}.png')
     meta_p = out_dir/'meta.json'
     meta = json.loads(meta_p.read_text()) if meta_p.exists() else {}
-    meta[f'evaluate:{",".join(by_ds)}'] = dict(command=command or f'python -m arclf.tokenizer eval {" ".join(presets)} --n_eval {n_eval}',
-                            presets=list(presets), date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), **_env_info())
+    meta[f'evaluate:{",".join(by_ds)}'] = dict(presets=list(presets), **run_info(
+        command or f'python -m arclf.tokenizer eval {" ".join(presets)} --n_eval {n_eval}'))
     atomic_write_text(json.dumps(meta, indent=1), meta_p)
     return res
 
@@ -596,9 +589,7 @@ def benchmark_encode(presets=('vq_fmnist_s', 'vq_fmnist_l', 'vq_cifar_s', 'vq_ci
     finally: torch.set_num_threads(old)
     if out:
         load = os.getloadavg() if hasattr(os, 'getloadavg') else None
-        atomic_write_text(json.dumps(dict(rows=rows, gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-                                          cpu_count=os.cpu_count(), load_average=load,
-                                          command='python -m arclf.tokenizer bench', **_env_info()), indent=1), out)
+        atomic_write_text(json.dumps(dict(rows=rows, load_average=load, **run_info('python -m arclf.tokenizer bench')), indent=1), out)
     return rows
 
 # %% ../nbs/01_tokenizer.ipynb 49

@@ -220,13 +220,16 @@ def train_model(family: str, dataset: str = 'fashion_mnist', out=None, order: st
         from arclf.randar import _build
         tokenizer = tokenizer or FAMILY_PRESETS[dataset]['tokenizer']
         vocab = torch.load(weights_path(tokenizer), map_location='cpu', weights_only=True)['config']['codebook_size']
-        model = _build(preset, vocab, order, **cfg); x = x.long()
+        try: model = _build(preset, vocab, order, **cfg)
+        except TypeError as e: raise ValueError(f'{preset}: {e} (a config override names no field of RandARConfig)') from None
+        x = x.long()
         if x.shape[1] != model.n_tokens: raise ValueError(f'{tokenizer} gives {x.shape[1]} tokens per image but {preset} has {model.n_tokens}')
         wd = 0.05 if wd is None else wd
     else:
         from arclf.diffusion import PRESETS
         from arclf.core import check_images
-        model = PRESETS[preset](kind=family, **cfg)
+        try: model = PRESETS[preset](kind=family, **cfg)
+        except TypeError as e: raise ValueError(f'{preset}: {e} (a config override names no field of DiTConfig)') from None
         check_images(x[:256], model.cfg.in_channels, model.cfg.input_size, name=f'{dataset} images')
         wd = 0. if wd is None else wd
     dl = TensorLoader(x, y.long(), bs=bs, seed=seed)

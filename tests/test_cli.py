@@ -60,3 +60,19 @@ def test_train_config_errors(tmp_path):
     assert p.returncode == 2 and 'config not found' in p.stderr
     p = arclf('train', 'dit', '--config', str(ROOT/'configs'/'randar_fmnist.json'), ok=False)
     assert p.returncode == 2 and "is a 'randar' config" in p.stderr
+
+def test_train_a_cifar_model(data_root, tmp_path):
+    "`arclf train` takes the dataset: a CIFAR-10 DiT has 3 input channels at 32 px and records its recipe."
+    arclf('train', 'dit', '--dataset', 'cifar10', '--n-train', '64', '--bs', '32', '--device', 'cpu', '--root', str(data_root),
+          '--log-every', '0', '--out', str(tmp_path/'dit.pt'))
+    import torch
+    d = torch.load(tmp_path/'dit.pt', weights_only=True)
+    assert (d['config']['in_channels'], d['config']['input_size']) == (3, 32)
+    assert d['meta']['dataset'] == 'cifar10' and d['meta']['recipe']['steps'] == 2 and d['meta']['run_info']['torch']
+
+def test_reproduce_errors(tmp_path):
+    p = arclf('reproduce', '--plan', 'nope', ok=False)
+    assert p.returncode == 2 and 'plan not found' in p.stderr and 'cpu' in p.stderr
+    (tmp_path/'p.json').write_text(json.dumps(dict(name='x', datasets=dict(mnist=dict(models={})))))
+    p = arclf('reproduce', '--plan', str(tmp_path/'p.json'), ok=False)
+    assert p.returncode == 2 and "dataset 'mnist' has no small presets" in p.stderr
