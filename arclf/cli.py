@@ -198,44 +198,63 @@ def config_argv(path) -> tuple[str, list[str]]:
         else: argv += [f'--{k}', str(v)]
     return fam, argv
 
+class _Help(argparse.HelpFormatter):
+    "Help that shows a flag's default where it has one and its text does not already say it."
+    def _get_help_string(self, action):
+        h = action.help or ''
+        if action.default not in (None, False, argparse.SUPPRESS) and 'default' not in h: h += ' (default: %(default)s)'
+        return h
+
+def _common(p, out: str | None, what: str, seed: bool = True):
+    "The flags every evaluating command shares."
+    p.add_argument('--root', help='dataset folder (default: $ARCLF_DATA, system packages, the cache, download)')
+    p.add_argument('--device', help='cpu, cuda, cuda:1, mps (default: the best available)')
+    p.add_argument('--out', default=out, help=what)
+    if seed: p.add_argument('--seed', type=int, default=0, help='seeds the orders / timesteps and noises of every image')
+
 def parser() -> argparse.ArgumentParser:
+    F = _Help
     p = argparse.ArgumentParser(prog='arclf', description='Order-marginalized autoregressive generative image classifiers.')
     sub = p.add_subparsers(dest='cmd', required=True)
-    d = sub.add_parser('data', help='find the small-scale datasets and print a summary')
+    d = sub.add_parser('data', help='find the small-scale datasets and print a summary', formatter_class=F)
     d.add_argument('--root', help='dataset folder (default: $ARCLF_DATA, system packages, cache, download)')
-    m = sub.add_parser('demo', help='the main job: RandAR vs raster AR vs DiT classifiers on Fashion-MNIST (CPU, minutes)')
-    m.add_argument('--dataset', default='fashion_mnist'); m.add_argument('--n-per-class', type=int, default=10)
+    m = sub.add_parser('demo', help='the main job: RandAR vs raster AR vs DiT classifiers on Fashion-MNIST (CPU, minutes)', formatter_class=F)
+    m.add_argument('--dataset', default='fashion_mnist', help='test set to classify')
+    m.add_argument('--n-per-class', type=int, default=10, help='first n test images of each class (0: all)')
     m.add_argument('--ks', default='1,5,20', help='numbers of orders K for the RandAR classifier')
     m.add_argument('--dit-ns', default='5,25', help='numbers of timesteps for the DiT classifier')
-    m.add_argument('--out', default='results/demo'); m.add_argument('--seed', type=int, default=0)
-    m.add_argument('--root'); m.add_argument('--device', default=None)
+    _common(m, 'results/demo', 'folder for the table, JSON and plot')
     m.add_argument('--full', action='store_true', help='the complete small-scale reproduction instead: `arclf reproduce --plan gpu`')
-    g = sub.add_parser('reproduce', help='a reproduction plan: train its models, Table 2, Fig. 6 and the speed ratio (results/reproduce/)')
+    g = sub.add_parser('reproduce', help='a reproduction plan: train its models, Table 2, Fig. 6 and the speed ratio (results/reproduce/)',
+                       formatter_class=F)
     g.add_argument('--plan', default='cpu', help='a plan in configs/reproduce/ (cpu, gpu) or a JSON path')
-    g.add_argument('--datasets', help='comma-separated subset of the plan\'s datasets'); g.add_argument('--out', default='results/reproduce')
+    g.add_argument('--datasets', help='comma-separated subset of the plan\'s datasets (default: all)')
+    _common(g, 'results/reproduce', 'results folder (a subfolder per plan)', seed=False)
     g.add_argument('--runs', default='runs', help='where trained models and finished evaluations are kept (and resumed from)')
-    g.add_argument('--root'); g.add_argument('--device')
-    e = sub.add_parser('eval', help='evaluate a classifier on a dataset (+shift) with the paper protocol')
-    e.add_argument('--clf', choices=CLASSIFIERS, default='randar')
+    e = sub.add_parser('eval', help='evaluate a classifier on a dataset (+shift) with the paper protocol', formatter_class=F)
+    e.add_argument('--clf', choices=CLASSIFIERS, default='randar', help='which classifier')
     e.add_argument('--dataset', default='fashion_mnist', help=f'fashion_mnist or cifar10, optionally +{"|+".join(SHIFTS)}')
     e.add_argument('--n', type=int, default=20, help='samples per image: orders K (AR) or timesteps (diffusion)')
     e.add_argument('--n-per-class', type=int, default=10, help='first n test images of each class (0: all)')
-    e.add_argument('--model', help='pretrained name in arclf/weights or a path'); e.add_argument('--tokenizer')
+    e.add_argument('--model', help='pretrained name in arclf/weights or a path (default: the shipped Fashion-MNIST model)')
+    e.add_argument('--tokenizer', help='the AR model\'s tokenizer (default: the one recorded in the model)')
     e.add_argument('--step', type=int, default=4, help='diffusion timestep grid step (4: the paper\'s 250 midpoints)')
     e.add_argument('--prune', help='adaptive class pruning, e.g. "2:3,20:1" (cumulative samples:classes kept)')
-    e.add_argument('--severity', type=int, default=3); e.add_argument('--seed', type=int, default=0)
-    e.add_argument('--bs', type=int, default=16); e.add_argument('--out'); e.add_argument('--root'); e.add_argument('--device')
-    r = sub.add_parser('robustness', help='Table 2 analogue: clean vs Gaussian noise / JPEG / sketch accuracy')
-    r.add_argument('--dataset', default='fashion_mnist'); r.add_argument('--n-per-class', type=int, default=10)
-    r.add_argument('--K', type=int, default=5); r.add_argument('--dit-n', type=int, default=25)
-    r.add_argument('--out', default='results/robustness'); r.add_argument('--root'); r.add_argument('--device')
+    e.add_argument('--severity', type=int, default=3, help='shift severity 1..5 (ImageNet-C / CIFAR-10-C levels)')
+    e.add_argument('--bs', type=int, default=16, help='images per scoring batch')
+    _common(e, None, 'result JSON file (default: print only)')
+    r = sub.add_parser('robustness', help='Table 2 analogue: clean vs Gaussian noise / JPEG / sketch accuracy', formatter_class=F)
+    r.add_argument('--dataset', default='fashion_mnist', help='test set'); r.add_argument('--n-per-class', type=int, default=10, help='first n test images of each class')
+    r.add_argument('--K', type=int, default=5, help='orders for RandAR'); r.add_argument('--dit-n', type=int, default=25, help='timesteps for DiT')
+    _common(r, 'results/robustness', 'folder for table2.json and table2.md', seed=False)
     t = sub.add_parser('train', help='train a model family (`arclf train <family> --help`), or from a config: '
                        '`arclf train --config configs/randar_fmnist.json` (extra flags override it)')
     t.add_argument('--config', help='a JSON training config (see configs/); it names the family')
     t.add_argument('family', nargs='?', choices=list(FAMILIES)); t.add_argument('args', nargs=argparse.REMAINDER)
-    b = sub.add_parser('bench', help='speed benchmarks: training steps, or a model family\'s own (`arclf bench tokenizer`)')
+    b = sub.add_parser('bench', help='speed benchmarks: training steps, or a model family\'s own (`arclf bench tokenizer`)', formatter_class=F)
     b.add_argument('what', choices=['training', 'tokenizer']); b.add_argument('--full', action='store_true', help='full-size presets too (GPU)')
-    b.add_argument('--device'); b.add_argument('--out'); b.add_argument('args', nargs=argparse.REMAINDER)
+    b.add_argument('--device', help='default: cuda if available'); b.add_argument('--out', help='result JSON (default: results/training/bench_<device>.json)')
+    b.add_argument('args', nargs=argparse.REMAINDER)
     return p
 
 def main(argv=None):

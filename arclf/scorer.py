@@ -184,8 +184,12 @@ def evaluate(clf: GenerativeClassifier, data, n: int, classes=None, bs: int = 16
         z = clf.prepare(to_float(x[idx]))
         draws = [clf.draw(take(z, slice(i, i + 1)), n, image_generator(seed, g)) for i, g in enumerate(idx)]
         samples = {k: torch.cat([d[k] for d in draws]) for k in draws[0]}
-        scores[idx] = clf.score(z, expand_classes(classes, len(idx)), samples).float().cpu()
-        done[idx] = True
+        s = clf.score(z, expand_classes(classes, len(idx)), samples).float().cpu()
+        if not torch.isfinite(s).all():
+            bad = sorted({idx[i] for i in (~torch.isfinite(s)).nonzero()[:, 0].tolist()})
+            raise FloatingPointError(f'{clf.__class__.__name__} gave non-finite scores for images {bad[:10]}: check the model '
+                                     'weights for NaN (a diverged training run?) and the images for NaN or values outside [-1, 1]')
+        scores[idx] = s; done[idx] = True
         if part is not None and (j + 1) % save_every == 0:
             atomic_save(dict(scores=scores, done=done, classes=classes, seed=seed, seconds=t_prev + time.perf_counter() - t0), part)
     secs = t_prev + time.perf_counter() - t0
