@@ -172,12 +172,15 @@ def speed_summary(rows: list[dict]) -> str:
                if best['ratio'] else f"no RandAR budget reaches its best accuracy ({100 * best['slow_acc']:.1f}%)")
     return f"up to {top['ratio']:.1f}× ({top['slow_n']} timesteps vs K={top['fast_n']}); {at_best}"
 
+def _plan_arg(plan: dict) -> str:
+    p = Path(plan['path']); return p.stem if p.resolve().parent == PLANS_DIR else str(p)
+
 def report(res: dict) -> str:
     "The README of a reproduction: tables per dataset, speed ratios, models, and how the results were made."
     plan, info = res['plan'], res['run_info']
     hw = info.get('hardware') or info.get('gpu') or f"{info['cpu']} CPU, {info['torch_threads']} thread(s)"
     s = [f"# Reproduction run `{plan['name']}`", '', plan.get('about', ''), '',
-         f"Made by `arclf reproduce --plan {plan['path']}` (`{info['command']}`) at git {info['git_rev']}"
+         f"Made by `arclf reproduce --plan {_plan_arg(plan)}` (`{info['command']}`) at git {info['git_rev']}"
          f"{' (uncommitted changes)' if info.get('git_dirty') else ''}, torch {info['torch']}, on {hw}, {info['date']}.", '']
     for name, r in res['results'].items():
         t2 = r['table2']; shifts = list(dict.fromkeys(o['shift'] for o in t2)); kinds = list(dict.fromkeys(o['classifier'] for o in t2))
