@@ -144,25 +144,29 @@ FAMILIES = {'tokenizer': 'arclf.tokenizer', 'randar': 'arclf.training', 'dit': '
 def train_model_cli(family: str, argv):
     "`arclf train randar|dit|sit`: `arclf.training.train_model`, its arguments as flags; prints where the weights went."
     rnd = family == 'randar'
-    p = argparse.ArgumentParser(prog=f'arclf train {family}', description=f'Train the small {family} model of a dataset with '
-                                'arclf.training.train_model (bf16/TF32 on a GPU, DDP under torchrun, exact resume from --ckpt).')
+    p = argparse.ArgumentParser(prog=f'arclf train {family}', formatter_class=_Help, description=f'Train the small {family} model '
+                                'of a dataset with arclf.training.train_model (bf16/TF32 on a GPU, DDP under torchrun, exact resume from --ckpt).')
     p.add_argument('--dataset', default='fashion_mnist', choices=['fashion_mnist', 'cifar10'])
     if rnd:
         p.add_argument('--order', choices=['random', 'raster'], default='random')
         p.add_argument('--tokenizer', help='a tokenizer in arclf/weights or a path (default: the dataset\'s vq_*_s)')
     p.add_argument('--preset', help='model preset (default: the dataset\'s small preset)')
-    p.add_argument('--epochs', type=int, default=1); p.add_argument('--bs', type=int, default=128, help='global batch size')
-    p.add_argument('--lr', type=float, default=2e-3 if rnd else 1e-3); p.add_argument('--warmup', type=int, default=50 if rnd else 100)
+    p.add_argument('--epochs', type=int, default=1, help='passes over the training set')
+    p.add_argument('--bs', type=int, default=128, help='global batch size')
+    p.add_argument('--lr', type=float, default=2e-3 if rnd else 1e-3, help='peak AdamW learning rate (cosine decay)')
+    p.add_argument('--warmup', type=int, default=50 if rnd else 100, help='linear warmup steps (at most a tenth of the run)')
     p.add_argument('--wd', type=float, help='weight decay on >=2-D parameters (default: 0.05 RandAR, 0 diffusion)')
-    p.add_argument('--seed', type=int, default=0); p.add_argument('--n-train', type=int, help='first n training images only')
+    p.add_argument('--seed', type=int, default=0, help='seeds the weights, the batch order and the loss\'s randomness')
+    p.add_argument('--n-train', type=int, help='first n training images only')
     p.add_argument('--device', help='cpu, cuda, cuda:1 (default: the best available; under torchrun: the local GPU)')
     p.add_argument('--bf16', action=argparse.BooleanOptionalAction, default=None, help='bf16 autocast (default: on CUDA only)')
     p.add_argument('--ema', type=float, help='keep and save EMA weights with this decay, e.g. 0.999')
-    p.add_argument('--compile', action='store_true'); p.add_argument('--grad-ckpt', action='store_true')
+    p.add_argument('--compile', action='store_true', help='torch.compile the loss (GPU runs)')
+    p.add_argument('--grad-ckpt', action='store_true', help='recompute block activations in the backward pass (less memory)')
     p.add_argument('--ckpt', help='training-state file: written during the run, resumed from if it exists')
     p.add_argument('--ckpt-every', type=int, help='also write --ckpt every n steps (default: every epoch)')
     p.add_argument('--threads', type=int, help='CPU threads'); p.add_argument('--root', help='dataset folder')
-    p.add_argument('--log-every', type=int, default=100); p.add_argument('--out', help='weights file (default: arclf/weights/<name>.pt)')
+    p.add_argument('--log-every', type=int, default=100, help='print the loss every n steps (0: never)'); p.add_argument('--out', help='weights file (default: arclf/weights/<name>.pt)')
     p.add_argument('--cfg', action='append', default=[], metavar='KEY=VALUE',
                    help='override a field of the preset\'s config, e.g. --cfg n_layer=2 --cfg class_dropout_prob=0 (repeatable)')
     a = p.parse_args(argv)

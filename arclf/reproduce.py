@@ -15,15 +15,16 @@ from .training import train_model, FAMILY_PRESETS, setup_distributed, is_main
 from .cli import build_classifier, CLASSIFIERS
 
 # %% auto 0
-__all__ = ['PLANS_DIR', 'PLAN_KEYS', 'EVAL_KEYS', 'EVAL_DEFAULTS', 'NAMES', 'SHIFT_NAMES', 'load_plan', 'model_file',
-           'cached_eval', 'budget_rows', 'speed_ratio', 'reproduce', 'speed_summary', 'report', 'plot_reproduction']
+__all__ = ['PLANS_DIR', 'PLAN_KEYS', 'EVAL_DEFAULTS', 'NAMES', 'SHIFT_NAMES', 'load_plan', 'model_file', 'cached_eval',
+           'budget_rows', 'speed_ratio', 'reproduce', 'speed_summary', 'report', 'plot_reproduction']
 
 # %% ../nbs/09_reproduce.ipynb 5
 PLANS_DIR = Path(arclf.__file__).resolve().parent.parent/'configs'/'reproduce'
 
 # %% ../nbs/09_reproduce.ipynb 6
 PLAN_KEYS = {'name', 'about', 'seed', 'threads', 'eval', 'datasets'}
-EVAL_KEYS = {'ks', 'diffusion_ns', 'step', 'shift_K', 'shift_diffusion_n', 'shifts', 'severity', 'bs'}
+EVAL_DEFAULTS = dict(ks=[1, 2, 5, 10, 20], diffusion_ns=[1, 2, 5, 10, 25], step=4, shift_K=5, shift_diffusion_n=10,
+                     shifts=list(SHIFTS), severity=3, bs=16)
 
 def load_plan(src) -> dict:
     "A reproduction plan (JSON: a path, or a name in `configs/reproduce/`), checked so that a typo fails before any work."
@@ -33,7 +34,8 @@ def load_plan(src) -> dict:
     try: plan = json.loads(p.read_text())
     except json.JSONDecodeError as e: raise ValueError(f'{p} is not valid JSON: {e}') from e
     if bad := set(plan) - PLAN_KEYS: raise ValueError(f'{p}: unknown keys {sorted(bad)} (allowed: {sorted(PLAN_KEYS)})')
-    if bad := set(plan.get('eval', {})) - EVAL_KEYS: raise ValueError(f'{p}: unknown eval keys {sorted(bad)} (allowed: {sorted(EVAL_KEYS)})')
+    if bad := set(plan.get('eval', {})) - set(EVAL_DEFAULTS):
+        raise ValueError(f'{p}: unknown eval keys {sorted(bad)} (allowed: {sorted(EVAL_DEFAULTS)})')
     for ds, d in plan['datasets'].items():
         if ds not in FAMILY_PRESETS: raise ValueError(f'{p}: dataset {ds!r} has no small presets (use {list(FAMILY_PRESETS)})')
         for kind, spec in d['models'].items():
@@ -97,9 +99,6 @@ def speed_ratio(fast: list[dict], slow: list[dict]) -> list[dict]:
     return out
 
 # %% ../nbs/09_reproduce.ipynb 14
-EVAL_DEFAULTS = dict(ks=[1, 2, 5, 10, 20], diffusion_ns=[1, 2, 5, 10, 25], step=4, shift_K=5, shift_diffusion_n=10,
-                     shifts=list(SHIFTS), severity=3, bs=16)
-
 def _budgets(kind: str, E: dict) -> list[int]:
     return E['ks'] if kind == 'randar' else [1] if kind == 'raster' else E['diffusion_ns']
 
