@@ -150,6 +150,7 @@ def train_model_cli(family: str, argv):
     if rnd:
         p.add_argument('--order', choices=['random', 'raster'], default='random')
         p.add_argument('--tokenizer', help='a tokenizer in arclf/weights or a path (default: the dataset\'s vq_*_s)')
+        p.add_argument('--noise-t', type=float, default=0., help='noise augmentation: train on tokens of latents noised at this t')
     p.add_argument('--preset', help='model preset (default: the dataset\'s small preset)')
     p.add_argument('--epochs', type=int, default=1, help='passes over the training set')
     p.add_argument('--bs', type=int, default=128, help='global batch size')
@@ -179,7 +180,7 @@ def train_model_cli(family: str, argv):
     if a.threads: torch.set_num_threads(a.threads)
     preset = a.preset or FAMILY_PRESETS[a.dataset][family]
     out = a.out or WEIGHTS_DIR/f"{preset}{'_raster' if rnd and a.order == 'raster' else ''}.pt"
-    kw = dict(order=a.order, tokenizer=a.tokenizer) if rnd else {}
+    kw = dict(order=a.order, tokenizer=a.tokenizer, noise_t=a.noise_t) if rnd else {}
     m = train_model(family, a.dataset, out=out, preset=preset, epochs=a.epochs, bs=a.bs, lr=a.lr, warmup=a.warmup, wd=a.wd,
                     seed=a.seed, n_train=a.n_train, device=a.device, bf16=a.bf16, ema=a.ema, compile=a.compile,
                     grad_ckpt=a.grad_ckpt, ckpt=a.ckpt, ckpt_every=a.ckpt_every, log_every=a.log_every, root=a.root, **kw, **cfg)
@@ -235,6 +236,12 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument('--datasets', help='comma-separated subset of the plan\'s datasets (default: all)')
     _common(g, 'results/reproduce', 'results folder (a subfolder per plan)', seed=False)
     g.add_argument('--runs', default='runs', help='where trained models and finished evaluations are kept (and resumed from)')
+    ab = sub.add_parser('ablations', help='lower bound vs likelihood, tokenizers, noise augmentation (+ loss weighting) on '
+                        'Fashion-MNIST (results/ablations/)', formatter_class=F)
+    ab.add_argument('--n-per-class', type=int, default=50, help='clean test images per class')
+    ab.add_argument('--K', type=int, default=10, help='orders per image of the clean evaluation')
+    _common(ab, 'results/ablations', 'results folder', seed=False)
+    ab.add_argument('--runs', default='runs', help='where trained variants and finished evaluations are kept (and resumed from)')
     e = sub.add_parser('eval', help='evaluate a classifier on a dataset (+shift) with the paper protocol', formatter_class=F)
     e.add_argument('--clf', choices=CLASSIFIERS, default='randar', help='which classifier')
     e.add_argument('--dataset', default='fashion_mnist', help=f'fashion_mnist or cifar10, optionally +{"|+".join(SHIFTS)}')
@@ -280,6 +287,10 @@ def _main(argv=None):
                       a.datasets.split(',') if getattr(a, 'datasets', None) else None, a.device, a.root)
         if 'RANK' not in os.environ or os.environ['RANK'] == '0':
             print(f"wrote {Path(getattr(a, 'out', 'results/reproduce'))/r['plan']['name']}/README.md, results.json, fig6.png")
+    elif a.cmd == 'ablations':
+        from arclf.ablations import ablations
+        ablations(out=a.out, runs=a.runs, n_per_class=a.n_per_class, K=a.K, device=a.device, root=a.root)
+        print(f'wrote {a.out}/README.md, results.json, ablations.png')
     elif a.cmd == 'demo':
         demo(a.dataset, a.n_per_class or None, [int(k) for k in a.ks.split(',')], [int(k) for k in a.dit_ns.split(',')], a.out,
              a.seed, a.root, device=a.device)

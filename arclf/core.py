@@ -17,7 +17,8 @@ __all__ = ['WRAP_KEYS', 'WEIGHTS_DIR', 'default_device', 'seed_everything', 'to_
            'atomic_save', 'atomic_write_text', 'load_weights', 'layout', 'layout_diff', 'load_strict',
            'random_state_dict', 'save_pretrained', 'weights_path', 'load_pretrained', 'TensorLoader',
            'CancelFitException', 'CancelEpochException', 'CancelBatchException', 'Callback', 'run_cbs', 'default_loss',
-           'param_groups', 'adamw', 'Learner', 'lr_factor', 'SchedCB', 'GradClipCB', 'ProgressCB', 'LogCB']
+           'param_groups', 'adamw', 'Learner', 'lr_factor', 'SchedCB', 'GradClipCB', 'ProgressCB', 'LogCB',
+           'RecorderCB', 'fit_model', 'trained_model']
 
 # %% ../nbs/00_core.ipynb 5
 def default_device() -> torch.device:
@@ -379,3 +380,30 @@ class LogCB(Callback):
         if self.every and learn.training and learn.iter % self.every == 0:
             self._w(f'iter {learn.iter} loss {learn.loss.item():.4f} lr {learn.opt.param_groups[0]["lr"]:.2e} {time.time() - self.t0:.0f}s')
     def after_record(self, learn): self._w(f'{learn.history[-1]} {time.time() - self.t0:.0f}s')
+
+# %% ../nbs/00_core.ipynb 31
+class RecorderCB(Callback):
+    "Record the loss of every training step in `learn.step_losses` (kept in checkpoints and in the weights' metadata)."
+    def before_fit(self, learn):
+        if not hasattr(learn, 'step_losses'): learn.step_losses = []
+    def after_step(self, learn): learn.step_losses.append(learn.loss.item())
+
+def _rank0() -> bool: return os.environ.get('RANK', '0') == '0'
+
+def fit_model(model: nn.Module, train_dl, epochs: int = 1, lr: float = 1e-3, wd: float = 0., warmup: int = 0,
+              schedule: str = 'cosine', min_ratio: float = 0.05, clip: float | None = 1., valid_dl=None, device=None,
+              cbs=(), log_every: int = 0, log_file=None, progress: bool = False, loss_fn=default_loss) -> Learner:
+    """Fit `model` on `train_dl` for `epochs` with arclf's one recipe (AdamW, decay on ≥2-D parameters only, `warmup`
+    steps then a `schedule` decay to `min_ratio`, clipping at `clip`, per-step loss record, logs and bars on rank 0);
+    `cbs` add the rest. Returns the fitted `Learner` (`.step_losses`, `.history`, `.iter`, `.train_seconds`)."""
+    base = [SchedCB(epochs * len(train_dl), warmup, schedule, min_ratio), RecorderCB()]
+    if clip: base.append(GradClipCB(clip))
+    if log_every and _rank0(): base.append(LogCB(log_every, log_file))
+    if progress and _rank0(): base.append(ProgressCB(plot=False))
+    learn = Learner(model, train_dl, valid_dl, loss_fn=loss_fn, lr=lr, wd=wd, device=device, cbs=base + list(cbs))
+    t0 = time.time(); learn.fit(epochs); learn.train_seconds = round(time.time() - t0, 1)
+    return learn
+
+def trained_model(learn: Learner) -> nn.Module:
+    "The weights a fitted run delivers, in eval mode: the EMA copy if the run kept one, else the model."
+    return (learn.ema if getattr(learn, 'ema', None) is not None else learn.model).eval()

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
-from .core import (LogCB, check_images, load_strict, save_pretrained, load_pretrained, TensorLoader, Learner, SchedCB,
-                        GradClipCB, seed_everything, num_params, atomic_write_text, layout, WEIGHTS_DIR, run_info)
+from .core import (check_images, load_strict, save_pretrained, load_pretrained, TensorLoader, fit_model, trained_model,
+                        seed_everything, num_params, atomic_write_text, layout, WEIGHTS_DIR, run_info)
 from .scorer import GenerativeClassifier, expand_classes
 
 # %% auto 0
@@ -283,24 +283,25 @@ def fmnist(split: str = 'train'):
 
 def train_diffusion(images: Tensor, labels: Tensor, preset='dit_fmnist', epochs: int = 1, bs: int = 128, lr: float = 1e-3,
                     seed: int = 0, kind: str | None = None, out=None, warmup: int = 100, wd: float = 0.,
-                    cbs=(), device=None, **cfg) -> DiT:
-    "Train a DiT (ε-MSE) or SiT (velocity MSE) preset on `images` in [-1, 1]; save to `out` with its recipe if given."
+                    cbs=(), device=None, log_every: int = 0, log_file=None, progress: bool = False, **cfg) -> DiT:
+    """Train a DiT (ε-MSE) or SiT (velocity MSE) preset (`cfg` override config fields) on `images` in [-1, 1] with
+    `fit_model` (`cbs`: extra callbacks, e.g. `arclf.training.scale_cbs`); the returned model (EMA weights if kept)
+    carries its recipe and loss curve in `.meta`, and is saved to `out` (in float16) if given."""
     seed_everything(seed)
     model = PRESETS[preset](**({'kind': kind} if kind else {}), **cfg) if isinstance(preset, str) else preset
     check_images(images[:256], model.cfg.in_channels, model.cfg.input_size)
     if labels.max() >= model.cfg.num_classes or labels.min() < 0:
         raise ValueError(f'labels span [{labels.min()}, {labels.max()}] but the model has {model.cfg.num_classes} classes')
     dl = TensorLoader(images, labels, bs=bs, shuffle=True, seed=seed)
-    total = epochs * len(dl)
-    learn = Learner(model, dl, lr=lr, wd=wd, cbs=[SchedCB(total, warmup=min(warmup, total // 10)), GradClipCB(1.), *cbs],
-                    device=device)
-    t0 = time.time(); learn.fit(epochs)
-    model.eval().cpu()
+    learn = fit_model(model, dl, epochs, lr=lr, wd=wd, warmup=min(warmup, epochs * len(dl) // 10), clip=1., device=device,
+                      cbs=cbs, log_every=log_every, log_file=log_file, progress=progress)
+    model = trained_model(learn)
+    model.meta = dict(recipe=dict(preset=preset if isinstance(preset, str) else 'custom', epochs=epochs, bs=bs, lr=lr, seed=seed,
+                                  kind=model.cfg.kind, warmup=warmup, wd=wd, n_train=len(images), steps=learn.iter),
+                      history=learn.history, train_seconds=learn.train_seconds, loss_curve=learn.step_losses, torch=str(torch.__version__))
     if out is not None:   # stored in float16 (half the size; loads into float32 parameters)
         import copy
-        save_pretrained(copy.deepcopy(model).half(), out, stored_dtype='float16 (loaded into float32 parameters)', recipe=dict(preset=preset if isinstance(preset, str) else 'custom', epochs=epochs, bs=bs,
-                        lr=lr, seed=seed, kind=model.cfg.kind, warmup=warmup, wd=wd, n_train=len(images), steps=learn.iter),
-                        history=learn.history, train_seconds=round(time.time() - t0, 1), torch=str(torch.__version__))
+        save_pretrained(copy.deepcopy(model).half().cpu(), out, stored_dtype='float16 (loaded into float32 parameters)', **model.meta)
     return model
 
 # %% ../nbs/04_diffusion.ipynb 27
@@ -671,7 +672,7 @@ def main(argv=None):
         x, y = fmnist('train')
         out = a.out or WEIGHTS_DIR/f'{a.kind}_fmnist.pt'
         m = train_diffusion(x, y, preset=f'{a.kind}_fmnist', epochs=a.epochs, bs=a.bs, lr=a.lr, seed=a.seed, out=out,
-                            cbs=[LogCB(50)], device='cpu')
+                            log_every=50, device='cpu')
         print(f'saved {out}')
     elif a.cmd == 'eval':
         eval_scores(a.kind, a.n_per_class, a.n)

@@ -4,20 +4,20 @@
 
 # %% ../nbs/02_randar.ipynb 2
 from __future__ import annotations
-import json, math, os, platform, subprocess, time, dataclasses
+import copy, json, math, os, time, dataclasses
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import (LogCB, Learner, TensorLoader, SchedCB, GradClipCB, ProgressCB, Callback, seed_everything, default_device,
+from .core import (TensorLoader, Callback, fit_model, trained_model, seed_everything, default_device,
                         load_strict, save_pretrained, load_pretrained, atomic_write_text, num_params, layout, run_info)
 
 # %% auto 0
 __all__ = ['SMALL', 'PRESETS', 'find_multiple', 'RandARConfig', 'rope_2d', 'apply_rope', 'RMSNorm', 'KVCache', 'Attention',
            'FeedForward', 'Block', 'ClassEmbedding', 'random_orders', 'raster_orders', 'RandAR', 'generate', 'randar_l',
-           'randar_xl', 'randar_fmnist', 'randar_cifar', 'load_randar', 'LossCurveCB', 'nll_per_token', 'train_randar',
+           'randar_xl', 'randar_fmnist', 'randar_cifar', 'load_randar', 'nll_per_token', 'train_randar',
            'encode_tokens', 'train_fmnist', 'sample_images', 'save_sample_grid', 'fmnist_samples', 'bench_randar']
 
 # %% ../nbs/02_randar.ipynb 6
@@ -359,11 +359,6 @@ def _build(preset, vocab_size: int, order: str, **kw) -> RandAR:
     if preset not in PRESETS: raise ValueError(f'unknown preset {preset!r}; choose one of {list(PRESETS)} or pass a RandARConfig')
     return PRESETS[preset](vocab_size=vocab_size, order=order, **kw)
 
-class LossCurveCB(Callback):
-    "Record `(step, loss)` of every training step in `learn.loss_curve` (kept in the weights' metadata)."
-    def after_batch(self, learn):
-        if learn.training: learn.loss_curve.append((learn.iter, round(learn.loss.item(), 5)))
-
 @torch.no_grad()
 def nll_per_token(model: RandAR, tokens: Tensor, labels: Tensor, n_orders: int = 1, seed: int = 0, bs: int = 256,
                   order: str | None = None) -> float:
@@ -379,9 +374,11 @@ def nll_per_token(model: RandAR, tokens: Tensor, labels: Tensor, n_orders: int =
 
 def train_randar(tokens: Tensor, labels: Tensor, preset='randar_fmnist', epochs: int = 1, bs: int = 128, lr: float = 1e-3,
                  order: str = 'random', seed: int = 0, valid=None, out=None, warmup: int = 200, sched: str = 'cosine',
-                 wd: float = 0.05, device=None, cbs=(), log_every: int = 100, log_file=None, meta: dict | None = None,
-                 **kw) -> RandAR:
-    "Train a RandAR (preset name, constructor, `RandARConfig` or model) on `tokens` `[n, N]` and `labels` `[n]`; save to `out`."
+                 wd: float = 0.05, device=None, cbs=(), log_every: int = 100, log_file=None, progress: bool = False,
+                 meta: dict | None = None, **kw) -> RandAR:
+    """Train a RandAR (preset name, constructor, `RandARConfig` or model; `kw` override config fields) on `tokens` `[n, N]`
+    and `labels` `[n]` with `fit_model` (`cbs`: extra callbacks, e.g. `arclf.training.scale_cbs`); the returned model
+    (EMA weights if kept) carries its recipe and loss curve in `.meta`, and is saved to `out` if given."""
     seed_everything(seed)
     vocab = int(tokens.max()) + 1 if 'vocab_size' not in kw else kw.pop('vocab_size')
     model = _build(preset, vocab, order, **kw)
@@ -389,18 +386,15 @@ def train_randar(tokens: Tensor, labels: Tensor, preset='randar_fmnist', epochs:
     tokens, labels = tokens.long(), labels.long()
     dl = TensorLoader(tokens, labels, bs=bs, seed=seed)
     vdl = TensorLoader(valid[0].long(), valid[1].long(), bs=256, shuffle=False) if valid is not None else None
-    total = epochs * len(dl)
-    learn = Learner(model, dl, vdl, lr=lr, wd=wd, device=device,
-                    cbs=[SchedCB(total, warmup=min(warmup, total // 10), kind=sched), GradClipCB(1.0), *cbs])
-    learn.loss_curve = []; learn.add_cbs([LogCB(log_every, log_file), LossCurveCB()])
-    t0 = time.time(); learn.fit(epochs); train_s = time.time() - t0
-    model.history, model.train_seconds, model.loss_curve = learn.history, train_s, learn.loss_curve
-    if out is not None:
-        rec = dict(recipe=dict(epochs=epochs, bs=bs, lr=lr, order=order, seed=seed, warmup=warmup, sched=sched, wd=wd,
-                               n_train=len(tokens), steps=learn.iter),
-                   history=learn.history, train_seconds=train_s, **(meta or {}))
-        save_pretrained(model.cpu(), out, **rec)
-    return model.eval()
+    learn = fit_model(model, dl, epochs, lr=lr, wd=wd, warmup=min(warmup, epochs * len(dl) // 10), schedule=sched, clip=1.,
+                      valid_dl=vdl, device=device, cbs=cbs, log_every=log_every, log_file=log_file, progress=progress)
+    model = trained_model(learn)
+    model.meta = dict(recipe=dict(epochs=epochs, bs=bs, lr=lr, order=order, seed=seed, warmup=warmup, sched=sched, wd=wd,
+                                  n_train=len(tokens), steps=learn.iter),
+                      history=learn.history, train_seconds=learn.train_seconds,
+                      loss_curve=learn.step_losses, **(meta or {}))
+    if out is not None: save_pretrained(copy.deepcopy(model).float().cpu(), out, **model.meta)
+    return model
 
 # %% ../nbs/02_randar.ipynb 38
 def _file_hash(p, n: int = 12) -> str:
@@ -408,18 +402,20 @@ def _file_hash(p, n: int = 12) -> str:
     return hashlib.sha256(Path(p).read_bytes()).hexdigest()[:n]
 
 def encode_tokens(tokenizer: str = 'vq_fmnist_s', split: str = 'train', dataset: str = 'fashion_mnist', bs: int = 500,
-                  cache: bool = True, root=None):
-    "Token ids `[n, N]` (int16 if they fit) and labels `[n]` of a dataset split under a tokenizer (a name in `arclf/weights` or a path)."
+                  cache: bool = True, root=None, noise_t: float = 0., seed: int = 0):
+    """Token ids `[n, N]` (int16 if they fit) and labels `[n]` of a dataset split under a tokenizer (a name in
+    `arclf/weights` or a path); `noise_t` > 0 tokenizes noisy latents (the latent noise of notebook 01, drawn from `seed`)."""
     from arclf.core import weights_path
     from arclf.data import cache_dir, load_dataset
     from arclf.tokenizer import VQModel, encode_dataset
     wf = weights_path(tokenizer)
-    cf = cache_dir()/'tokens'/f'{dataset}_{split}_{wf.stem}_{_file_hash(wf)}.pt'
+    tag = f'_t{noise_t:g}_s{seed}' if noise_t else ''
+    cf = cache_dir()/'tokens'/f'{dataset}_{split}_{wf.stem}_{_file_hash(wf)}{tag}.pt'
     if cache and cf.exists():
         d = torch.load(cf, weights_only=True); return d['ids'], d['y']
     vq = load_pretrained(VQModel, wf).eval()
     ds = load_dataset(dataset, split, root)
-    ids = encode_dataset(vq, ds.x, bs)
+    ids = encode_dataset(vq, ds.x, bs, noise_t, torch.Generator().manual_seed(seed) if noise_t else None)
     ids = ids.to(torch.int16) if vq.vocab_size <= 32767 else ids
     if cache:
         from arclf.core import atomic_save
@@ -449,7 +445,9 @@ def train_fmnist(order: str = 'random', tokenizer: str = 'vq_fmnist_s', epochs: 
     meta = dict(tokenizer=tokenizer, preset='randar_fmnist', vocab_size=vocab, params=num_params(model),
                 recipe=dict(epochs=epochs, bs=bs, lr=lr, warmup=warmup, order=order, seed=seed, n_train=len(xtr),
                             sched='cosine', wd=0.05, betas=(0.9, 0.95), grad_clip=1.0),
-                history=model.history, train_seconds=model.train_seconds, loss_curve=model.loss_curve[::5], **nll, **run_info(cmd))
+                history=model.meta['history'], train_seconds=model.meta['train_seconds'],
+                loss_curve=[(i + 1, round(l, 5)) for i, l in enumerate(model.meta['loss_curve'])][::5],
+                **nll, **run_info(cmd))
     save_pretrained(model.cpu(), out, **meta)
     atomic_write_text(json.dumps(meta, indent=1, default=str), res/f'train_{name}.json')
     return model

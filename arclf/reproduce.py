@@ -15,8 +15,8 @@ from .training import train_model, FAMILY_PRESETS, setup_distributed, is_main
 from .cli import build_classifier, CLASSIFIERS
 
 # %% auto 0
-__all__ = ['PLANS_DIR', 'PLAN_KEYS', 'EVAL_DEFAULTS', 'NAMES', 'SHIFT_NAMES', 'load_plan', 'model_file', 'cached_eval',
-           'budget_rows', 'speed_ratio', 'reproduce', 'speed_summary', 'report', 'plot_reproduction']
+__all__ = ['PLANS_DIR', 'PLAN_KEYS', 'EVAL_DEFAULTS', 'NAMES', 'SHIFT_NAMES', 'load_plan', 'ensure_trained', 'model_file',
+           'cached_eval', 'budget_rows', 'speed_ratio', 'reproduce', 'speed_summary', 'report', 'plot_reproduction']
 
 # %% ../nbs/09_reproduce.ipynb 5
 PLANS_DIR = Path(arclf.__file__).resolve().parent.parent/'configs'/'reproduce'
@@ -49,26 +49,31 @@ def _barrier():
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized(): dist.barrier()
 
+def ensure_trained(out, family: str, dataset: str, recipe: dict, device=None, progress: bool = False) -> Path:
+    """`out`, trained by `train_model(family, dataset, **recipe)` if it does not exist yet (resuming from `out.ckpt` if
+    an earlier attempt was interrupted); a stored model trained with another recipe is refused, not silently reused."""
+    out = Path(out)
+    if out.exists():                      # trained before: only if by this recipe
+        got = torch.load(out, map_location='cpu', weights_only=True)['meta'].get('recipe', {})
+        diff = {k: (v, got.get(k)) for k, v in recipe.items() if k in got and got[k] != v}
+        if diff: raise ValueError(f'{out} was trained with another recipe {diff} (wanted, stored): delete it or choose another folder')
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    print(f'training {out}: {family} on {dataset}, {recipe}', flush=True)
+    train_model(family, dataset, out=out, ckpt=out.with_suffix('.ckpt'), device=device, progress=progress,
+                log_file=out.with_suffix('.log'), **recipe)
+    _barrier()
+    return out
+
 def model_file(plan: dict, dataset: str, kind: str, runs='runs', device=None, progress: bool = False) -> Path:
     """The weights of classifier `kind` on `dataset`: a shipped or given file (`"weights"`), or the run folder's copy,
-    trained by `train_model` from the plan's `"train"` recipe when missing (resuming from its `.ckpt` if interrupted)."""
+    trained from the plan's `"train"` recipe when missing (`ensure_trained`)."""
     spec = plan['datasets'][dataset]['models'][kind]
     if 'weights' in spec: return weights_path(spec['weights'])
-    out = Path(runs)/f"reproduce-{plan['name']}"/dataset/f'{kind}.pt'
     rec = dict(spec['train'])
     family = rec.pop('family', 'randar' if kind in ('randar', 'raster') else kind)
     if kind in ('randar', 'raster'): rec.setdefault('order', 'random' if kind == 'randar' else 'raster')
-    if out.exists():                      # trained before: only if by this recipe
-        got = torch.load(out, map_location='cpu', weights_only=True)['meta'].get('recipe', {})
-        diff = {k: (v, got.get(k)) for k, v in rec.items() if k in got and got[k] != v}
-        if diff: raise ValueError(f'{out} was trained with another recipe {diff} (plan value, stored value): delete it or rename the plan')
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    print(f'training {dataset}/{kind}: {rec}', flush=True)
-    train_model(family, dataset, out=out, ckpt=out.with_suffix('.ckpt'), device=device, progress=progress,
-                log_file=out.with_suffix('.log'), **rec)
-    _barrier()
-    return out
+    return ensure_trained(Path(runs)/f"reproduce-{plan['name']}"/dataset/f'{kind}.pt', family, dataset, rec, device, progress)
 
 def cached_eval(clf, ds, n: int, path, seed: int = 0, bs: int = 16, progress: bool = True) -> dict:
     "`evaluate`, stored at `path` (and resumed from `path.part`); a finished evaluation is read back, not redone."

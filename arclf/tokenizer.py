@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from .core import (check_images, load_strict, load_pretrained, save_pretrained, atomic_write_text, seed_everything,
-                        num_params, TensorLoader, Learner, Callback, SchedCB, GradClipCB, ProgressCB, WEIGHTS_DIR, run_info)
+                        num_params, TensorLoader, Callback, fit_model, trained_model, WEIGHTS_DIR, run_info)
 from .data import to_float, load_dataset
 
 
@@ -377,9 +377,10 @@ DATASET_OF = {'vq_fmnist_s': 'fashion_mnist', 'vq_fmnist_l': 'fashion_mnist', 'v
 
 def train_tokenizer(preset: str, dataset: str | None = None, epochs: int = 2, bs: int = 128, lr: float = 2e-3,
                     wd: float = 0., out=None, n_train: int | None = None, n_eval: int = 2000, seed: int = 0,
-                    warmup: int = 100, device=None, progress: bool = True, data=None, command: str = '', **overrides) -> VQModel:
+                    warmup: int = 100, device=None, progress: bool = True, data=None, command: str = '', cbs=(), **overrides) -> VQModel:
     """Train the tokenizer `preset` on `dataset` (default: the preset's) and return it; with `out` (a path, or True for
-    `arclf/weights/<preset>.pt`) save it with its recipe and test metrics. `data=(train, test)` ImageSets skip loading."""
+    `arclf/weights/<preset>.pt`) save it with its recipe and test metrics. `data=(train, test)` ImageSets skip loading;
+    `cbs` are extra training callbacks (e.g. `arclf.training.scale_cbs` for bf16, EMA, DDP and checkpoints)."""
     t0 = time.time()
     dataset = dataset or DATASET_OF.get(preset)
     if dataset is None: raise ValueError(f'no default dataset for preset {preset!r}: pass dataset=')
@@ -391,11 +392,9 @@ def train_tokenizer(preset: str, dataset: str | None = None, epochs: int = 2, bs
         raise ValueError(f'preset {preset!r} expects {model.cfg.in_channels}x{model.cfg.image_size}x{model.cfg.image_size} '
                          f'images but {dataset!r} has {tuple(x.shape[1:])}')
     dl = TensorLoader(x, bs=bs, shuffle=True, seed=seed, tfm=lambda b: (to_float(b[0]),))
-    cbs = [SchedCB(epochs * len(dl), warmup=warmup, kind='cosine'), GradClipCB(1.), VQStatsCB()]
-    if progress: cbs.append(ProgressCB(plot=False))
-    learn = Learner(model, dl, lr=lr, wd=wd, cbs=cbs, device=device)
-    learn.fit(epochs)
-    model.eval()
+    learn = fit_model(model, dl, epochs, lr=lr, wd=wd, warmup=warmup, schedule='cosine', clip=1., device=device,
+                      cbs=[VQStatsCB(), *cbs], progress=progress)
+    model = trained_model(learn)
     metrics = recon_metrics(model, test.x[:n_eval])
     metrics['train_seconds'] = round(time.time() - t0, 1)
     recipe = dict(preset=preset, dataset=dataset, epochs=epochs, bs=bs, lr=lr, wd=wd, n_train=len(x), seed=seed,

@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from .core import Callback, Learner, TensorLoader, atomic_save, default_device, CancelFitException, SchedCB, GradClipCB, ProgressCB
+from .core import (Callback, Learner, TensorLoader, atomic_save, default_device, CancelFitException, SchedCB, GradClipCB,
+                        RecorderCB, fit_model, trained_model)
 
 # %% auto 0
 __all__ = ['FAMILY_PRESETS', 'setup_distributed', 'is_main', 'enable_tf32', 'MixedPrecisionCB', 'EMACB', 'CompileCB',
-           'GradCheckpointCB', 'rng_state', 'set_rng_state', 'learner_state', 'RecorderCB', 'CheckpointCB', 'resume',
-           'DDPCB', 'fit_recipe', 'train_data', 'train_model', 'benchmark_steps', 'training_benchmarks']
+           'GradCheckpointCB', 'rng_state', 'set_rng_state', 'learner_state', 'CheckpointCB', 'resume', 'ResumeCB',
+           'DDPCB', 'scale_cbs', 'train_data', 'train_model', 'benchmark_steps', 'training_benchmarks']
 
 # %% ../nbs/05_training.ipynb 5
 def setup_distributed(backend: str | None = None) -> tuple[int, int, torch.device]:
@@ -113,12 +114,6 @@ def learner_state(learn: Learner) -> dict:
                 train_dl=learn.train_dl.state_dict() if hasattr(learn.train_dl, 'state_dict') else None,
                 rng=rng_state())
 
-class RecorderCB(Callback):
-    "Record the loss of every training step in `learn.step_losses` (saved in checkpoints)."
-    def before_fit(self, learn):
-        if not hasattr(learn, 'step_losses'): learn.step_losses = []
-    def after_step(self, learn): learn.step_losses.append(learn.loss.item())
-
 class CheckpointCB(Callback):
     "Save the full training state to `path` every `every` steps and at the end of each epoch and of the fit (rank 0)."
     order = 100
@@ -139,6 +134,13 @@ def resume(learn: Learner, path) -> Learner:
     if s['train_dl'] is not None: learn.train_dl.load_state_dict(s['train_dl'])
     set_rng_state(s['rng'])
     return learn
+
+class ResumeCB(Callback):
+    "Before the fit (and before every other callback), restore the training state from `path` if a run left one there."
+    order = -100
+    def __init__(self, path): self.path = Path(path)
+    def before_fit(self, learn):
+        if self.path.exists(): resume(learn, self.path)
 
 # %% ../nbs/05_training.ipynb 16
 class _LossForward(nn.Module):
@@ -165,92 +167,89 @@ class DDPCB(Callback):
     def after_fit(self, learn): learn.loss_fn = self.orig
 
 # %% ../nbs/05_training.ipynb 18
-def fit_recipe(learn: Learner, epochs: int, warmup: int = 0, schedule: str = 'cosine', min_ratio: float = 0.05,
-               clip: float | None = 1.0, bf16: bool | None = None, ema: float | None = None, compile: bool = False,
-               grad_ckpt: bool = False, ckpt=None, ckpt_every: int | None = None, progress: bool = True, extra_cbs=()) -> Learner:
-    "Fit `learn` for `epochs` with the standard callbacks; resumes from `ckpt` if it exists."
-    rank, world, _ = setup_distributed() if 'RANK' in os.environ else (0, 1, None)
-    cuda = learn.device.type == 'cuda'
+def scale_cbs(device=None, bf16: bool | None = None, ema: float | None = None, compile: bool = False, grad_ckpt: bool = False,
+              ckpt=None, ckpt_every: int | None = None) -> list:
+    """Callbacks for a run on `device`: bf16 autocast (default: on CUDA) and TF32, EMA weights with decay `ema`,
+    `torch.compile`, gradient checkpointing, DDP when launched by `torchrun`, and the full training state written to
+    `ckpt` (every `ckpt_every` steps and each epoch) and resumed from it when it exists."""
+    _, world, dev = setup_distributed() if 'RANK' in os.environ else (0, 1, default_device())
+    cuda = torch.device(device or dev).type == 'cuda'
     if cuda: enable_tf32()
-    total = epochs * len(learn.train_dl)
-    cbs = [SchedCB(total, warmup, schedule, min_ratio), RecorderCB()]
-    if clip: cbs.append(GradClipCB(clip))
+    cbs = []
     if (bf16 if bf16 is not None else cuda): cbs.append(MixedPrecisionCB(torch.bfloat16))
     if ema: cbs.append(EMACB(ema))
     if compile: cbs.append(CompileCB())
     if grad_ckpt: cbs.append(GradCheckpointCB())
     if world > 1: cbs.append(DDPCB())
-    if ckpt is not None: cbs.append(CheckpointCB(ckpt, ckpt_every))
-    if progress and rank == 0: cbs.append(ProgressCB(plot=False))
-    learn.add_cbs(list(cbs) + list(extra_cbs))
-    if ckpt is not None and Path(ckpt).exists(): resume(learn, ckpt)
-    return learn.fit(epochs)
+    if ckpt is not None: cbs += [ResumeCB(ckpt), CheckpointCB(ckpt, ckpt_every)]
+    return cbs
 
 # %% ../nbs/05_training.ipynb 21
 FAMILY_PRESETS = {'fashion_mnist': dict(randar='randar_fmnist', dit='dit_fmnist', sit='sit_fmnist', tokenizer='vq_fmnist_s'),
                   'cifar10': dict(randar='randar_cifar', dit='dit_cifar', sit='sit_cifar', tokenizer='vq_cifar_s')}
 
-def train_data(family: str, dataset: str = 'fashion_mnist', split: str = 'train', tokenizer: str | None = None, root=None):
-    "What `family` learns from: token ids `[n, N]` under `tokenizer` (randar) or images in [-1, 1] (dit, sit), and labels."
+def train_data(family: str, dataset: str = 'fashion_mnist', split: str = 'train', tokenizer: str | None = None, root=None,
+               noise_t: float = 0., seed: int = 0):
+    """What `family` learns from: token ids `[n, N]` under `tokenizer` (randar; of latents noised at `noise_t`, the noise
+    augmentation) or images in [-1, 1] (dit, sit), and labels."""
     if dataset not in FAMILY_PRESETS: raise ValueError(f'no small presets for dataset {dataset!r}: use one of {list(FAMILY_PRESETS)}')
     if family == 'randar':
         from arclf.randar import encode_tokens
-        return encode_tokens(tokenizer or FAMILY_PRESETS[dataset]['tokenizer'], split, dataset, root=root)
+        return encode_tokens(tokenizer or FAMILY_PRESETS[dataset]['tokenizer'], split, dataset, root=root, noise_t=noise_t, seed=seed)
+    if noise_t: raise ValueError(f'noise_t (latent noise augmentation) applies to the tokens of randar, not to {family}')
     if family in ('dit', 'sit'):
         from arclf.data import load_dataset
         ds = load_dataset(dataset, split, root); return ds.images(), ds.y
     raise ValueError(f'unknown family {family!r}: use randar, dit or sit')
 
+def _check_cfg(cfg: dict, config_cls, preset):
+    import dataclasses
+    if bad := sorted(set(cfg) - {f.name for f in dataclasses.fields(config_cls)}):
+        raise ValueError(f'{preset}: config overrides {bad} name no field of {config_cls.__name__}')
+
 def train_model(family: str, dataset: str = 'fashion_mnist', out=None, order: str = 'random', tokenizer: str | None = None,
                 preset: str | None = None, epochs: int = 1, bs: int = 128, lr: float = 1e-3, warmup: int = 100,
                 wd: float | None = None, seed: int = 0, n_train: int | None = None, device=None, bf16: bool | None = None,
                 ema: float | None = None, compile: bool = False, grad_ckpt: bool = False, ckpt=None, ckpt_every: int | None = None,
-                log_every: int = 100, log_file=None, progress: bool = False, root=None, extra_cbs=(), **cfg) -> nn.Module:
-    """Train a small `family` model ('randar' in `order`, 'dit', 'sit') on `dataset` with `fit_recipe` and save it to `out`
-    (rank 0) with its recipe, training record and provenance. Runs unchanged on CPU, one GPU or under `torchrun`."""
-    from arclf.core import Learner, LogCB, TensorLoader, save_pretrained, seed_everything, run_info, weights_path
+                log_every: int = 100, log_file=None, progress: bool = False, root=None, extra_cbs=(), noise_t: float = 0.,
+                **cfg) -> nn.Module:
+    """Train a small `family` model ('randar' in `order`, 'dit', 'sit') on `dataset` with the family's trainer and
+    `scale_cbs`, and save it to `out` (rank 0) with its recipe, training record and provenance. `cfg` override fields of
+    the preset's config; `noise_t` > 0 trains RandAR on the tokens of noisy latents (noise augmentation). Runs unchanged
+    on CPU, one GPU or under `torchrun`."""
+    from arclf.core import save_pretrained, run_info, weights_path
     if family not in ('randar', 'dit', 'sit'): raise ValueError(f'unknown family {family!r}: use randar, dit or sit')
     if 'RANK' in os.environ: _, _, dev = setup_distributed()
     else: dev = torch.device(device) if device else default_device()
-    x, y = train_data(family, dataset, 'train', tokenizer, root)
+    x, y = train_data(family, dataset, 'train', tokenizer, root, noise_t, seed)
     if n_train: x, y = x[:n_train], y[:n_train]
     preset = preset or FAMILY_PRESETS[dataset][family]
-    seed_everything(seed)
+    cbs = scale_cbs(dev, bf16, ema, compile, grad_ckpt, ckpt, ckpt_every) + list(extra_cbs)
+    kw = dict(epochs=epochs, bs=bs, lr=lr, warmup=warmup, seed=seed, device=dev, cbs=cbs, log_every=log_every,
+              log_file=log_file, progress=progress)
     if family == 'randar':
-        from arclf.randar import _build
+        from arclf.randar import train_randar, RandARConfig
+        _check_cfg(cfg, RandARConfig, preset)
         tokenizer = tokenizer or FAMILY_PRESETS[dataset]['tokenizer']
         vocab = torch.load(weights_path(tokenizer), map_location='cpu', weights_only=True)['config']['codebook_size']
-        try: model = _build(preset, vocab, order, **cfg)
-        except TypeError as e: raise ValueError(f'{preset}: {e} (a config override names no field of RandARConfig)') from None
-        x = x.long()
-        if x.shape[1] != model.n_tokens: raise ValueError(f'{tokenizer} gives {x.shape[1]} tokens per image but {preset} has {model.n_tokens}')
         wd = 0.05 if wd is None else wd
+        model = train_randar(x, y, preset, order=order, wd=wd, vocab_size=vocab, **kw, **cfg)
     else:
-        from arclf.diffusion import PRESETS
-        from arclf.core import check_images
-        try: model = PRESETS[preset](kind=family, **cfg)
-        except TypeError as e: raise ValueError(f'{preset}: {e} (a config override names no field of DiTConfig)') from None
-        check_images(x[:256], model.cfg.in_channels, model.cfg.input_size, name=f'{dataset} images')
+        from arclf.diffusion import train_diffusion, DiTConfig
+        _check_cfg(cfg, DiTConfig, preset)
         wd = 0. if wd is None else wd
-    dl = TensorLoader(x, y.long(), bs=bs, seed=seed)
-    learn = Learner(model, dl, lr=lr, wd=wd, device=dev, cbs=[LogCB(log_every if is_main() else 0, log_file)])
-    total = epochs * len(dl)
-    t0 = time.time()
-    fit_recipe(learn, epochs, warmup=min(warmup, total // 10), clip=1.0, bf16=bf16, ema=ema, compile=compile,
-               grad_ckpt=grad_ckpt, ckpt=ckpt, ckpt_every=ckpt_every, progress=progress, extra_cbs=extra_cbs)
-    final = (learn.ema if ema else learn.model).eval()
+        model = train_diffusion(x, y.long(), preset, kind=family, wd=wd, **kw, **cfg)
+    m = model.meta; curve = m['loss_curve']
     rec = dict(family=family, dataset=dataset, preset=preset, recipe=dict(
                    order=order if family == 'randar' else None, epochs=epochs, bs=bs, lr=lr, warmup=warmup, wd=wd, seed=seed,
-                   n_train=len(x), steps=learn.iter, ema=ema, bf16=any(isinstance(c, MixedPrecisionCB) for c in learn.cbs),
+                   n_train=len(x), steps=m['recipe']['steps'], ema=ema, bf16=any(isinstance(c, MixedPrecisionCB) for c in cbs),
                    compile=compile, grad_ckpt=grad_ckpt, schedule='cosine', betas=(0.9, 0.95), grad_clip=1.0),
-               history=learn.history, train_seconds=round(time.time() - t0, 1), loss_curve=learn.step_losses[::max(1, total // 200)],
+               history=m['history'], train_seconds=m['train_seconds'], loss_curve=curve[::max(1, len(curve) // 200)],
                device=str(dev), run_info=run_info())
-    if family == 'randar': rec['tokenizer'] = tokenizer
-    if out is not None and is_main():
-        save_pretrained(copy.deepcopy(final).float().cpu(), out, **rec)
-    final.meta = rec
-    return final
-
+    if family == 'randar': rec['tokenizer'] = tokenizer; rec['recipe']['noise_t'] = noise_t
+    if out is not None and is_main(): save_pretrained(copy.deepcopy(model).float().cpu(), out, **rec)
+    model.meta = rec
+    return model
 
 # %% ../nbs/05_training.ipynb 24
 def benchmark_steps(model: nn.Module, batch, steps: int = 10, warmup: int = 3, bf16: bool = False, tokens_per_sample: int = 1,

@@ -2,8 +2,8 @@
     python tests/ddp_worker.py train|eval OUT.pt"""
 import sys, torch
 from torch import nn
-from arclf.core import Learner, TensorLoader
-from arclf.training import setup_distributed, fit_recipe, is_main
+from arclf.core import TensorLoader, fit_model
+from arclf.training import setup_distributed, scale_cbs, is_main
 from arclf.scorer import RandARClassifier, evaluate
 from arclf.randar import randar_fmnist
 
@@ -18,8 +18,7 @@ class MLP(nn.Module):
 if mode == 'train':
     torch.manual_seed(0); model = MLP()
     X = torch.randn(96, 8, generator=torch.Generator().manual_seed(1)); y = X[:, 0] * X[:, 1]
-    learn = Learner(model, TensorLoader(X, y, bs=16, seed=3), lr=0.05, device='cpu')
-    fit_recipe(learn, 3, warmup=2, progress=False)
+    learn = fit_model(model, TensorLoader(X, y, bs=16, seed=3), 3, lr=0.05, warmup=2, device='cpu', cbs=scale_cbs('cpu'))
     if is_main(): torch.save({'params': {k: v.clone() for k, v in model.state_dict().items()}, 'losses': learn.step_losses, 'world': world}, out)
 else:
     torch.manual_seed(0); m = randar_fmnist(vocab_size=32, dim=32, n_layer=2, n_head=2).eval()

@@ -76,3 +76,16 @@ def test_reproduce_errors(tmp_path):
     (tmp_path/'p.json').write_text(json.dumps(dict(name='x', datasets=dict(mnist=dict(models={})))))
     p = arclf('reproduce', '--plan', str(tmp_path/'p.json'), ok=False)
     assert p.returncode == 2 and "dataset 'mnist' has no small presets" in p.stderr
+
+def test_train_noise_augmentation(data_root, tmp_path):
+    "`--noise-t` trains RandAR on the tokens of noisy latents and records t; a bad t or a config typo is refused by name."
+    import torch
+    common = ['--n-train', '64', '--bs', '32', '--device', 'cpu', '--root', str(data_root), '--log-every', '0',
+              '--cfg', 'n_layer=1', '--cfg', 'dim=32', '--cfg', 'n_head=2']
+    arclf('train', 'randar', '--noise-t', '0.05', *common, '--out', str(tmp_path/'r.pt'))
+    d = torch.load(tmp_path/'r.pt', weights_only=True)
+    assert d['meta']['recipe']['noise_t'] == 0.05 and d['meta']['recipe']['steps'] == 2 and d['meta']['tokenizer'] == 'vq_fmnist_s'
+    p = arclf('train', 'randar', '--noise-t', '1.5', *common, '--out', str(tmp_path/'bad.pt'), ok=False)
+    assert p.returncode == 2 and 'noise_t=1.5' in p.stderr
+    p = arclf('train', 'randar', *common, '--cfg', 'n_layers=1', '--out', str(tmp_path/'bad.pt'), ok=False)
+    assert p.returncode == 2 and "['n_layers'] name no field of RandARConfig" in p.stderr and not (tmp_path/'bad.pt').exists()
