@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 import torch
-from .core import run_info, atomic_write_text, weights_path
+import arclf
+from .core import run_info, atomic_write_text, weights_path, default_device
 from .data import load_dataset
 from .scorer import RULES, accuracy, accuracy_vs_n
 from .cli import build_classifier
@@ -44,15 +45,17 @@ def ablations(variants=None, out='results/ablations', runs='runs', n_per_class: 
               root=None, progress: bool = True) -> dict:
     """Train (or load) each variant, evaluate it, and write `out/{results.json, README.md, ablations.png}`."""
     variants = variants or VARIANTS
+    device = torch.device(device) if device else default_device()
     if bad := [v for v in noise_variants if v not in variants]: raise ValueError(f'noise_variants {bad} are not in the variants {list(variants)}')
     rdir = Path(runs)/'ablations'
     files = {k: variant_file(k, s, runs, device, progress) for k, s in variants.items()}
     test = load_dataset('fashion_mnist', 'test', root, n_per_class=n_per_class)
     rules = []
     for k, f in files.items():                                      # rules and tokenizers: one evaluation per variant
-        r = cached_eval(build_classifier('randar', str(f), device=device), test, K, rdir/f'eval_{k}_clean_{len(test)}.pt', seed, bs, progress)
+        r = cached_eval(build_classifier('randar', str(f), device=device), test, K, rdir/f'eval_{k}_clean_{len(test)}_K{K}_s{seed}.pt',
+                        seed, bs, progress)
         for rule in RULES:
-            rules += [dict(variant=k, **o) for o in accuracy_vs_n(r['scores'], r['classes'], r['y'], ns=[n for n in ks if n <= K], rule=rule)]
+            rules += [dict(variant=k, **o) for o in accuracy_vs_n(r['scores'], r['classes'], r['y'], ns=sorted({n for n in ks if n <= K} | {K}), rule=rule)]
     noise = []
     for sh in shifts:                                               # noise augmentation: train-time x test-time noise
         ds = load_dataset('fashion_mnist' + ('' if sh == 'none' else f'+{sh}'), 'test', root, severity=severity, seed=seed,
@@ -60,10 +63,10 @@ def ablations(variants=None, out='results/ablations', runs='runs', n_per_class: 
         for k in noise_variants:
             for t in test_noise:
                 clf = build_classifier('randar', str(files[k]), device=device, noise_t=float(t))
-                r = cached_eval(clf, ds, noise_K, rdir/f'eval_{k}_{sh}_t{t:g}_{len(ds)}.pt', seed, bs, progress)
+                r = cached_eval(clf, ds, noise_K, rdir/f'eval_{k}_{sh}_t{t:g}_{len(ds)}_K{noise_K}_sev{severity}_s{seed}.pt', seed, bs, progress)
                 noise.append(dict(variant=k, shift=sh, test_noise_t=float(t), K=noise_K, images=len(ds),
                                   acc=accuracy(r['scores'], r['classes'], r['y'])))
-    t8 = Path(out).parent/'diffusion'/'table8.json'
+    t8 = Path(arclf.__file__).resolve().parent.parent/'results'/'diffusion'/'table8.json'   # notebook 04's committed Table 8
     res = dict(images=len(test), K=K, variants={k: dict(about=variants[k].get('about', ''), file=str(files[k]),
                                                         **_tokenizer_summary(files[k])) for k in variants},
                rules=rules, noise=noise, weighting=json.loads(t8.read_text())['rows'] if t8.exists() else None,
@@ -123,7 +126,7 @@ def report(res: dict) -> str:
 
 def plot_ablations(res: dict, path=None):
     "Accuracy vs K for each variant and rule (left); the noise-augmentation grid (right)."
-    import matplotlib; import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, 2, figsize=(11, 3.8))
     for k, c in zip(res['variants'], plt.rcParams['axes.prop_cycle'].by_key()['color']):
         for rule, ls in zip(RULES, ('-', '--', ':')):

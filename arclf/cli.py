@@ -177,6 +177,9 @@ def train_model_cli(family: str, argv):
     if bad := [c for c in a.cfg if '=' not in c]: raise ValueError(f'--cfg takes KEY=VALUE, got {bad}')
     cfg = {k: val(v) for k, v in (c.split('=', 1) for c in a.cfg)}
     from arclf.training import train_model, FAMILY_PRESETS
+    import inspect
+    if bad := sorted(set(cfg) & set(inspect.signature(train_model).parameters)):
+        raise ValueError(f"set {bad} with their own flags ({', '.join('--' + k.replace('_', '-') for k in bad)}), not with --cfg")
     if a.threads: torch.set_num_threads(a.threads)
     preset = a.preset or FAMILY_PRESETS[a.dataset][family]
     out = a.out or WEIGHTS_DIR/f"{preset}{'_raster' if rnd and a.order == 'raster' else ''}.pt"
@@ -240,8 +243,18 @@ def parser() -> argparse.ArgumentParser:
                         'Fashion-MNIST (results/ablations/)', formatter_class=F)
     ab.add_argument('--n-per-class', type=int, default=50, help='clean test images per class')
     ab.add_argument('--K', type=int, default=10, help='orders per image of the clean evaluation')
+    ab.add_argument('--threads', type=int, help='CPU threads')
     _common(ab, 'results/ablations', 'results folder', seed=False)
     ab.add_argument('--runs', default='runs', help='where trained variants and finished evaluations are kept (and resumed from)')
+    w = sub.add_parser('wilds', help='worst-group accuracy on Spurious Fashion-MNIST: RandAR vs an ERM ViT (results/wilds/)',
+                       formatter_class=F)
+    w.add_argument('--p', type=float, default=0.95, help='share of training images whose attribute agrees with the majority')
+    w.add_argument('--epochs', type=int, default=1, help='training epochs of both models')
+    w.add_argument('--n-per-group', type=int, default=25, help='test images per (label, attribute) group')
+    w.add_argument('--K', type=int, default=5, help='orders per image for RandAR')
+    w.add_argument('--threads', type=int, help='CPU threads')
+    _common(w, 'results/wilds', 'results folder')
+    w.add_argument('--runs', default='runs', help='where trained models and finished evaluations are kept (and resumed from)')
     e = sub.add_parser('eval', help='evaluate a classifier on a dataset (+shift) with the paper protocol', formatter_class=F)
     e.add_argument('--clf', choices=CLASSIFIERS, default='randar', help='which classifier')
     e.add_argument('--dataset', default='fashion_mnist', help=f'fashion_mnist or cifar10, optionally +{"|+".join(SHIFTS)}')
@@ -287,8 +300,14 @@ def _main(argv=None):
                       a.datasets.split(',') if getattr(a, 'datasets', None) else None, a.device, a.root)
         if 'RANK' not in os.environ or os.environ['RANK'] == '0':
             print(f"wrote {Path(getattr(a, 'out', 'results/reproduce'))/r['plan']['name']}/README.md, results.json, fig6.png")
+    elif a.cmd == 'wilds':
+        from arclf.wilds import wilds_experiment, report as wilds_report
+        if a.threads: torch.set_num_threads(a.threads)
+        r = wilds_experiment(a.out, a.runs, a.p, a.n_per_group, a.K, epochs=a.epochs, seed=a.seed, device=a.device, root=a.root)
+        print(wilds_report(r))
     elif a.cmd == 'ablations':
         from arclf.ablations import ablations
+        if a.threads: torch.set_num_threads(a.threads)
         ablations(out=a.out, runs=a.runs, n_per_class=a.n_per_class, K=a.K, device=a.device, root=a.root)
         print(f'wrote {a.out}/README.md, results.json, ablations.png')
     elif a.cmd == 'demo':

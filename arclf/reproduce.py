@@ -59,10 +59,11 @@ def ensure_trained(out, family: str, dataset: str, recipe: dict, device=None, pr
         if diff: raise ValueError(f'{out} was trained with another recipe {diff} (wanted, stored): delete it or choose another folder')
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    print(f'training {out}: {family} on {dataset}, {recipe}', flush=True)
+    if is_main(): print(f'training {out}: {family} on {dataset}, {recipe}', flush=True)
     train_model(family, dataset, out=out, ckpt=out.with_suffix('.ckpt'), device=device, progress=progress,
                 log_file=out.with_suffix('.log'), **recipe)
     _barrier()
+    if is_main(): out.with_suffix('.ckpt').unlink(missing_ok=True)     # done: a later recipe must not resume from it
     return out
 
 def model_file(plan: dict, dataset: str, kind: str, runs='runs', device=None, progress: bool = False) -> Path:

@@ -57,7 +57,7 @@ class MixedPrecisionCB(Callback):
 
 class EMACB(Callback):
     "Keep `learn.ema`, an exponential moving average of the model's weights (updated after every step)."
-    order = 20
+    order = -40          # copy the model before GradCheckpointCB (-25) patches its blocks
     def __init__(self, decay: float = 0.9999, warmup: bool = True): self.decay, self.warmup = decay, warmup
     def before_fit(self, learn):
         if getattr(learn, 'ema', None) is None:
@@ -129,7 +129,7 @@ def resume(learn: Learner, path) -> Learner:
     s = torch.load(path, map_location='cpu', weights_only=False)   # our own file: holds python RNG state tuples
     learn.model.load_state_dict(s['model']); learn.model.to(learn.device); learn.make_opt(); learn.opt.load_state_dict(s['opt'])
     learn.epoch, learn.iter, learn.history, learn.step_losses = s['epoch'], s['iter'], s['history'], s['step_losses']
-    if s['ema'] is not None:
+    if s['ema'] is not None and any(isinstance(c, EMACB) for c in learn.cbs):   # only if this run keeps EMA weights
         learn.ema = copy.deepcopy(learn.model).eval().requires_grad_(False); learn.ema.load_state_dict(s['ema'])
     if s['train_dl'] is not None: learn.train_dl.load_state_dict(s['train_dl'])
     set_rng_state(s['rng'])
@@ -202,8 +202,9 @@ def train_data(family: str, dataset: str = 'fashion_mnist', split: str = 'train'
         ds = load_dataset(dataset, split, root); return ds.images(), ds.y
     raise ValueError(f'unknown family {family!r}: use randar, dit or sit')
 
-def _check_cfg(cfg: dict, config_cls, preset):
+def _check_cfg(cfg: dict, config_cls, preset, flags: dict):
     import dataclasses
+    if bad := sorted(set(cfg) & set(flags)): raise ValueError(f'{preset}: set {bad} with {[flags[k] for k in bad]}, not as config overrides')
     if bad := sorted(set(cfg) - {f.name for f in dataclasses.fields(config_cls)}):
         raise ValueError(f'{preset}: config overrides {bad} name no field of {config_cls.__name__}')
 
@@ -229,14 +230,14 @@ def train_model(family: str, dataset: str = 'fashion_mnist', out=None, order: st
               log_file=log_file, progress=progress)
     if family == 'randar':
         from arclf.randar import train_randar, RandARConfig
-        _check_cfg(cfg, RandARConfig, preset)
+        _check_cfg(cfg, RandARConfig, preset, dict(order='order= (--order)', vocab_size='the tokenizer (--tokenizer)'))
         tokenizer = tokenizer or FAMILY_PRESETS[dataset]['tokenizer']
         vocab = torch.load(weights_path(tokenizer), map_location='cpu', weights_only=True)['config']['codebook_size']
         wd = 0.05 if wd is None else wd
         model = train_randar(x, y, preset, order=order, wd=wd, vocab_size=vocab, **kw, **cfg)
     else:
         from arclf.diffusion import train_diffusion, DiTConfig
-        _check_cfg(cfg, DiTConfig, preset)
+        _check_cfg(cfg, DiTConfig, preset, dict(kind='the family (dit or sit)'))
         wd = 0. if wd is None else wd
         model = train_diffusion(x, y.long(), preset, kind=family, wd=wd, **kw, **cfg)
     m = model.meta; curve = m['loss_curve']

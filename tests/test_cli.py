@@ -89,3 +89,10 @@ def test_train_noise_augmentation(data_root, tmp_path):
     assert p.returncode == 2 and 'noise_t=1.5' in p.stderr
     p = arclf('train', 'randar', *common, '--cfg', 'n_layers=1', '--out', str(tmp_path/'bad.pt'), ok=False)
     assert p.returncode == 2 and "['n_layers'] name no field of RandARConfig" in p.stderr and not (tmp_path/'bad.pt').exists()
+    p = arclf('train', 'randar', *common, '--cfg', 'order=raster', '--out', str(tmp_path/'bad.pt'), ok=False)
+    assert p.returncode == 2 and "set ['order'] with their own flags (--order)" in p.stderr
+
+def test_experiment_commands_refuse_bad_input(tmp_path):
+    p = arclf('wilds', '--p', '0.3', '--out', str(tmp_path/'w'), '--runs', str(tmp_path/'r'), ok=False)
+    assert p.returncode == 2 and 'p=0.3 must lie in [0.5, 1]' in p.stderr
+    assert 'ablations' in arclf('--help').stdout and 'wilds' in arclf('--help').stdout
