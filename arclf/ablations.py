@@ -133,14 +133,18 @@ def plot_ablations(res: dict, path=None):
             rows = [o for o in res['rules'] if o['variant'] == k and o['rule'] == rule]
             axs[0].errorbar([o['n'] for o in rows], [100 * o['acc'] for o in rows], [100 * o['std'] for o in rows], color=c, ls=ls,
                             marker='o', ms=3, capsize=2, label=f'{k}, {rule}')
-    axs[0].set_xscale('log'); axs[0].set(xlabel='orders K per image', ylabel='accuracy (%)', title='aggregation rules x variants')
-    axs[0].legend(fontsize=7, ncol=1); axs[0].grid(alpha=.3)
+    ks = sorted({o['n'] for o in res['rules']})
+    axs[0].set_xscale('log'); axs[0].set_xticks(ks, [str(k) for k in ks]); axs[0].minorticks_off()
+    axs[0].set(xlabel='orders K per image', ylabel='accuracy (%)', title='aggregation rules x variants')
+    axs[0].legend(fontsize=6, ncol=3, loc='lower right'); axs[0].grid(alpha=.3)
     if res['noise']:
         labels = list(dict.fromkeys(f"{'clean' if o['shift'] == 'none' else o['shift']}\ntest t={o['test_noise_t']:g}" for o in res['noise']))
         vs = list(dict.fromkeys(o['variant'] for o in res['noise'])); w = 0.8 / len(vs)
         for i, v in enumerate(vs):
             axs[1].bar([j + i * w for j in range(len(labels))], [100 * o['acc'] for o in res['noise'] if o['variant'] == v], w, label=v)
         axs[1].set_xticks([j + w * (len(vs) - 1) / 2 for j in range(len(labels))], labels, fontsize=8)
+        accs = [100 * o['acc'] for o in res['noise']]
+        axs[1].set_ylim(max(0, min(accs) - 8), min(100, max(accs) + 4))
         axs[1].set(ylabel='accuracy (%)', title='noise augmentation (train) x latent noise (test)'); axs[1].legend(fontsize=8)
     plt.tight_layout()
     if path: fig.savefig(path, dpi=120)

@@ -53,7 +53,9 @@ def run_info(command: str | None = None) -> dict:
     try: dirty = bool(subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], capture_output=True, text=True,
                                      timeout=5).stdout.strip()) if rev else None
     except Exception: dirty = None
-    info = dict(command=command or ' '.join(sys.argv), git_rev=rev, git_dirty=dirty, python=platform.python_version(),
+    argv = list(sys.argv)
+    if argv and (Path(argv[0]).name == 'arclf' or argv[0].endswith(os.path.join('arclf', 'cli.py'))): argv[0] = 'arclf'
+    info = dict(command=command or ' '.join(argv), git_rev=rev, git_dirty=dirty, python=platform.python_version(),
                 torch=str(torch.__version__), platform=platform.platform(), cpu=platform.processor() or platform.machine(),
                 cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
                 date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
