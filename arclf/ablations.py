@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 import torch
 import arclf
-from .core import run_info, atomic_write_text, weights_path, default_device
+from .core import run_info, provenance, atomic_write_text, weights_path, default_device
 from .data import load_dataset
 from .scorer import RULES, accuracy, accuracy_vs_n
 from .cli import build_classifier
@@ -119,9 +119,7 @@ def report(res: dict) -> str:
               're-run by `python -m arclf.diffusion report`)', '', '| model, error | ' + ' | '.join(ws) + ' |', '|---|' + '---:|' * len(ws)]
         for m, sp in ms:
             s.append(f'| {m}, {sp} | ' + ' | '.join(f"{100 * o['acc']:.1f}" if (o := _acc(w, model=m, space=sp, weighting=x)) else '' for x in ws) + ' |')
-    ri = res['run_info']
-    s += ['', f"Made by `{ri.get('command')}` at git {ri.get('git_rev') or ri.get('git_revision')}, torch {ri.get('torch')}, "
-          f"{ri.get('hardware')}, {ri.get('date')}."]
+    s += ['', provenance(res['run_info'])]
     return '\n'.join(s) + '\n'
 
 def plot_ablations(res: dict, path=None):

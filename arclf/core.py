@@ -13,8 +13,8 @@ import torch
 from torch import nn, Tensor
 
 # %% auto 0
-__all__ = ['WRAP_KEYS', 'WEIGHTS_DIR', 'default_device', 'seed_everything', 'to_device', 'num_params', 'run_info', 'check_images',
-           'atomic_save', 'atomic_write_text', 'load_weights', 'layout', 'layout_diff', 'load_strict',
+__all__ = ['WRAP_KEYS', 'WEIGHTS_DIR', 'default_device', 'seed_everything', 'to_device', 'num_params', 'run_info', 'provenance',
+           'check_images', 'atomic_save', 'atomic_write_text', 'load_weights', 'layout', 'layout_diff', 'load_strict',
            'random_state_dict', 'save_pretrained', 'weights_path', 'load_pretrained', 'TensorLoader',
            'CancelFitException', 'CancelEpochException', 'CancelBatchException', 'Callback', 'run_cbs', 'default_loss',
            'param_groups', 'adamw', 'Learner', 'lr_factor', 'SchedCB', 'GradClipCB', 'ProgressCB', 'LogCB',
@@ -64,6 +64,11 @@ def run_info(command: str | None = None) -> dict:
     except Exception: cpu = info['cpu']
     info['hardware'] = info.get('gpu') or f"{cpu}, {info['torch_threads']} of {info['cpu_count']} CPU threads"
     return info
+
+def provenance(info: dict) -> str:
+    "`run_info` as the one line a results file ends with."
+    return f"Made by `{info.get('command')}` at git {info.get('git_rev')}, torch {info.get('torch')}, {info.get('hardware')}, {info.get('date')}."
+
 
 # %% ../nbs/00_core.ipynb 11
 def check_images(x: Tensor, channels: int | None = None, size: int | tuple | None = None, name: str = 'images',

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import (run_info, atomic_write_text, save_pretrained, load_pretrained, seed_everything, fit_model,
+from .core import (run_info, provenance, atomic_write_text, save_pretrained, load_pretrained, seed_everything, fit_model,
                         trained_model, default_device)
 from .data import ImageSet, load_dataset, to_float
 from .scorer import RandARClassifier, accuracy_vs_n, predict, evaluate
@@ -138,9 +138,7 @@ def report(res: dict) -> str:
          '(y ≥ 5, a = 1).', '',
          '| classifier | test images | average | minority groups (mean) | worst group |', '|---|---:|---:|---:|---:|']
     s += [f"| {r['classifier']} | {r['images']} | {100 * r['avg']:.1f} | {100 * r['minority']:.1f} | {100 * r['worst']:.1f} |" for r in res['rows']]
-    ri = res['run_info']
-    s += ['', f"Made by `{ri.get('command')}` at git {ri.get('git_rev') or ri.get('git_revision')}, torch {ri.get('torch')}, "
-          f"{ri.get('hardware')}, {ri.get('date')}."]
+    s += ['', provenance(res['run_info'])]
     return '\n'.join(s) + '\n'
 
 def plot_groups(res: dict, path=None):
