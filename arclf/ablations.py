@@ -90,7 +90,7 @@ def _acc(rows, **kw):
 def report(res: dict) -> str:
     "The ablations as markdown tables."
     V = list(res['variants']); ks = sorted({o['n'] for o in res['rules']}); K = max(ks)
-    s = [f"# Ablations at small scale (Fashion-MNIST, `arclf ablations`)", '',
+    s = ["# Ablations at small scale (Fashion-MNIST, `arclf ablations`)", '',
          f"{res['images']} test images ({res['settings']['n_per_class']} per class), the same K orders per image for every "
          'variant and rule. Top-1 accuracy, %, mean ± std over disjoint groups of orders.', '', '## Variants', '',
          '| variant | tokens | codebook | tokenizer PSNR (dB) | train noise t | trained (s) |', '|---|---|---:|---:|---:|---:|']

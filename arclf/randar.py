@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import (TensorLoader, Callback, fit_model, trained_model, seed_everything, default_device,
+from .core import (TensorLoader, fit_model, trained_model, seed_everything, default_device,
                         load_strict, save_pretrained, load_pretrained, atomic_write_text, num_params, layout, run_info)
 
 # %% auto 0

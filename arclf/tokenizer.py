@@ -441,13 +441,12 @@ class FeatureNet(nn.Module):
 
 def train_feature_net(train, epochs: int = 1, bs: int = 128, lr: float = 2e-3, seed: int = 0, n_train: int | None = None,
                       device=None) -> FeatureNet:
-    "Train a `FeatureNet` on an ImageSet-like `train` (`.x` uint8, `.y`) for `epochs` with the `Learner`."
+    "Train a `FeatureNet` on an ImageSet-like `train` (`.x` uint8, `.y`) for `epochs` with `fit_model` (no clipping)."
     g = seed_everything(seed)
     idx = torch.randperm(len(train.x), generator=g)[:n_train]
     net = FeatureNet(train.x.shape[1], int(train.y.max()) + 1)
     dl = TensorLoader(train.x[idx], train.y[idx], bs=bs, seed=seed, tfm=lambda b: (to_float(b[0]), b[1]))
-    Learner(net, dl, lr=lr, cbs=[SchedCB(epochs * len(dl), warmup=20)], device=device).fit(epochs)
-    return net.eval()
+    return trained_model(fit_model(net, dl, epochs, lr=lr, warmup=20, clip=None, device=device))
 
 @torch.no_grad()
 def features(net: FeatureNet, images: Tensor, bs: int = 1000) -> Tensor:

@@ -101,8 +101,9 @@ def wilds_experiment(out='results/wilds', runs='runs', p: float = 0.95, n_per_gr
         return m, dict(**m.meta, tokenizer=tokenizer, dataset=tr.name, run_info=run_info())
     def train_erm():
         seed_everything(seed)
-        learn = fit_model(ERMViT(ERMConfig(**(erm_cfg or {}))), tr.loader(bs=128, seed=seed), epochs, lr=1e-3, wd=0.05,
-                          warmup=min(50, epochs * len(tr) // 1280), device=dev, progress=progress)
+        dl = tr.loader(bs=128, seed=seed)                   # warmup: at most a tenth of the run, as for RandAR
+        learn = fit_model(ERMViT(ERMConfig(**(erm_cfg or {}))), dl, epochs, lr=1e-3, wd=0.05, warmup=min(50, epochs * len(dl) // 10),
+                          device=dev, progress=progress)
         return trained_model(learn), dict(recipe=dict(epochs=epochs, bs=128, lr=1e-3, wd=0.05, seed=seed, steps=learn.iter),
                                           history=learn.history, train_seconds=learn.train_seconds, dataset=tr.name, run_info=run_info())
     ar = _train_or_load(rdir/f'randar_{tag}.pt', RandAR, train_ar).to(dev)
@@ -129,7 +130,7 @@ def wilds_experiment(out='results/wilds', runs='runs', p: float = 0.95, n_per_gr
 # %% ../nbs/11_wilds.ipynb 14
 def report(res: dict) -> str:
     "Average and worst-group accuracy as a markdown table."
-    s = [f"# Spurious Fashion-MNIST (`arclf wilds`): average and worst-group accuracy", '',
+    s = ["# Spurious Fashion-MNIST (`arclf wilds`): average and worst-group accuracy", '',
          f"Trained on {res['train_images']} images for {res['epochs']} epoch(s); in training the attribute is on "
          f"{100 * res['p']:.0f}% of the images of classes 0-4 and on {100 * (1 - res['p']):.0f}% of those of classes 5-9. "
          f"Tested on {res['n_per_group']} images of each of the 20 (label, attribute) groups (attribute independent of "
