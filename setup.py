@@ -21,6 +21,7 @@ lic_desc = f'License :: {lic[1]}'
 
 setuptools.setup(
     name=cfg['lib_name'],
+    version=cfg['version'],
     license=lic[0],
     classifiers=[
         'Development Status :: ' + str(cfg['status']) + ' - ' + statuses[int(cfg['status'])],
@@ -31,7 +32,7 @@ setuptools.setup(
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=['arclf', 'arclf.*']),
     include_package_data=True,
-    package_data={'arclf': ['weights/*.pt']},
+    package_data={'arclf': ['weights/*.pt', 'configs/*.json', 'configs/reproduce/*.json']},
     install_requires=requirements,
     extras_require={'dev': dev_requirements},
     dependency_links=cfg.get('dep_links', '').split(),

@@ -19,7 +19,7 @@ case "${1:-}" in
     mkdir -p "$out/results/reproduce" && cp -r "results/reproduce/$name" "$out/results/reproduce/" ;;
   bench)
     python3 -m arclf.cli bench training --full --device cuda --out "$out/results/training/bench_cuda.json"
-    python3 -c "from arclf.scorer import scorer_benchmarks; scorer_benchmarks('$out/results/scorer/bench_cuda.json')" ;;
+    python3 -m arclf.cli bench scorer --device cuda --out "$out/results/scorer/bench_cuda.json" ;;
   test)
     python3 -m pytest -q tests/test_gpu.py 2>&1 | tee "$out/test.log" ;;
   *) echo "usage: bash tools/gpu_run.sh reproduce <dataset> | bench | test" >&2; exit 2 ;;

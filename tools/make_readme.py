@@ -18,7 +18,7 @@ for c in nb['cells']:
             txt = ''.join(o.get('text', '')) or ''.join(o.get('data', {}).get('text/markdown', '')) or ''
             if o.get('data', {}).get('text/markdown'): out.append(txt)
             elif 'image/png' in o.get('data', {}):    # a committed figure: `v = Path('../results/...')` ... `v/'x.png'`
-                figs = [(v, png) for v, png in re.findall(r"(\w+)/'([^']+\.png)'", src)]
+                figs = [(v, png) for v, png in re.findall(r"(\w+)\s*/\s*'([^']+\.png)'", src)]
                 k = sum('image/png' in q.get('data', {}) for q in c['outputs'][:c['outputs'].index(o)])
                 v, png = figs[k] if k < len(figs) else (None, None)
                 folder = v and re.search(rf"\b{v} = Path\(['\"]\.\./([^'\"]+)['\"]\)", src)
