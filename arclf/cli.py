@@ -11,7 +11,7 @@ import arclf
 from .core import WEIGHTS_DIR, list_models, model_spec
 from .data import summary, SHIFTS
 from .classifiers import ALIASES
-from .training import train_model, train_tokenizer, FAMILY_PRESETS
+from .training import train_model, train_tokenizer, FAMILY_PRESETS, DATASET_OF
 
 # %% auto 0
 __all__ = ['CONFIG_DIR', 'FAMILIES', 'list_configs', 'train_model_cli', 'train_tokenizer_cli', 'config_argv', 'parser', 'main',
@@ -189,7 +189,7 @@ def train_tokenizer_cli(argv):
         formatter_class=_Help,
         description='Train a small VQ tokenizer with arclf.training.train_tokenizer.',
     )
-    p.add_argument('preset', choices=list_models(family='tokenizer', pretrained=True))
+    p.add_argument('preset', choices=sorted(DATASET_OF))        # the tokenizers with a dataset here
     p.add_argument('--epochs', type=int, default=2, help='passes over the training set')
     p.add_argument('--bs', type=int, default=128, help='batch size')
     p.add_argument('--lr', type=float, default=2e-3, help='peak AdamW learning rate')
@@ -385,7 +385,7 @@ def _study_parsers(sub, F):
         'tokenizers (results/tokenizer/)',
         formatter_class=F,
     )
-    t.add_argument('presets', nargs='+', choices=list_models(family='tokenizer', pretrained=True))
+    t.add_argument('presets', nargs='+', choices=sorted(DATASET_OF))
     t.add_argument('--n-eval', type=int, default=5000, help='test images')
     t.add_argument('--out', default='results/tokenizer', help='results folder')
     t.add_argument('--threads', type=int, help='CPU threads')

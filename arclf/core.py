@@ -199,7 +199,8 @@ def atomic_write_text(text: str, path: str | Path):
     os.replace(tmp, path)
 
 # %% ../nbs/00_core.ipynb 20
-WRAP_KEYS = ('model', 'ema', 'state_dict', 'module', 'net')
+# a training checkpoint holding both 'ema' and 'model' gives its EMA weights, as DiT's and SiT's sample.py do
+WRAP_KEYS = ('ema', 'model', 'state_dict', 'module', 'net')
 
 
 def load_weights(src, key: str | None = None) -> dict:

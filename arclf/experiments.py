@@ -22,11 +22,12 @@ from arclf.scorer import (
     discriminative_map,
     prefix_accuracy,
 )
-from .classifiers import create_classifier, ALIASES
+from .classifiers import create_classifier, load_model, ALIASES
 
 # %% auto 0
-__all__ = ['write_results', 'read_results', 'parse_plan', 'run_eval', 'plot_acc_vs_time', 'demo', 'robustness',
-           'robustness_table', 'order_experiment', 'order_tables', 'plot_order_maps', 'sample_images', 'ar_samples']
+__all__ = ['write_results', 'read_results', 'parse_plan', 'run_eval', 'fig6_markdown', 'table2_markdown', 'plot_acc_vs_time',
+           'demo', 'robustness', 'robustness_table', 'order_experiment', 'order_tables', 'plot_order_maps',
+           'sample_images', 'ar_samples']
 
 # %% ../nbs/07_experiments.ipynb 6
 def write_results(path, data: dict, markdown=None, command: str | None = None, md_path=None) -> dict:
@@ -84,9 +85,9 @@ def run_eval(
     """Evaluate a classifier (a model name, alias or path) on a dataset; return (and optionally
     write) the result."""
     ds = load_dataset(dataset, 'test', root, severity=severity, seed=seed, n_per_class=n_per_class)
-    clf = create_classifier(
-        model, tokenizer, device=device, **({} if _is_ar(model) else dict(step=step))
-    )
+    m = load_model(model)                         # a misspelt name fails here, with the close ones
+    is_ar = hasattr(m, 'token_logprobs')           # AR models take no diffusion options
+    clf = create_classifier(m, tokenizer, device=device, **({} if is_ar else dict(step=step)))
     res = dict(
         model=ALIASES.get(str(model), str(model)),
         classifier=type(clf).__name__,
@@ -114,26 +115,31 @@ def run_eval(
         )
     return write_results(out, res) if out else dict(res, run_info=run_info())
 
-
-def _is_ar(model) -> bool:
-    """True if `model` (a name, alias or path) is an autoregressive model (it then takes no
-    diffusion options)."""
-    name = ALIASES.get(str(model), str(model))
-    from arclf.core import list_models
-
-    if name in list_models():
-        return name in list_models(family='randar')
-    return 'order' in model_meta(model)['config']
-
 # %% ../nbs/07_experiments.ipynb 14
-def _fmt_table(rows) -> str:
-    h = ('| classifier | samples / image | forwards / image | accuracy | s / image |\n'
-         '|---|---:|---:|---:|---:|\n')
-    return h + ''.join(
-        f"| {r['method']} | {r['n']} | {r['forwards']} | {100 * r['acc']:.1f}% | "
-        f"{r['s_per_image']:.3f} |\n"
-        for r in rows
-    )
+def fig6_markdown(rows) -> str:
+    """The Fig. 6 table, one row per (classifier, budget): `rows` hold `label`, `budget`, `forwards`,
+    `acc`, `s_per_image` and optionally `std` (over disjoint groups of samples)."""
+    lines = ['| classifier | budget | forwards / image | accuracy (%) | s / image |',
+             '|---|---|---:|---:|---:|']
+    for r in rows:
+        acc = f"{100 * r['acc']:.1f}" + (f" ± {100 * r['std']:.1f}" if r.get('std') is not None else '')
+        lines.append(f"| {r['label']} | {r['budget']} | {r['forwards']} | {acc} | {r['s_per_image']:.4f} |")
+    return '\n'.join(lines) + '\n'
+
+def table2_markdown(rows, names=None, budgets=None, shift_names=None) -> str:
+    """The Table 2 layout: a row per classifier (`names`: labels; `budgets`: an optional budget
+    column), a column per test set, top-1 accuracy (%), from rows of `classifier`, `shift`, `acc`."""
+    names, shift_names = names or {}, shift_names or {}
+    shifts = list(dict.fromkeys(r['shift'] for r in rows))
+    kinds = list(dict.fromkeys(r['classifier'] for r in rows))
+    acc = {(r['classifier'], r['shift']): r['acc'] for r in rows}
+    head = '| classifier |' + (' budget |' if budgets else '')
+    head += ''.join(f' {shift_names.get(x, x)} |' for x in shifts)
+    lines = [head, '|---|' + ('---|' if budgets else '') + '---:|' * len(shifts)]
+    for k in kinds:
+        cells = ''.join(f' {100 * acc[(k, x)]:.1f} |' for x in shifts)
+        lines.append(f'| {names.get(k, k)} |' + (f' {budgets[k]} |' if budgets else '') + cells)
+    return '\n'.join(lines) + '\n'
 
 
 def plot_acc_vs_time(rows, path=None, title='Fashion-MNIST'):
@@ -208,7 +214,7 @@ def demo(
     dit = create_classifier('dit', device=device)
     for n in dit_ns:
         add(f'DiT, {n} timesteps', 'DiT diffusion classifier', dit, n)
-    table = _fmt_table(rows)
+    table = fig6_markdown([dict(r, label=r['method'], budget=r['n']) for r in rows])
     print('\n' + table)
     if out:
         out = Path(out)
@@ -264,17 +270,8 @@ def robustness(
 # %% ../nbs/07_experiments.ipynb 18
 def robustness_table(res: dict) -> str:
     "Markdown: classifiers x (clean, shifts) accuracy."
-    shifts = list(dict.fromkeys(r['shift'] for r in res['rows']))
-    names = list(dict.fromkeys(r['classifier'] for r in res['rows']))
-    acc = {(r['classifier'], r['shift']): r['acc'] for r in res['rows']}
-    cols = ' | '.join('clean' if x == 'none' else x for x in shifts)
-    s = (
-        f"{res['dataset']}, {res['images']} test images per column, top-1 accuracy (%)\n\n"
-        f"| classifier | {cols} |\n|---|" + '---:|' * len(shifts) + '\n'
-    )
-    return s + ''.join(
-        f'| {n} | ' + ' | '.join(f'{100 * acc[(n, x)]:.1f}' for x in shifts) + ' |\n' for n in names
-    )
+    return (f"{res['dataset']}, {res['images']} test images per column, top-1 accuracy (%)\n\n"
+            + table2_markdown(res['rows'], shift_names={'none': 'clean'}))
 
 # %% ../nbs/07_experiments.ipynb 22
 def order_experiment(

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import arclf
 from .core import run_info, weights_path, default_device, model_meta
-from .experiments import write_results
+from .experiments import write_results, fig6_markdown, table2_markdown
 from .data import load_dataset, SHIFTS
 from .scorer import evaluate, accuracy, accuracy_vs_n, eval_key
 from .training import train_model, FAMILY_PRESETS, setup_distributed, is_main
@@ -367,8 +367,10 @@ def speed_summary(rows: list[dict]) -> str:
 
 # %% ../nbs/09_reproduce.ipynb 19
 def _plan_arg(plan: dict) -> str:
+    "How to name the plan on the command line: a shipped plan by its name (wherever it was installed)."
     p = Path(plan['path'])
-    return p.stem if p.resolve().parent == PLANS_DIR else str(p)
+    shipped = p.parent.name == 'reproduce' and (PLANS_DIR / p.name).exists()
+    return p.stem if p.resolve().parent == PLANS_DIR or shipped else str(p)
 
 
 def report(res: dict) -> str:
@@ -393,35 +395,19 @@ def report(res: dict) -> str:
     ]
     for name, r in res['results'].items():
         t2 = r['table2']
-        shifts = list(dict.fromkeys(o['shift'] for o in t2))
-        kinds = list(dict.fromkeys(o['classifier'] for o in t2))
-        acc = {(o['classifier'], o['shift']): o['acc'] for o in t2}
+        budgets = {o['classifier']: _budget(o['classifier'], o['n']) for o in t2}
+        fig6 = [dict(o, label=NAMES[o['classifier']], budget=_budget(o['classifier'], o['n']))
+                for o in r['fig6']]
         s += [
             f'## {name}',
             '',
             f"### Table 2 analogue: top-1 accuracy (%), {t2[-1]['images']} test images per column",
             '',
-            '| classifier | budget | ' + ' | '.join(SHIFT_NAMES.get(x, x) for x in shifts) + ' |',
-            '|---|---|' + '---:|' * len(shifts),
-        ]
-        s += [
-            f"| {NAMES[k]} | {_budget(k, next(o['n'] for o in t2 if o['classifier'] == k))} | "
-            + ' | '.join(f'{100 * acc[(k, x)]:.1f}' for x in shifts)
-            + ' |'
-            for k in kinds
-        ]
-        s += [
+            table2_markdown(t2, NAMES, budgets, SHIFT_NAMES).rstrip(),
             '',
             f"### Fig. 6 analogue: accuracy against compute, {r['images']} test images",
             '',
-            '| classifier | budget | forwards / image | accuracy (%) | s / image |',
-            '|---|---|---:|---:|---:|',
-        ]
-        s += [
-            f"| {NAMES[o['classifier']]} | {_budget(o['classifier'], o['n'])} | {o['forwards']} | "
-            f"{100 * o['acc']:.1f} ± {100 * o['std']:.1f} "
-            f"| {o['s_per_image']:.4f} |"
-            for o in r['fig6']
+            fig6_markdown(fig6).rstrip(),
         ]
         s += [
             '',

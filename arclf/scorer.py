@@ -15,8 +15,8 @@ from .data import to_float
 # %% auto 0
 __all__ = ['RULES', 'expand_classes', 'take', 'GenerativeClassifier', 'image_generator', 'check_classes', 'draw_samples',
            'sample_scores', 'draw_orders', 'RandARClassifier', 'aggregate', 'predict', 'accuracy', 'accuracy_vs_n',
-           'eval_key', 'evaluate', 'check_plan', 'prune', 'prune_evaluate', 'to_positions', 'token_scores',
-           'discriminative_map', 'token_accuracy_map', 'prefix_accuracy']
+           'clf_settings', 'eval_key', 'evaluate', 'check_plan', 'prune', 'prune_evaluate', 'to_positions',
+           'token_scores', 'discriminative_map', 'token_accuracy_map', 'prefix_accuracy']
 
 # %% ../nbs/03_scorer.ipynb 6
 def expand_classes(classes, B: int, device=None) -> Tensor:
@@ -318,6 +318,17 @@ def _check_finite(s: Tensor, idx, clf):
     )
 
 
+def clf_settings(clf: GenerativeClassifier) -> dict:
+    """The settings of a classifier that change its scores: every plain attribute (e.g. `raster`,
+    `noise_t`, the diffusion `weighting` and timestep grid), not the ones that only change speed."""
+    out = {'type': type(clf).__name__}
+    for k, v in vars(clf).items():
+        if k.startswith('_') or k in ('training', 'chunk'): continue
+        if v is None or isinstance(v, (bool, int, float, str)): out[k] = v
+        elif isinstance(v, torch.dtype): out[k] = str(v)
+        elif isinstance(v, Tensor) and v.numel() <= 65536: out[k] = v.tolist()
+    return out
+
 def eval_key(
     clf: GenerativeClassifier, n: int, seed: int, classes, images: int, extra: dict | None = None
 ) -> dict:
@@ -325,7 +336,8 @@ def eval_key(
     seed, classes, images."""
     return dict(
         extra or {},
-        classifier=repr(clf)[:4000],
+        classifier=clf_settings(clf),
+        modules=repr(clf)[:4000],
         weights=state_digest(clf),
         n=n,
         seed=seed,

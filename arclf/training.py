@@ -630,25 +630,26 @@ def encode_tokens(
     root=None,
     noise_t: float = 0.0,
     seed: int = 0,
+    n: int | None = None,
 ):
-    """Token ids `[n, N]` (int16 if they fit) and labels `[n]` of a dataset split under a
-    tokenizer (a shipped name or a path); `noise_t` > 0 tokenizes noisy latents (the latent
-    noise of notebook 01, drawn from `seed`)."""
+    """Token ids `[n, N]` (int16 if they fit) and labels `[n]` of a dataset split (its first `n`
+    images if given) under a tokenizer (a shipped name or a path); `noise_t` > 0 tokenizes noisy
+    latents (the latent noise of notebook 01, drawn from `seed`)."""
     wf = weights_path(tokenizer)
-    tag = f'_t{noise_t:g}_s{seed}' if noise_t else ''
+    tag = (f'_t{noise_t:g}_s{seed}' if noise_t else '') + (f'_n{n}' if n else '')
     cf = cache_dir() / 'tokens' / f'{dataset}_{split}_{wf.stem}_{_file_hash(wf)}{tag}.pt'
     if cache and cf.exists():
         d = torch.load(cf, weights_only=True)
         return d['ids'], d['y']
     vq = load_pretrained(VQModel, wf).eval()
     ds = load_dataset(dataset, split, root)
-    ids = encode_dataset(
-        vq, ds.x, bs, noise_t, torch.Generator().manual_seed(seed) if noise_t else None
-    )
+    x, y = (ds.x[:n], ds.y[:n]) if n else (ds.x, ds.y)
+    g = torch.Generator().manual_seed(seed) if noise_t else None
+    ids = encode_dataset(vq, x, bs, noise_t, g)
     ids = ids.to(torch.int16) if vq.vocab_size <= 32767 else ids
     if cache:
-        atomic_save(dict(ids=ids, y=ds.y.clone()), cf)
-    return ids, ds.y
+        atomic_save(dict(ids=ids, y=y.clone()), cf)
+    return ids, y
 
 # %% ../nbs/06_training.ipynb 52
 def train_diffusion(
@@ -740,8 +741,9 @@ def train_data(
     root=None,
     noise_t: float = 0.0,
     seed: int = 0,
+    n: int | None = None,
 ):
-    """What `family` learns from: token ids `[n, N]` under `tokenizer` (randar; of latents noised
+    """What `family` learns from (the first `n` training examples if given): token ids `[n, N]` under `tokenizer` (randar; of latents noised
     at `noise_t`, the noise augmentation) or images in [-1, 1] (dit, sit), and labels."""
     if dataset not in FAMILY_PRESETS:
         raise ValueError(
@@ -749,14 +751,16 @@ def train_data(
         )
     if family == 'randar':
         tok = tokenizer or FAMILY_PRESETS[dataset]['tokenizer']
-        return encode_tokens(tok, split, dataset, root=root, noise_t=noise_t, seed=seed)
+        # only the images a run uses are tokenized (a short test run need not encode all 60k)
+        return encode_tokens(tok, split, dataset, root=root, noise_t=noise_t, seed=seed, n=n)
     if noise_t:
         raise ValueError(
             f'noise_t (latent noise augmentation) applies to randar tokens, not to {family}'
         )
     if family in ('dit', 'sit'):
         ds = load_dataset(dataset, split, root)
-        return ds.images(), ds.y
+        idx = slice(0, n) if n else slice(None)
+        return ds.images(idx), ds.y[idx]
     raise ValueError(f'unknown family {family!r}: use randar, dit or sit')
 
 # %% ../nbs/06_training.ipynb 56
@@ -808,7 +812,7 @@ def train_model(
         _, _, dev = setup_distributed()
     else:
         dev = torch.device(device) if device else default_device()
-    x, y = train_data(family, dataset, 'train', tokenizer, root, noise_t, seed)
+    x, y = train_data(family, dataset, 'train', tokenizer, root, noise_t, seed, n_train)
     if n_train:
         x, y = x[:n_train], y[:n_train]
     preset = preset or FAMILY_PRESETS[dataset][family]

@@ -1,98 +1,362 @@
-"The `arclf` command: help, data summary, evaluation with the shipped models, and errors a user can act on."
-import json, os, subprocess, sys
+"""The `arclf` command: help, data summary, evaluation with the shipped models, and errors a user
+can act on."""
+
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 import pytest
+import torch
+import arclf
+from arclf.cli import CONFIG_DIR, config_argv, list_configs
+from arclf.classifiers import ALIASES
+from arclf.core import model_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 
-def arclf(*args, ok=True, timeout=600):
-    p = subprocess.run([sys.executable, '-m', 'arclf.cli', *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                       env={**os.environ, 'OMP_NUM_THREADS': '2'})
-    if ok: assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+
+def arclf_cmd(*args, ok=True, timeout=600):
+    p = subprocess.run(
+        [sys.executable, '-m', 'arclf.cli', *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, 'OMP_NUM_THREADS': '2'},
+    )
+    if ok:
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     return p
 
+
 def test_help_lists_every_command():
-    out = arclf('--help').stdout
-    for c in ('data', 'demo', 'eval', 'train', 'bench'): assert c in out
-    ev = arclf('eval', '--help').stdout
-    for opt in ('--clf', '--dataset', '--n ', '--n-per-class', '--prune', '--step', '--out'): assert opt in ev
+    out = arclf_cmd('--help').stdout
+    for c in (
+        'data',
+        'models',
+        'demo',
+        'eval',
+        'train',
+        'bench',
+        'tokenizers',
+        'diffusion',
+        'reproduce',
+        'ablations',
+        'wilds',
+    ):
+        assert c in out, c
+    ev = arclf_cmd('eval', '--help').stdout
+    for opt in (
+        '--clf',
+        '--model',
+        '--dataset',
+        '--n ',
+        '--n-per-class',
+        '--prune',
+        '--step',
+        '--out',
+    ):
+        assert opt in ev, opt
+    assert '{randar,raster,dit,sit}' in ev
+    assert '{eval,table7,report}' in arclf_cmd('diffusion', '--help').stdout
+    assert '{training,scorer,tokenizer}' in arclf_cmd('bench', '--help').stdout
+    tok = arclf_cmd('tokenizers', '--help').stdout
+    assert all(n in tok for n in ('vq_fmnist_s', 'vq_fmnist_l', 'vq_cifar_s', 'vq_cifar_l'))
+    tr = arclf_cmd('train', 'tokenizer', '--help').stdout
+    for opt in ('--epochs', '--bs', '--lr', '--n-train', '--seed', '--out', '--threads'):
+        assert opt in tr, opt
+
+
+def test_version():
+    p = arclf_cmd('--version')
+    assert p.stdout.strip() == f'arclf {arclf.__version__}'
+
+
+def test_models_lists_the_registry():
+    out = arclf_cmd('models').stdout
+    for name in arclf.list_models():
+        assert name in out, name
+    assert 'randar_0.3b_llamagen_360k_bs_1024_lr_0.0004.safetensors' in out
+    vq = arclf_cmd('models', 'vq*').stdout
+    listed = [line.split()[0] for line in vq.splitlines() if line and not line.startswith(' ')]
+    assert listed == arclf.list_models('vq*') == arclf.list_models(family='tokenizer')
+
 
 def test_data_summary(data_root):
-    out = arclf('data', '--root', str(data_root)).stdout
-    assert '60000' in out and '50000' in out
+    out = arclf_cmd('data', '--root', str(data_root)).stdout
+    assert '60000' in out and '50000' in out and '10000' in out
+    assert 'fashion_mnist' in out and 'cifar10' in out
+
 
 @pytest.mark.parametrize('clf,n', [('randar', 3), ('raster', 1), ('dit', 3)])
 def test_eval_writes_results(data_root, tmp_path, clf, n):
-    arclf('eval', '--clf', clf, '--dataset', 'fashion_mnist+jpeg', '--n', str(n), '--n-per-class', '1', '--root', str(data_root),
-          '--out', str(tmp_path/'r.json'))
-    r = json.loads((tmp_path/'r.json').read_text())
+    arclf_cmd(
+        'eval',
+        '--clf',
+        clf,
+        '--dataset',
+        'fashion_mnist+jpeg',
+        '--n',
+        str(n),
+        '--n-per-class',
+        '1',
+        '--root',
+        str(data_root),
+        '--out',
+        str(tmp_path / 'r.json'),
+    )
+    r = json.loads((tmp_path / 'r.json').read_text())
     assert r['images'] == 10 and set(r['acc']) == {'lower_bound', 'likelihood', 'posterior'}
-    assert 0 <= r['acc']['lower_bound'] <= 1 and r['forwards_per_image'] == 10 * n
-    assert r['run_info']['command'] and r['run_info']['torch']
+    assert r['model'] == ALIASES[clf] and r['n'] == n and r['dataset'] == 'fashion_mnist+jpeg'
+    # 10 images: every accuracy is a whole number of tenths
+    assert all(0 <= a <= 1 and abs(a * 10 - round(a * 10)) < 1e-6 for a in r['acc'].values())
+    assert r['forwards_per_image'] == 10 * n
+    assert r['classifier'] == ('DiffusionClassifier' if clf == 'dit' else 'RandARClassifier')
+    assert len(r['acc_vs_n']) == 3 * n and {row['n'] for row in r['acc_vs_n']} == set(
+        range(1, n + 1)
+    )
+    assert 'eval' in r['run_info']['command'] and r['run_info']['torch'] == str(torch.__version__)
+
+
+def test_eval_by_model_name_and_path_agree(data_root, tmp_path):
+    "`--model NAME`, `--model FILE` and `--clf ALIAS` evaluate the same shipped model the same way."
+    common = ['--n', '1', '--n-per-class', '1', '--root', str(data_root)]
+    arclf_cmd('eval', '--clf', 'raster', *common, '--out', str(tmp_path / 'a.json'))
+    arclf_cmd('eval', '--model', 'randar_fmnist_raster', *common, '--out', str(tmp_path / 'b.json'))
+    w = ROOT / 'arclf' / 'weights' / 'randar_fmnist_raster.pt'
+    arclf_cmd('eval', '--model', str(w), *common, '--out', str(tmp_path / 'c.json'))
+    a, b, c = (json.loads((tmp_path / f'{k}.json').read_text()) for k in 'abc')
+    assert a['acc'] == b['acc'] == c['acc'] and a['acc_vs_n'] == b['acc_vs_n'] == c['acc_vs_n']
+    assert a['model'] == b['model'] == 'randar_fmnist_raster'
+
 
 def test_eval_with_pruning(data_root, tmp_path):
-    arclf('eval', '--clf', 'randar', '--n-per-class', '1', '--prune', '1:3,3:1', '--root', str(data_root), '--out', str(tmp_path/'p.json'))
-    r = json.loads((tmp_path/'p.json').read_text())
+    arclf_cmd(
+        'eval',
+        '--clf',
+        'randar',
+        '--n-per-class',
+        '1',
+        '--prune',
+        '1:3,3:1',
+        '--root',
+        str(data_root),
+        '--out',
+        str(tmp_path / 'p.json'),
+    )
+    r = json.loads((tmp_path / 'p.json').read_text())
     assert r['forwards_per_image'] == 10 * 1 + 3 * 2
+    assert r['prune'] == [[1, 3], [3, 1]] and abs(r['acc'] * 10 - round(r['acc'] * 10)) < 1e-6
+
 
 def test_errors_name_the_problem(tmp_path):
-    p = arclf('eval', '--dataset', 'mnist', ok=False)
-    assert p.returncode != 0 and 'unknown dataset' in p.stderr
-    p = arclf('eval', '--model', str(tmp_path/'missing.pt'), ok=False)
-    assert p.returncode != 0 and 'missing.pt' in p.stderr
+    p = arclf_cmd('eval', '--dataset', 'mnist', ok=False)
+    assert p.returncode == 2 and 'unknown dataset' in p.stderr
+    p = arclf_cmd('eval', '--model', str(tmp_path / 'missing.pt'), ok=False)
+    assert p.returncode == 2 and 'missing.pt' in p.stderr
+    p = arclf_cmd(
+        'eval', '--model', 'randar_fmnst', ok=False
+    )  # a typo: the message names the real ones
+    assert p.returncode == 2 and "'randar_fmnst'" in p.stderr and "'randar_fmnist'" in p.stderr
+    p = arclf_cmd('eval', '--clf', 'vae', ok=False)
+    assert p.returncode == 2 and 'invalid choice' in p.stderr
+
 
 def test_configs_are_the_shipped_recipes():
-    "Every config names a family and matches the recipe stored in the weights it reproduces."
-    import torch
-    from arclf.cli import config_argv
-    for p in sorted((ROOT/'configs').glob('*.json')):
-        fam, argv = config_argv(p)
-        w = ROOT/'arclf'/'weights'/f'{p.stem}.pt'
-        assert w.exists(), f'{p.name} has no shipped weights {w.name}'
-        meta = torch.load(w, map_location='cpu', weights_only=True)['meta']
-        recipe = meta.get('recipe', {})
-        flags = dict(zip(argv[len(argv) % 2::2], argv[len(argv) % 2 + 1::2]))
+    """Every shipped config names a family and matches the recipe stored in the weights it
+    reproduces."""
+    names = list_configs()
+    assert names == sorted(p.stem for p in CONFIG_DIR.glob('*.json')) and len(names) == 8
+    assert not (ROOT / 'configs').exists(), 'the configs are package data now (arclf/configs)'
+    for name in names:
+        fam, argv = config_argv(CONFIG_DIR / f'{name}.json')
+        assert (fam, argv) == config_argv(name), 'a shipped config is found by its name'
+        meta = model_meta(name)  # the shipped weights of the same name
+        assert meta['family'] == fam, name
+        cfg = json.loads((CONFIG_DIR / f'{name}.json').read_text())
+        positional = cfg.pop('positional', [])
+        assert positional == ([meta['preset']] if fam == 'tokenizer' else []), name
+        for k in ('family', 'threads'):  # not part of the recipe
+            cfg.pop(k, None)
+        assert cfg.pop('tokenizer', None) == meta.get(
+            'tokenizer'
+        ), name  # only AR models read tokens
         for k in ('epochs', 'bs', 'lr'):
-            if k in recipe: assert float(flags[f'--{k}']) == float(recipe[k]), (p.name, k, flags, recipe)
+            assert k in cfg and k in meta['recipe'], (name, k)
+        for k, v in cfg.items():
+            assert k in meta['recipe'] and meta['recipe'][k] == v, (
+                name,
+                k,
+                v,
+                meta['recipe'].get(k),
+            )
+        flags = dict(zip(argv[len(positional) :: 2], argv[len(positional) + 1 :: 2]))
+        assert float(flags['--lr']) == float(meta['recipe']['lr']), name
+
+
+def test_reproduce_plans_are_package_data():
+    from arclf.reproduce import load_plan
+
+    for name in ('cpu', 'cpu_full_ar', 'gpu'):
+        plan = load_plan(name)
+        assert Path(plan['path']).parent == CONFIG_DIR / 'reproduce' and plan['datasets'], name
+
 
 def test_train_config_errors(tmp_path):
-    p = arclf('train', '--config', str(tmp_path/'nope.json'), ok=False)
+    p = arclf_cmd('train', '--config', str(tmp_path / 'nope.json'), ok=False)
     assert p.returncode == 2 and 'config not found' in p.stderr
-    p = arclf('train', 'dit', '--config', str(ROOT/'configs'/'randar_fmnist.json'), ok=False)
+    p = arclf_cmd('train', 'dit', '--config', 'randar_fmnist', ok=False)
     assert p.returncode == 2 and "is a 'randar' config" in p.stderr
+    p = arclf_cmd('train', 'dit', '--config', str(CONFIG_DIR / 'randar_fmnist.json'), ok=False)
+    assert p.returncode == 2 and "is a 'randar' config" in p.stderr
+    p = arclf_cmd('train', ok=False)
+    assert p.returncode == 2 and 'name a family' in p.stderr
+
 
 def test_train_a_cifar_model(data_root, tmp_path):
-    "`arclf train` takes the dataset: a CIFAR-10 DiT has 3 input channels at 32 px and records its recipe."
-    arclf('train', 'dit', '--dataset', 'cifar10', '--n-train', '64', '--bs', '32', '--device', 'cpu', '--root', str(data_root),
-          '--log-every', '0', '--out', str(tmp_path/'dit.pt'))
-    import torch
-    d = torch.load(tmp_path/'dit.pt', weights_only=True)
+    """`arclf train` takes the dataset: a CIFAR-10 DiT has 3 input channels at 32 px and records its
+    recipe."""
+    arclf_cmd(
+        'train',
+        'dit',
+        '--dataset',
+        'cifar10',
+        '--n-train',
+        '64',
+        '--bs',
+        '32',
+        '--device',
+        'cpu',
+        '--root',
+        str(data_root),
+        '--log-every',
+        '0',
+        '--out',
+        str(tmp_path / 'dit.pt'),
+    )
+    d = torch.load(tmp_path / 'dit.pt', weights_only=True)
     assert (d['config']['in_channels'], d['config']['input_size']) == (3, 32)
-    assert d['meta']['dataset'] == 'cifar10' and d['meta']['recipe']['steps'] == 2 and d['meta']['run_info']['torch']
+    meta = d['meta']
+    assert set(meta) <= {'family', 'preset', 'tokenizer', 'recipe', 'record', 'provenance'}
+    assert (meta['family'], meta['preset'], meta['recipe']['dataset']) == (
+        'dit',
+        'dit_cifar',
+        'cifar10',
+    )
+    assert meta['record']['steps'] == 2 and len(meta['record']['loss_curve']) == 2
+    assert meta['recipe']['n_train'] == 64 and meta['recipe']['bs'] == 32
+    assert (
+        meta['provenance']['torch'] == str(torch.__version__)
+        and 'train' in meta['provenance']['command']
+    )
+
+
+def test_train_a_tokenizer(data_root, tmp_path):
+    "`arclf train tokenizer PRESET` (formerly `python -m arclf.tokenizer train`) with its flags."
+    out = tmp_path / 't.pt'
+    p = arclf_cmd(
+        'train',
+        'tokenizer',
+        'vq_fmnist_s',
+        '--epochs',
+        '1',
+        '--bs',
+        '32',
+        '--n-train',
+        '64',
+        '--lr',
+        '1e-3',
+        '--seed',
+        '3',
+        '--threads',
+        '2',
+        '--out',
+        str(out),
+    )
+    metrics = json.loads(next(line for line in p.stdout.splitlines() if line.startswith('{')))
+    assert {'mse', 'psnr', 'usage', 'perplexity'} <= set(metrics) and f'saved {out}' in p.stdout
+    meta = model_meta(out)
+    assert (meta['family'], meta['preset']) == ('tokenizer', 'vq_fmnist_s')
+    assert meta['record']['steps'] == 2 and meta['record']['metrics'] == metrics
+    r = meta['recipe']
+    assert (r['epochs'], r['bs'], r['lr'], r['n_train'], r['seed']) == (1, 32, 1e-3, 64, 3)
+    p = arclf_cmd('train', 'tokenizer', 'vq_fmnist_m', ok=False)
+    assert p.returncode == 2 and 'invalid choice' in p.stderr
+    p = arclf_cmd('train', 'tokenizer', 'vq16', ok=False)  # no small dataset of its own: not offered
+    assert p.returncode == 2 and 'invalid choice' in p.stderr
+
 
 def test_reproduce_errors(tmp_path):
-    p = arclf('reproduce', '--plan', 'nope', ok=False)
+    p = arclf_cmd('reproduce', '--plan', 'nope', ok=False)
     assert p.returncode == 2 and 'plan not found' in p.stderr and 'cpu' in p.stderr
-    (tmp_path/'p.json').write_text(json.dumps(dict(name='x', datasets=dict(mnist=dict(models={})))))
-    p = arclf('reproduce', '--plan', str(tmp_path/'p.json'), ok=False)
+    (tmp_path / 'p.json').write_text(
+        json.dumps(dict(name='x', datasets=dict(mnist=dict(models={}))))
+    )
+    p = arclf_cmd('reproduce', '--plan', str(tmp_path / 'p.json'), ok=False)
     assert p.returncode == 2 and "dataset 'mnist' has no small presets" in p.stderr
 
+
 def test_train_noise_augmentation(data_root, tmp_path):
-    "`--noise-t` trains RandAR on the tokens of noisy latents and records t; a bad t or a config typo is refused by name."
-    import torch
-    common = ['--n-train', '64', '--bs', '32', '--device', 'cpu', '--root', str(data_root), '--log-every', '0',
-              '--cfg', 'n_layer=1', '--cfg', 'dim=32', '--cfg', 'n_head=2']
-    arclf('train', 'randar', '--noise-t', '0.05', *common, '--out', str(tmp_path/'r.pt'))
-    d = torch.load(tmp_path/'r.pt', weights_only=True)
-    assert d['meta']['recipe']['noise_t'] == 0.05 and d['meta']['recipe']['steps'] == 2 and d['meta']['tokenizer'] == 'vq_fmnist_s'
-    p = arclf('train', 'randar', '--noise-t', '1.5', *common, '--out', str(tmp_path/'bad.pt'), ok=False)
+    """`--noise-t` trains RandAR on the tokens of noisy latents and records t; a bad t or a config
+    typo is refused."""
+    common = [
+        '--n-train',
+        '64',
+        '--bs',
+        '32',
+        '--device',
+        'cpu',
+        '--root',
+        str(data_root),
+        '--log-every',
+        '0',
+        '--cfg',
+        'n_layer=1',
+        '--cfg',
+        'dim=32',
+        '--cfg',
+        'n_head=2',
+    ]
+    arclf_cmd('train', 'randar', '--noise-t', '0.05', *common, '--out', str(tmp_path / 'r.pt'))
+    d = torch.load(tmp_path / 'r.pt', weights_only=True)
+    meta = d['meta']
+    assert meta['recipe']['noise_t'] == 0.05 and meta['record']['steps'] == 2
+    assert meta['tokenizer'] == 'vq_fmnist_s' and meta['recipe']['dataset'] == 'fashion_mnist'
+    assert (d['config']['n_layer'], d['config']['dim'], d['config']['vocab_size']) == (1, 32, 256)
+    p = arclf_cmd(
+        'train', 'randar', '--noise-t', '1.5', *common, '--out', str(tmp_path / 'bad.pt'), ok=False
+    )
     assert p.returncode == 2 and 'noise_t=1.5' in p.stderr
-    p = arclf('train', 'randar', *common, '--cfg', 'n_layers=1', '--out', str(tmp_path/'bad.pt'), ok=False)
-    assert p.returncode == 2 and "['n_layers'] name no field of RandARConfig" in p.stderr and not (tmp_path/'bad.pt').exists()
-    p = arclf('train', 'randar', *common, '--cfg', 'order=raster', '--out', str(tmp_path/'bad.pt'), ok=False)
+    p = arclf_cmd(
+        'train',
+        'randar',
+        *common,
+        '--cfg',
+        'n_layers=1',
+        '--out',
+        str(tmp_path / 'bad.pt'),
+        ok=False,
+    )
+    assert p.returncode == 2 and "['n_layers'] name no field of RandARConfig" in p.stderr
+    assert not (tmp_path / 'bad.pt').exists()
+    p = arclf_cmd(
+        'train',
+        'randar',
+        *common,
+        '--cfg',
+        'order=raster',
+        '--out',
+        str(tmp_path / 'bad.pt'),
+        ok=False,
+    )
     assert p.returncode == 2 and "set ['order'] with their own flags (--order)" in p.stderr
 
+
 def test_experiment_commands_refuse_bad_input(tmp_path):
-    p = arclf('wilds', '--p', '0.3', '--out', str(tmp_path/'w'), '--runs', str(tmp_path/'r'), ok=False)
+    p = arclf_cmd(
+        'wilds', '--p', '0.3', '--out', str(tmp_path / 'w'), '--runs', str(tmp_path / 'r'), ok=False
+    )
     assert p.returncode == 2 and 'p=0.3 must lie in [0.5, 1]' in p.stderr
-    assert 'ablations' in arclf('--help').stdout and 'wilds' in arclf('--help').stdout
+    p = arclf_cmd('diffusion', 'plot', ok=False)
+    assert p.returncode == 2 and 'invalid choice' in p.stderr

@@ -1,44 +1,109 @@
 "torchrun with the gloo backend: 2 CPU processes must train and evaluate exactly like one."
+
 import os, subprocess, sys
 from pathlib import Path
 import torch, pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKER = ROOT/'tests'/'ddp_worker.py'
+WORKER = ROOT / 'tests' / 'ddp_worker.py'
+
 
 def run(args, tmp, nproc=None):
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    cmd = [sys.executable, str(WORKER)] if nproc is None else \
-          [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}', str(WORKER)]
+    cmd = (
+        [sys.executable, str(WORKER)]
+        if nproc is None
+        else [
+            sys.executable,
+            '-m',
+            'torch.distributed.run',
+            '--standalone',
+            f'--nproc_per_node={nproc}',
+            str(WORKER),
+        ]
+    )
     p = subprocess.run(cmd + args, cwd=tmp, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
 
-@pytest.mark.parametrize('mode', ['train', 'eval'])
-def test_two_processes_match_one(mode, tmp_path):
-    run([mode, 'one.pt'], tmp_path); run([mode, 'two.pt'], tmp_path, nproc=2)
-    a, b = torch.load(tmp_path/'one.pt'), torch.load(tmp_path/'two.pt')
+
+def one_and_two(mode, tmp):
+    "The worker's result as one process and as two torchrun processes."
+    run([mode, 'one.pt'], tmp)
+    run([mode, 'two.pt'], tmp, nproc=2)
+    a, b = torch.load(tmp / 'one.pt'), torch.load(tmp / 'two.pt')
     assert (a['world'], b['world']) == (1, 2)
-    if mode == 'train':
-        assert len(a['losses']) == len(b['losses']) == 18
-        # rank 0 saw only its half of each global batch (so its losses differ) ...
-        assert max(abs(x - y) for x, y in zip(a['losses'], b['losses'])) > 1e-4
-        # ... yet the averaged gradients make the weights those of one process on the whole batch
-        for k in a['params']: torch.testing.assert_close(a['params'][k], b['params'][k], rtol=1e-5, atol=1e-6)
-    else:
-        assert not torch.isnan(b['scores']).any()
-        torch.testing.assert_close(a['scores'], b['scores'], rtol=1e-5, atol=1e-5)
+    return a, b
+
+
+def test_two_processes_train_like_one(tmp_path):
+    a, b = one_and_two('train', tmp_path)
+    assert len(a['losses']) == len(b['losses']) == 18
+    # rank 0 saw only its half of each global batch (so its losses differ) ...
+    assert max(abs(x - y) for x, y in zip(a['losses'], b['losses'])) > 1e-4
+    # ... yet the averaged gradients make the weights those of one process on the whole batch
+    for k in a['params']:
+        torch.testing.assert_close(a['params'][k], b['params'][k], rtol=1e-5, atol=1e-6)
+
+
+def test_two_processes_evaluate_like_one(tmp_path):
+    a, b = one_and_two('eval', tmp_path)
+    assert b['scores'].shape == (7, 3, 3) and not torch.isnan(b['scores']).any()
+    torch.testing.assert_close(a['scores'], b['scores'], rtol=1e-5, atol=1e-5)
+
 
 def test_train_model_two_processes_match_one(data_root, tmp_path):
-    "`arclf train` under torchrun: 2 gloo processes on half batches end with the weights of 1 process on whole batches."
-    args = ['train', 'randar', '--order', 'raster', '--n-train', '256', '--bs', '64', '--device', 'cpu', '--root', str(data_root),
-            '--log-every', '0', '--cfg', 'class_dropout_prob=0', '--cfg', 'n_layer=2']
-    # raster order and no dropout (the small preset has no other dropout): a loss without randomness, so the runs can agree
+    """`arclf train` under torchrun: 2 gloo processes on half batches end with the weights of 1
+    process on whole batches."""
+    args = [
+        'train',
+        'randar',
+        '--order',
+        'raster',
+        '--n-train',
+        '256',
+        '--bs',
+        '64',
+        '--device',
+        'cpu',
+        '--root',
+        str(data_root),
+        '--log-every',
+        '0',
+        '--cfg',
+        'class_dropout_prob=0',
+        '--cfg',
+        'n_layer=2',
+    ]
+    # raster order and no dropout (the small preset has no other dropout): a loss without
+    # randomness, so the runs can agree
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    for cmd, out in (([sys.executable, '-m', 'arclf.cli'], 'one.pt'),
-                     ([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', '-m', 'arclf.cli'], 'two.pt')):
-        p = subprocess.run(cmd + args + ['--out', str(tmp_path/out)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    for cmd, out in (
+        ([sys.executable, '-m', 'arclf.cli'], 'one.pt'),
+        (
+            [
+                sys.executable,
+                '-m',
+                'torch.distributed.run',
+                '--standalone',
+                '--nproc_per_node=2',
+                '-m',
+                'arclf.cli',
+            ],
+            'two.pt',
+        ),
+    ):
+        p = subprocess.run(
+            cmd + args + ['--out', str(tmp_path / out)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    a, b = (torch.load(tmp_path/f, weights_only=True) for f in ('one.pt', 'two.pt'))
-    assert a['meta']['recipe']['steps'] == b['meta']['recipe']['steps'] == 4
-    assert a['meta']['loss_curve'] != b['meta']['loss_curve']          # rank 0 logged the loss of its half batch only
-    for k in a['model']: torch.testing.assert_close(a['model'][k], b['model'][k], rtol=1e-4, atol=1e-5)
+    a, b = (torch.load(tmp_path / f, weights_only=True) for f in ('one.pt', 'two.pt'))
+    ra, rb = a['meta']['record'], b['meta']['record']
+    assert ra['steps'] == rb['steps'] == 4 and len(ra['loss_curve']) == len(rb['loss_curve']) == 4
+    assert ra['loss_curve'] != rb['loss_curve']  # rank 0 logged the loss of its half batch only
+    for k in a['model']:
+        torch.testing.assert_close(a['model'][k], b['model'][k], rtol=1e-4, atol=1e-5)

@@ -44,11 +44,18 @@ def migrate(name: str, m: dict) -> dict:
                                 steps=recipe.pop('steps'), stored_dtype=m.get('stored_dtype')))
     raise ValueError(f'no migration for {name}')
 
+def fill(m: dict) -> dict:
+    "The record's `steps`, where an old schema kept them only in the history (its last `iter`)."
+    rec = m['record']
+    if 'steps' not in rec and rec.get('history') and 'iter' in rec['history'][-1]:
+        return dict(m, record=dict(rec, steps=rec['history'][-1]['iter']))
+    return m
+
 if __name__ == '__main__':
     for f in sorted((ROOT/'arclf'/'weights').glob('*.pt')):
         d = torch.load(f, map_location='cpu', weights_only=True)
-        new = migrate(f.stem, d['meta'])
-        if new is d['meta']: print(f'{f.name}: already in the one schema'); continue
+        new = fill(migrate(f.stem, d['meta']))
+        if new == d['meta']: print(f'{f.name}: already in the one schema'); continue
         atomic_save(dict(config=d['config'], model=d['model'], meta=new), f)
         back = torch.load(f, map_location='cpu', weights_only=True)
         assert back['config'] == d['config']
