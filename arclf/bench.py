@@ -394,7 +394,8 @@ def training_benchmarks(
             )
         )
         del m
-    if out: write_results(out, dict(rows=rows))
+    if out:
+        write_results(out, dict(rows=rows))
     return rows
 
 # %% ../nbs/07c_bench.ipynb 35

@@ -215,13 +215,13 @@ def create_classifier(
     `DiffusionClassifier` for DiT/SiT (`kw`: its options)."""
     m = load_model(model, pretrained)
     device = torch.device(device) if device else torch.device('cpu')
-    if hasattr(m, 'token_logprobs'):                    # an any-order AR model (RandAR or alike)
+    if hasattr(m, 'token_logprobs'):  # an any-order AR model (RandAR or alike)
         tok = tokenizer if tokenizer is not None else getattr(m, 'meta', {}).get('tokenizer')
         if tok is None:
             raise ValueError(f'{model!r} records no tokenizer: pass tokenizer=NAME or a path')
         tok = load_model(tok, pretrained=True)
         kw.setdefault('raster', m.cfg.order == 'raster')
         return RandARClassifier(m.to(device), tok.to(device).eval(), **kw)
-    if hasattr(m, 'predict') and hasattr(getattr(m, 'cfg', None), 'kind'):   # a DiT / SiT
+    if hasattr(m, 'predict') and hasattr(getattr(m, 'cfg', None), 'kind'):  # a DiT / SiT
         return DiffusionClassifier(m.to(device), **kw)
     raise TypeError(f'no classifier for a {type(m).__name__}: use a RandAR or DiT/SiT model')

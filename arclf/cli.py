@@ -52,7 +52,12 @@ def train_model_cli(family: str, argv):
     )
     p.add_argument('--dataset', default='fashion_mnist', choices=['fashion_mnist', 'cifar10'])
     if rnd:
-        p.add_argument('--order', choices=['random', 'raster'], default='random')
+        p.add_argument(
+            '--order',
+            choices=['random', 'raster'],
+            help="orders the model is trained in (default: the preset's own, random for "
+            "randar_fmnist, raster for randar_fmnist_raster)",
+        )
         p.add_argument(
             '--tokenizer',
             help='a tokenizer in arclf/weights or a path (default: the dataset\'s vq_*_s)',
@@ -127,7 +132,7 @@ def train_model_cli(family: str, argv):
         default=[],
         metavar='KEY=VALUE',
         help='override a field of the preset\'s config, e.g. --cfg n_layer=2 --cfg '
-             'class_dropout_prob=0 (repeatable)',
+        'class_dropout_prob=0 (repeatable)',
     )
     a = p.parse_args(argv)
 
@@ -148,7 +153,8 @@ def train_model_cli(family: str, argv):
     if a.threads:
         torch.set_num_threads(a.threads)
     preset = a.preset or FAMILY_PRESETS[a.dataset][family]
-    out = a.out or WEIGHTS_DIR / f"{preset}{'_raster' if rnd and a.order == 'raster' else ''}.pt"
+    raster = rnd and a.order == 'raster' and not preset.endswith('_raster')
+    out = a.out or WEIGHTS_DIR / f"{preset}{'_raster' if raster else ''}.pt"
     kw = dict(order=a.order, tokenizer=a.tokenizer, noise_t=a.noise_t) if rnd else {}
     m = train_model(
         family,
@@ -189,7 +195,7 @@ def train_tokenizer_cli(argv):
         formatter_class=_Help,
         description='Train a small VQ tokenizer with arclf.training.train_tokenizer.',
     )
-    p.add_argument('preset', choices=sorted(DATASET_OF))        # the tokenizers with a dataset here
+    p.add_argument('preset', choices=sorted(DATASET_OF))  # the tokenizers with a dataset here
     p.add_argument('--epochs', type=int, default=2, help='passes over the training set')
     p.add_argument('--bs', type=int, default=128, help='batch size')
     p.add_argument('--lr', type=float, default=2e-3, help='peak AdamW learning rate')

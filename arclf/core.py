@@ -121,8 +121,10 @@ def run_info(command: str | None = None) -> dict:
 # %% ../nbs/00_core.ipynb 12
 def provenance(info: dict) -> str:
     "`run_info` as the one line a results file ends with."
-    return (f"Made by `{info.get('command')}` at git {info.get('git_rev')}, "
-            f"torch {info.get('torch')}, {info.get('hardware')}, {info.get('date')}.")
+    return (
+        f"Made by `{info.get('command')}` at git {info.get('git_rev')}, "
+        f"torch {info.get('torch')}, {info.get('hardware')}, {info.get('date')}."
+    )
 
 # %% ../nbs/00_core.ipynb 15
 def check_images(
@@ -199,7 +201,8 @@ def atomic_write_text(text: str, path: str | Path):
     os.replace(tmp, path)
 
 # %% ../nbs/00_core.ipynb 20
-# a training checkpoint holding both 'ema' and 'model' gives its EMA weights, as DiT's and SiT's sample.py do
+# a training checkpoint holding both 'ema' and 'model' gives its EMA weights, as DiT's and SiT's
+# sample.py do
 WRAP_KEYS = ('ema', 'model', 'state_dict', 'module', 'net')
 
 
@@ -317,6 +320,8 @@ def weights_path(src) -> Path:
     """The file behind `src`: a path, or the name of a weight shipped in `arclf/weights`; a clear
     error if there is none."""
     p = Path(src)
+    if not p.exists() and not p.suffix and src in _MODELS and _MODELS[src].weights:
+        return find_weights(_MODELS[src])  # a registered name: the one lookup of create_model
     if not p.exists() and not p.suffix:
         p = WEIGHTS_DIR / f'{src}.pt'
         if not p.exists():
@@ -422,9 +427,15 @@ def register_model(
         where = fn.__qualname__  # a notebook re-running its cell (or its module) registers it again
         old = _MODELS.get(key)
         if old is not None and fn.__module__ == '__main__' and old.module != '__main__':
-            return fn                # a notebook re-running a library cell: the library's entry stays
-        if key in _MODELS and _MODELS[key].fn != where:
-            raise ValueError(f'model {key!r} is registered twice ({_MODELS[key].fn} and {where})')
+            return fn  # a notebook re-running a library cell: the library's entry stays
+        if old is not None and (
+            old.fn != where
+            or (old.module != fn.__module__ and '__main__' not in (old.module, fn.__module__))
+        ):
+            raise ValueError(
+                f'model {key!r} is registered twice ({old.module}.{old.fn} and '
+                f'{fn.__module__}.{where})'
+            )
         build = (lambda **kw: fn(**{**defaults, **kw})) if defaults else fn
         doc = (fn.__doc__ or '').strip().splitlines()[0] if fn.__doc__ else ''
         _MODELS[key] = ModelSpec(key, family, build, weights, source, doc, where, fn.__module__)
@@ -501,9 +512,8 @@ def create_model(name: str, pretrained: bool | str | Path = False, **overrides) 
         cls = type(spec.build(**overrides))
     if is_pretrained_file(path):
         return load_pretrained(cls, path, **overrides)
-    with torch.device('meta'):
-        m = spec.build(**overrides)
-    return load_strict(m.to_empty(device='cpu'), path, what=f'model {name}').eval()
+    # built on the CPU, not on `meta`: buffers the checkpoint does not hold start initialised
+    return load_strict(spec.build(**overrides), path, what=f'model {name}').eval()
 
 # %% ../nbs/00_core.ipynb 46
 class TensorLoader:

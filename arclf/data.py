@@ -338,7 +338,7 @@ def load_cifar10(split: str = 'train', root=None, download: bool = True) -> Imag
             + ' in: '
             + ', '.join(map(str, roots))
             + '. Set ARCLF_DATA to a folder containing cifar10-jpg.tar.gz (or '
-              'cifar-10-python.tar.gz, '
+            'cifar-10-python.tar.gz, '
             'or an image folder train/<class>/, test/<class>/), or pass root=...; downloading '
             'failed or was disabled.'
         )

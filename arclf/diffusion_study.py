@@ -174,7 +174,8 @@ def plot_results(out=RESULTS, save: bool = False):
     f6 = json.loads((out / 'fig6.json').read_text())
     fig, axs = plt.subplots(1, 3, figsize=(13, 3.4))
     for name, d in f6.items():
-        if name == 'run_info': continue
+        if name == 'run_info':
+            continue
         r = d['rows']
         axs[0].errorbar(
             [o['forwards_per_image'] for o in r],

@@ -30,15 +30,19 @@ __all__ = ['write_results', 'read_results', 'parse_plan', 'run_eval', 'fig6_mark
            'sample_images', 'ar_samples']
 
 # %% ../nbs/07_experiments.ipynb 6
-def write_results(path, data: dict, markdown=None, command: str | None = None, md_path=None) -> dict:
+def write_results(
+    path, data: dict, markdown=None, command: str | None = None, md_path=None
+) -> dict:
     """Write `data` with its provenance (`run_info`, added unless `data` has it) as JSON to `path`
     (atomically), and a markdown report to `md_path` (default: the `.md` beside it): `markdown` is
-    text (the provenance line is appended) or a function of the written record. Returns the record."""
+    text (the provenance line is appended) or a function of the written record. Returns the record.
+    """
     path = Path(path)
     rec = dict(data) if 'run_info' in data else dict(data, run_info=run_info(command))
     atomic_write_text(json.dumps(rec, indent=1, default=str), path)
     md_path = md_path or path.with_suffix('.md')
-    if callable(markdown): atomic_write_text(markdown(rec), md_path)
+    if callable(markdown):
+        atomic_write_text(markdown(rec), md_path)
     elif markdown is not None:
         atomic_write_text(markdown.rstrip() + '\n\n' + provenance(rec['run_info']) + '\n', md_path)
     return rec
@@ -85,8 +89,8 @@ def run_eval(
     """Evaluate a classifier (a model name, alias or path) on a dataset; return (and optionally
     write) the result."""
     ds = load_dataset(dataset, 'test', root, severity=severity, seed=seed, n_per_class=n_per_class)
-    m = load_model(model)                         # a misspelt name fails here, with the close ones
-    is_ar = hasattr(m, 'token_logprobs')           # AR models take no diffusion options
+    m = load_model(model)  # a misspelt name fails here, with the close ones
+    is_ar = hasattr(m, 'token_logprobs')  # AR models take no diffusion options
     clf = create_classifier(m, tokenizer, device=device, **({} if is_ar else dict(step=step)))
     res = dict(
         model=ALIASES.get(str(model), str(model)),
@@ -117,18 +121,26 @@ def run_eval(
 
 # %% ../nbs/07_experiments.ipynb 14
 def fig6_markdown(rows) -> str:
-    """The Fig. 6 table, one row per (classifier, budget): `rows` hold `label`, `budget`, `forwards`,
-    `acc`, `s_per_image` and optionally `std` (over disjoint groups of samples)."""
-    lines = ['| classifier | budget | forwards / image | accuracy (%) | s / image |',
-             '|---|---|---:|---:|---:|']
+    """The Fig. 6 table, one row per (classifier, budget): `rows` hold `label`, `budget`,
+    `forwards`, `acc`, `s_per_image` and optionally `std` (over disjoint groups of samples)."""
+    lines = [
+        '| classifier | budget | forwards / image | accuracy (%) | s / image |',
+        '|---|---|---:|---:|---:|',
+    ]
     for r in rows:
-        acc = f"{100 * r['acc']:.1f}" + (f" ± {100 * r['std']:.1f}" if r.get('std') is not None else '')
-        lines.append(f"| {r['label']} | {r['budget']} | {r['forwards']} | {acc} | {r['s_per_image']:.4f} |")
+        acc = f"{100 * r['acc']:.1f}" + (
+            f" ± {100 * r['std']:.1f}" if r.get('std') is not None else ''
+        )
+        lines.append(
+            f"| {r['label']} | {r['budget']} | {r['forwards']} | {acc} | {r['s_per_image']:.4f} |"
+        )
     return '\n'.join(lines) + '\n'
+
 
 def table2_markdown(rows, names=None, budgets=None, shift_names=None) -> str:
     """The Table 2 layout: a row per classifier (`names`: labels; `budgets`: an optional budget
-    column), a column per test set, top-1 accuracy (%), from rows of `classifier`, `shift`, `acc`."""
+    column), a column per test set, top-1 accuracy (%), from rows of `classifier`, `shift`, `acc`.
+    """
     names, shift_names = names or {}, shift_names or {}
     shifts = list(dict.fromkeys(r['shift'] for r in rows))
     kinds = list(dict.fromkeys(r['classifier'] for r in rows))
@@ -270,8 +282,10 @@ def robustness(
 # %% ../nbs/07_experiments.ipynb 18
 def robustness_table(res: dict) -> str:
     "Markdown: classifiers x (clean, shifts) accuracy."
-    return (f"{res['dataset']}, {res['images']} test images per column, top-1 accuracy (%)\n\n"
-            + table2_markdown(res['rows'], shift_names={'none': 'clean'}))
+    return (
+        f"{res['dataset']}, {res['images']} test images per column, top-1 accuracy (%)\n\n"
+        + table2_markdown(res['rows'], shift_names={'none': 'clean'})
+    )
 
 # %% ../nbs/07_experiments.ipynb 22
 def order_experiment(
@@ -332,8 +346,10 @@ def order_experiment(
                 forwards=p['forwards_per_image'],
             )
         )
-    cmd = ('python -c "from arclf.experiments import order_experiment; '
-           f'order_experiment({n_per_class}, {K})"')
+    cmd = (
+        'python -c "from arclf.experiments import order_experiment; '
+        f'order_experiment({n_per_class}, {K})"'
+    )
     if out:
         return write_results(Path(out) / 'orders.json', res, order_tables(res), command=cmd)
     return res

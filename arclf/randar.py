@@ -236,7 +236,7 @@ class RandAR(nn.Module):
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         # (device, dtype) -> [N, d/2, 2]; a plain attribute, so never in the state dict
-        self._rope = ({})
+        self._rope = {}
         self.apply(self._init_weights)
         nn.init.zeros_(self.output.weight)
 

@@ -11,7 +11,7 @@ import arclf
 from .core import run_info, weights_path, default_device, model_meta
 from .experiments import write_results, fig6_markdown, table2_markdown
 from .data import load_dataset, SHIFTS
-from .scorer import evaluate, accuracy, accuracy_vs_n, eval_key
+from .scorer import evaluate, accuracy, accuracy_vs_n, eval_key, data_digest
 from .training import train_model, FAMILY_PRESETS, setup_distributed, is_main
 from .classifiers import create_classifier, ALIASES
 
@@ -152,7 +152,8 @@ def cached_eval(clf, ds, n: int, path, seed: int = 0, bs: int = 16, progress: bo
             r = torch.load(path, map_location='cpu', weights_only=True)
         except Exception:
             raise ValueError(f'{path} (a finished evaluation) is unreadable: delete it') from None
-        if r.get('key') == eval_key(clf, n, seed, range(len(ds.classes)), len(ds)):
+        data = dict(data=data_digest(ds.x, ds.y))  # the same key `evaluate` stores
+        if r.get('key') == eval_key(clf, n, seed, range(len(ds.classes)), len(ds), data):
             return r
         if is_main():
             print(f'{path} was made by another evaluation: scoring again', flush=True)
@@ -367,7 +368,8 @@ def speed_summary(rows: list[dict]) -> str:
 
 # %% ../nbs/09_reproduce.ipynb 19
 def _plan_arg(plan: dict) -> str:
-    "How to name the plan on the command line: a shipped plan by its name (wherever it was installed)."
+    """How to name the plan on the command line: a shipped plan by its name (wherever it was
+    installed)."""
     p = Path(plan['path'])
     shipped = p.parent.name == 'reproduce' and (PLANS_DIR / p.name).exists()
     return p.stem if p.resolve().parent == PLANS_DIR or shipped else str(p)
@@ -396,8 +398,10 @@ def report(res: dict) -> str:
     for name, r in res['results'].items():
         t2 = r['table2']
         budgets = {o['classifier']: _budget(o['classifier'], o['n']) for o in t2}
-        fig6 = [dict(o, label=NAMES[o['classifier']], budget=_budget(o['classifier'], o['n']))
-                for o in r['fig6']]
+        fig6 = [
+            dict(o, label=NAMES[o['classifier']], budget=_budget(o['classifier'], o['n']))
+            for o in r['fig6']
+        ]
         s += [
             f'## {name}',
             '',

@@ -15,8 +15,8 @@ from .data import to_float
 # %% auto 0
 __all__ = ['RULES', 'expand_classes', 'take', 'GenerativeClassifier', 'image_generator', 'check_classes', 'draw_samples',
            'sample_scores', 'draw_orders', 'RandARClassifier', 'aggregate', 'predict', 'accuracy', 'accuracy_vs_n',
-           'clf_settings', 'eval_key', 'evaluate', 'check_plan', 'prune', 'prune_evaluate', 'to_positions',
-           'token_scores', 'discriminative_map', 'token_accuracy_map', 'prefix_accuracy']
+           'clf_settings', 'eval_key', 'data_digest', 'evaluate', 'check_plan', 'prune', 'prune_evaluate',
+           'to_positions', 'token_scores', 'discriminative_map', 'token_accuracy_map', 'prefix_accuracy']
 
 # %% ../nbs/03_scorer.ipynb 6
 def expand_classes(classes, B: int, device=None) -> Tensor:
@@ -110,6 +110,8 @@ def sample_scores(
     """`[B, M, len(steps)]` scores of `images` for candidate `classes` (`[M]` or `[B, M]`): of
     the `n` samples drawn for image `indices[b]` (default `0..B-1`) from its own generator,
     those in `steps` (default: all)."""
+    if z is None and images.dtype == torch.uint8 and images.ndim == 4:
+        images = to_float(images)  # stored uint8 images: the one conversion
     B = len(images) if z is None else len(z)
     if n < 1:
         raise ValueError(f'n (samples per image) must be at least 1, got {n}')
@@ -117,6 +119,8 @@ def sample_scores(
     if len(indices) != B:
         raise ValueError(f'{len(indices)} indices for {B} images')
     cls = check_classes(clf, expand_classes(classes, B))
+    if B == 0:
+        return torch.zeros(0, cls.shape[1], n if steps is None else len(torch.arange(n)[steps]))
     z = clf.prepare(images) if z is None else z
     samples = draw_samples(clf, z, n, seed, indices)
     if steps is not None:
@@ -323,11 +327,16 @@ def clf_settings(clf: GenerativeClassifier) -> dict:
     `noise_t`, the diffusion `weighting` and timestep grid), not the ones that only change speed."""
     out = {'type': type(clf).__name__}
     for k, v in vars(clf).items():
-        if k.startswith('_') or k in ('training', 'chunk'): continue
-        if v is None or isinstance(v, (bool, int, float, str)): out[k] = v
-        elif isinstance(v, torch.dtype): out[k] = str(v)
-        elif isinstance(v, Tensor) and v.numel() <= 65536: out[k] = v.tolist()
+        if k.startswith('_') or k in ('training', 'chunk'):
+            continue
+        if v is None or isinstance(v, (bool, int, float, str)):
+            out[k] = v
+        elif isinstance(v, torch.dtype):
+            out[k] = str(v)
+        elif isinstance(v, Tensor) and v.numel() <= 65536:
+            out[k] = v.tolist()
     return out
+
 
 def eval_key(
     clf: GenerativeClassifier, n: int, seed: int, classes, images: int, extra: dict | None = None
@@ -346,6 +355,17 @@ def eval_key(
     )
 
 # %% ../nbs/03_scorer.ipynb 30
+def data_digest(x: Tensor, y: Tensor) -> str:
+    """A short sha256 of the images and labels an evaluation scores (another shift or subset
+    differs)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in (x, y):
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def _resume(part: Path, key: dict):
     if not part.exists():
         return None
@@ -397,7 +417,7 @@ def evaluate(
     part = None
     if out is not None:
         part = Path(f'{out}.rank{rank}.part' if world > 1 else f'{out}.part')
-    key = eval_key(clf, n, seed, classes, I, key)
+    key = eval_key(clf, n, seed, classes, I, dict(key or {}, data=data_digest(x, y)))
     if part is not None and (st := _resume(part, key)) is not None:
         scores, done, t_prev = st['scores'], st['done'], st['seconds']
     todo = [i for i in mine if not done[i]]

@@ -499,16 +499,20 @@ def train_tokenizer(
     return model
 
 # %% ../nbs/06_training.ipynb 46
-def _build_randar(preset, vocab_size: int | None, order: str, tokens: Tensor, **kw) -> RandAR:
+def _build_randar(
+    preset, vocab_size: int | None, order: str | None, tokens: Tensor, **kw
+) -> RandAR:
     """A model from a preset name (vocabulary: `vocab_size`, else the largest id + 1), a config or a
-    model."""
+    model; `order=None` keeps the preset's own order (`randar_fmnist_raster` is raster)."""
     if isinstance(preset, RandAR):
         return preset
     if vocab_size is not None:
         kw['vocab_size'] = vocab_size
+    if order is not None:
+        kw['order'] = order
     if isinstance(preset, RandARConfig):
-        return RandAR(dataclasses.replace(preset, order=order, **kw))
-    return create_model(preset, **{'vocab_size': int(tokens.max()) + 1, **kw}, order=order)
+        return RandAR(dataclasses.replace(preset, **kw))
+    return create_model(preset, **{'vocab_size': int(tokens.max()) + 1, **kw})
 
 
 @torch.no_grad()
@@ -544,7 +548,7 @@ def train_randar(
     epochs: int = 1,
     bs: int = 128,
     lr: float = 1e-3,
-    order: str = 'random',
+    order: str | None = None,
     seed: int = 0,
     valid=None,
     out=None,
@@ -595,7 +599,7 @@ def train_randar(
         epochs=epochs,
         bs=bs,
         lr=lr,
-        order=order,
+        order=model.cfg.order,
         seed=seed,
         warmup=warmup,
         sched=sched,
@@ -743,8 +747,9 @@ def train_data(
     seed: int = 0,
     n: int | None = None,
 ):
-    """What `family` learns from (the first `n` training examples if given): token ids `[n, N]` under `tokenizer` (randar; of latents noised
-    at `noise_t`, the noise augmentation) or images in [-1, 1] (dit, sit), and labels."""
+    """What `family` learns from (the first `n` training examples if given): token ids `[n, N]`
+    under `tokenizer` (randar; of latents noised at `noise_t`, the noise augmentation) or
+    images in [-1, 1] (dit, sit), and labels."""
     if dataset not in FAMILY_PRESETS:
         raise ValueError(
             f'no small presets for dataset {dataset!r}: use one of {list(FAMILY_PRESETS)}'
@@ -777,7 +782,7 @@ def train_model(
     family: str,
     dataset: str = 'fashion_mnist',
     out=None,
-    order: str = 'random',
+    order: str | None = None,
     tokenizer: str | None = None,
     preset: str | None = None,
     epochs: int = 1,

@@ -169,7 +169,7 @@ def wilds_experiment(
     te, a_te, g_te = spurious_fmnist('test', p, seed, root=root)
     rdir = Path(runs) / 'wilds'
     tag = f'p{p:g}_n{len(tr)}_e{epochs}_s{seed}_{tokenizer}'
-    if randar_cfg or erm_cfg:                        # custom sizes get their own files
+    if randar_cfg or erm_cfg:  # custom sizes get their own files
         cfg = json.dumps([randar_cfg, erm_cfg], sort_keys=True).encode()
         tag += f'_{hashlib.md5(cfg).hexdigest()[:8]}'
     vq = load_pretrained(VQModel, tokenizer).to(dev)
@@ -478,8 +478,10 @@ class WildsFolder(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __repr__(self):
-        return (f'WildsFolder({self.name!r}, {self.split!r}: {len(self)} images, '
-                f'{len(self.classes)} classes, {len(self.group_names)} groups)')
+        return (
+            f'WildsFolder({self.name!r}, {self.split!r}: {len(self)} images, '
+            f'{len(self.classes)} classes, {len(self.group_names)} groups)'
+        )
 
     def image(self, i: int) -> Tensor:
         """Image `i` as uint8 `[3, size, size]` (ADM resize and center crop of the dataset's central

@@ -375,3 +375,27 @@ def test_model_modules_hold_models():
             for n in names:
                 if n.startswith(bad_imports): found.append(f'{mod}.py:{node.lineno} imports {n}')
     assert not found, 'model modules must hold models only:\n' + '\n'.join(found)
+
+
+def test_readable_lines():
+    "Library lines fit in 100 characters (nbdev writes the `__all__` lists) and no `;` joins statements."
+    import io
+    import tokenize
+
+    long, semi = [], []
+    for f in sorted(PKG_DIR.glob('*.py')):
+        if f.name == '_modidx.py':
+            continue
+        src = f.read_text()
+        in_all = False
+        for i, line in enumerate(src.split('\n'), 1):
+            in_all = in_all or line.startswith('__all__')
+            if len(line) > 100 and not in_all:
+                long.append(f'{f.name}:{i} ({len(line)})')
+            if in_all and line.rstrip().endswith(']'):
+                in_all = False
+        for t in tokenize.generate_tokens(io.StringIO(src).readline):
+            if t.type == tokenize.OP and t.string == ';':
+                semi.append(f'{f.name}:{t.start[0]}')
+    assert not long, f'lines over 100 characters: {long}'
+    assert not semi, f'`;`-joined statements: {semi}'

@@ -17,17 +17,41 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def arclf_cmd(*args, ok=True, timeout=600):
-    p = subprocess.run(
-        [sys.executable, '-m', 'arclf.cli', *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, 'OMP_NUM_THREADS': '2'},
-    )
+    """`arclf ARGS`, run in this process (a subprocess per call would spend most of this file's time
+    importing torch): its exit status and what it printed. `test_console_script` runs the real
+    entry point once."""
+    import contextlib
+    import io
+    import types
+
+    from arclf.cli import main
+
+    out, err, code, cwd, threads = io.StringIO(), io.StringIO(), 0, os.getcwd(), torch.get_num_threads()
+    argv, sys.argv = sys.argv, ['arclf', *args]      # what run_info records as the command
+    os.chdir(ROOT)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main(list(args))
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        os.chdir(cwd)
+        sys.argv = argv
+        torch.set_num_threads(threads)
+    p = types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
     if ok:
         assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     return p
+
+
+def test_console_script():
+    "The installed `arclf` entry point runs (the other tests call `arclf.cli.main` in-process)."
+    p = subprocess.run([sys.executable, '-m', 'arclf.cli', '--version'], capture_output=True,
+                       text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 0 and p.stdout.strip().startswith('arclf 0.'), p.stdout + p.stderr
+    p = subprocess.run([sys.executable, '-m', 'arclf.cli', 'eval', '--dataset', 'mnist'],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 2 and 'Traceback' not in p.stderr and 'mnist' in p.stderr
 
 
 def test_help_lists_every_command():
