@@ -28,7 +28,7 @@ def list_configs() -> list[str]:
     "The training configs shipped with the package."
     return sorted(p.stem for p in CONFIG_DIR.glob('*.json'))
 
-
+# %% ../nbs/08_cli.ipynb 6
 class _Help(argparse.HelpFormatter):
     "Help that shows a flag's default where it has one and its text does not already say it."
 
@@ -187,7 +187,7 @@ def train_model_cli(family: str, argv):
     )
     return m
 
-
+# %% ../nbs/08_cli.ipynb 7
 def train_tokenizer_cli(argv):
     "`arclf train tokenizer PRESET`: `arclf.training.train_tokenizer`, its arguments as flags."
     p = argparse.ArgumentParser(
@@ -214,7 +214,7 @@ def train_tokenizer_cli(argv):
     print(f'saved {out}')
     return m
 
-
+# %% ../nbs/08_cli.ipynb 8
 def config_argv(path) -> tuple[str, list[str]]:
     """A training config (a plain JSON file in `configs/`) as `(family, argv)` for `arclf train`:
     `"positional"` values first, then every other key as a flag spelled as in the family's
@@ -242,7 +242,7 @@ def config_argv(path) -> tuple[str, list[str]]:
             argv += [f'--{k}', str(v)]
     return fam, argv
 
-
+# %% ../nbs/08_cli.ipynb 9
 def _common(p, out: str | None, what: str, seed: bool = True):
     "The flags every evaluating command shares."
     p.add_argument(
@@ -456,7 +456,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument('args', nargs=argparse.REMAINDER)
     return p
 
-
+# %% ../nbs/08_cli.ipynb 10
 def main(argv=None):
     """The `arclf` command. Errors a user can fix (missing data or weights, bad arguments) print one
     line and exit 2."""
@@ -468,7 +468,7 @@ def main(argv=None):
         print(f'arclf: error: {e}', file=sys.stderr)
         sys.exit(2)
 
-
+# %% ../nbs/08_cli.ipynb 11
 def _main(argv=None):
     a = parser().parse_args(argv)
     if getattr(a, 'threads', None):
@@ -640,6 +640,6 @@ def train_cli(a):
         return train_tokenizer_cli(a.args)
     return train_model_cli(a.family, a.args)
 
-# %% ../nbs/08_cli.ipynb 7
+# %% ../nbs/08_cli.ipynb 13
 if __name__ == '__main__' and '__file__' in globals():
     main()
