@@ -175,15 +175,21 @@ class GradCheckpointCB(Callback):
 
 # %% ../nbs/06_training.ipynb 15
 def rng_state() -> dict:
-    s = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
+    "Every generator's state as tensors, ints and tuples (so a checkpoint loads `weights_only`)."
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    s = dict(python=random.getstate(), torch=torch.get_rng_state(),
+             numpy=(name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss))
     if torch.cuda.is_available():
         s['cuda'] = torch.cuda.get_rng_state_all()
     return s
 
 # %% ../nbs/06_training.ipynb 16
 def set_rng_state(s: dict):
-    random.setstate(s['python'])
-    np.random.set_state(s['numpy'])
+    version, internal, gauss_next = s['python']
+    random.setstate((version, tuple(internal), gauss_next))
+    name, keys, pos, has_gauss, gauss = s['numpy']
+    keys = np.asarray(keys, dtype=np.int64).astype(np.uint32)
+    np.random.set_state((name, keys, pos, has_gauss, gauss))
     torch.set_rng_state(s['torch'])
     if 'cuda' in s and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(s['cuda'])
@@ -227,8 +233,11 @@ class CheckpointCB(Callback):
 # %% ../nbs/06_training.ipynb 19
 def resume(learn: Learner, path) -> Learner:
     "Restore `learn` (built exactly as the interrupted run built it) from a `CheckpointCB` file."
-    # our own file: holds python RNG state tuples
-    s = torch.load(path, map_location='cpu', weights_only=False)
+    try:
+        s = torch.load(path, map_location='cpu', weights_only=True)  # tensors and plain data only
+    except Exception:
+        raise ValueError(f'{path} is not a readable training state (truncated, or written by an '
+                         'older arclf): delete it to start the run again') from None
     learn.model.load_state_dict(s['model'])
     learn.model.to(learn.device)
     learn.make_opt()

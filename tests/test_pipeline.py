@@ -3,6 +3,7 @@
 noise, removed code staying removed)."""
 
 import json
+import os
 from pathlib import Path
 import pytest
 import torch
@@ -274,3 +275,24 @@ def test_results_files_carry_their_provenance(tmp_path):
     assert parse_plan('2:3,20:1') == [(2, 3), (20, 1)]
     with pytest.raises(ValueError, match='--prune'):
         parse_plan('2-3')
+
+
+class _Crafted:
+    "An object whose unpickling would run a command."
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.target}',))
+
+
+def test_training_state_file_runs_no_code(tmp_path):
+    "A crafted pickle at a resume path is refused with a message naming the file; nothing runs."
+    from arclf.training import resume
+
+    flag, ckpt = tmp_path / 'ran', tmp_path / 'run.pt'
+    torch.save({'model': _Crafted(flag)}, ckpt)
+    with pytest.raises(ValueError, match='not a readable training state'):
+        resume(None, ckpt)
+    assert not flag.exists()
