@@ -15,7 +15,7 @@ from torch import nn, Tensor
 # %% auto 0
 __all__ = ['WRAP_KEYS', 'WEIGHTS_DIR', 'RECORD_KEYS', 'default_device', 'seed_everything', 'to_device', 'num_params', 'run_info',
            'provenance', 'check_images', 'atomic_save', 'atomic_write_text', 'load_weights', 'layout', 'layout_diff',
-           'load_strict', 'random_state_dict', 'save_pretrained', 'weights_path', 'state_digest', 'is_pretrained_file',
+           'load_strict', 'random_state_dict', 'save_pretrained', 'weights_path', 'tensor_digest', 'state_digest',
            'model_meta', 'load_pretrained', 'ModelSpec', 'register_model', 'list_models', 'model_spec', 'weight_dirs',
            'find_weights', 'create_model', 'TensorLoader', 'CancelFitException', 'CancelEpochException',
            'CancelBatchException', 'Callback', 'run_cbs', 'default_loss', 'param_groups', 'adamw', 'Learner',
@@ -345,24 +345,22 @@ def _read(p: Path) -> Mapping:
     return d
 
 
-def state_digest(module: nn.Module, n: int = 16) -> str:
-    """A short sha256 of every tensor in `module`'s state dict (names, shapes, dtypes and values):
-    what it computes with."""
+def tensor_digest(named: dict, n: int = 16) -> str:
+    "A short sha256 of named tensors: their names, shapes, dtypes and values."
     import hashlib
 
     h = hashlib.sha256()
-    for k, v in module.state_dict().items():
+    for k, v in named.items():
         h.update(f'{k}:{tuple(v.shape)}:{v.dtype};'.encode())
         h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:n]
 
-# %% ../nbs/00_core.ipynb 29
-def is_pretrained_file(path) -> bool:
-    "True if `path` was written by `save_pretrained` (it holds a `config` entry)."
-    d = _read(Path(path))
-    return isinstance(d, Mapping) and 'config' in d and 'model' in d
 
-# %% ../nbs/00_core.ipynb 30
+def state_digest(module: nn.Module, n: int = 16) -> str:
+    "The `tensor_digest` of `module`'s state dict: what it computes with."
+    return tensor_digest(module.state_dict(), n)
+
+# %% ../nbs/00_core.ipynb 29
 def model_meta(src) -> dict:
     """The record of a saved model -- `config` plus everything `save_pretrained` stored as `meta`
     (recipe, training record, provenance, the tokenizer it reads) -- from a path or a shipped
@@ -375,12 +373,16 @@ def model_meta(src) -> dict:
         )
     return dict(config=dict(d['config']), **d.get('meta', {}))
 
-# %% ../nbs/00_core.ipynb 31
+# %% ../nbs/00_core.ipynb 30
 def load_pretrained(cls, src, **overrides) -> nn.Module:
     """Rebuild a `cls` model from a `save_pretrained` file (or a shipped weight's name) and load it
     strictly."""
     p = weights_path(src)
-    d = _read(p)
+    return _from_record(cls, _read(p), p, overrides)
+
+
+def _from_record(cls, d, p, overrides: dict) -> nn.Module:
+    "A `cls` model rebuilt from the contents `d` of a `save_pretrained` file `p`."
     if not isinstance(d, Mapping) or 'config' not in d:
         raise ValueError(
             f'{p} was not written by save_pretrained (no "config" entry); '
@@ -394,7 +396,7 @@ def load_pretrained(cls, src, **overrides) -> nn.Module:
     m.meta = d.get('meta', {})
     return m.eval()
 
-# %% ../nbs/00_core.ipynb 36
+# %% ../nbs/00_core.ipynb 35
 @dataclass
 class ModelSpec:
     "A registered model: its name, family, builder and where its pretrained weights come from."
@@ -408,7 +410,7 @@ class ModelSpec:
     fn: str = ''  # the qualified name of the decorated builder
     module: str = ''  # and its module
 
-# %% ../nbs/00_core.ipynb 37
+# %% ../nbs/00_core.ipynb 36
 _MODELS: dict[str, ModelSpec] = {}
 
 
@@ -443,7 +445,7 @@ def register_model(
 
     return deco
 
-# %% ../nbs/00_core.ipynb 38
+# %% ../nbs/00_core.ipynb 37
 def list_models(
     pattern: str = '*', family: str | None = None, pretrained: bool | None = None
 ) -> list[str]:
@@ -459,7 +461,7 @@ def list_models(
         and (pretrained is None or bool(s.weights) == pretrained)
     )
 
-# %% ../nbs/00_core.ipynb 39
+# %% ../nbs/00_core.ipynb 38
 def model_spec(name: str) -> ModelSpec:
     "The registration of model `name`, or an error listing the close names."
     if name not in _MODELS:
@@ -471,14 +473,14 @@ def model_spec(name: str) -> ModelSpec:
         )
     return _MODELS[name]
 
-# %% ../nbs/00_core.ipynb 40
+# %% ../nbs/00_core.ipynb 39
 def weight_dirs() -> list[Path]:
     """Where pretrained files are looked for: `$ARCLF_WEIGHTS`, `~/.cache/arclf/weights`, the
     package's weights."""
     dirs = [Path(d) for d in os.environ.get('ARCLF_WEIGHTS', '').split(os.pathsep) if d]
     return dirs + [Path.home() / '.cache' / 'arclf' / 'weights', WEIGHTS_DIR]
 
-# %% ../nbs/00_core.ipynb 41
+# %% ../nbs/00_core.ipynb 40
 def find_weights(spec: ModelSpec) -> Path:
     """The local file of `spec`'s pretrained weights; a one-line error naming the file and where to
     put it."""
@@ -497,7 +499,7 @@ def find_weights(spec: ModelSpec) -> Path:
         f'or pass pretrained=PATH'
     )
 
-# %% ../nbs/00_core.ipynb 42
+# %% ../nbs/00_core.ipynb 41
 def create_model(name: str, pretrained: bool | str | Path = False, **overrides) -> nn.Module:
     """Build registered model `name` (`overrides`: config fields); `pretrained=True` loads its
     weights strictly, `pretrained=PATH` loads that file (an official checkpoint or a
@@ -508,14 +510,16 @@ def create_model(name: str, pretrained: bool | str | Path = False, **overrides) 
     path = find_weights(spec) if pretrained is True else Path(pretrained)
     if not path.is_file():
         raise FileNotFoundError(f'pretrained weights for {name!r} not found: {path}')
-    with torch.device('meta'):
-        cls = type(spec.build(**overrides))
-    if is_pretrained_file(path):
-        return load_pretrained(cls, path, **overrides)
+    # the file is read once (official checkpoints are gigabytes): a record, or plain weights
+    d = load_weights(path) if path.suffix == '.safetensors' else _read(path)
+    if isinstance(d, Mapping) and 'config' in d and 'model' in d:
+        with torch.device('meta'):
+            cls = type(spec.build(**overrides))
+        return _from_record(cls, d, path, overrides)
     # built on the CPU, not on `meta`: buffers the checkpoint does not hold start initialised
-    return load_strict(spec.build(**overrides), path, what=f'model {name}').eval()
+    return load_strict(spec.build(**overrides), d, what=f'model {name}').eval()
 
-# %% ../nbs/00_core.ipynb 46
+# %% ../nbs/00_core.ipynb 45
 class TensorLoader:
     """Batches of in-memory tensors with seeded shuffling, exact resume (`state_dict`) and rank
     sharding."""
@@ -574,19 +578,19 @@ class TensorLoader:
     def load_state_dict(self, d):
         self.epoch, self.pos, self.seed = d['epoch'], d['pos'], d['seed']
 
-# %% ../nbs/00_core.ipynb 49
+# %% ../nbs/00_core.ipynb 48
 class CancelFitException(Exception):
     pass
 
-# %% ../nbs/00_core.ipynb 50
+# %% ../nbs/00_core.ipynb 49
 class CancelEpochException(Exception):
     pass
 
-# %% ../nbs/00_core.ipynb 51
+# %% ../nbs/00_core.ipynb 50
 class CancelBatchException(Exception):
     pass
 
-# %% ../nbs/00_core.ipynb 52
+# %% ../nbs/00_core.ipynb 51
 class Callback:
     """Base class: override any of before_/after_ fit, epoch, batch, and after_loss, after_backward,
     after_step."""
@@ -594,18 +598,18 @@ class Callback:
     order = 0
     learn: 'Learner' = None
 
-# %% ../nbs/00_core.ipynb 53
+# %% ../nbs/00_core.ipynb 52
 def run_cbs(cbs, name, learn=None):
     for cb in sorted(cbs, key=lambda c: c.order):
         m = getattr(cb, name, None)
         if m is not None:
             m(learn)
 
-# %% ../nbs/00_core.ipynb 54
+# %% ../nbs/00_core.ipynb 53
 def default_loss(model, batch):
     return model.loss(batch)
 
-# %% ../nbs/00_core.ipynb 55
+# %% ../nbs/00_core.ipynb 54
 def param_groups(model: nn.Module, wd: float):
     """AdamW groups as in the RandAR/nanoGPT recipe: weight decay on ≥2-D parameters (matrices,
     embeddings) only."""
@@ -615,13 +619,13 @@ def param_groups(model: nn.Module, wd: float):
         dict(params=[p for p in ps if p.ndim < 2], weight_decay=0.0),
     ]
 
-# %% ../nbs/00_core.ipynb 56
+# %% ../nbs/00_core.ipynb 55
 def adamw(params, lr, betas=(0.9, 0.95), eps=1e-8, **kw):
     "AdamW with the reference betas; fused on CUDA."
     fused = all(p.is_cuda for g in params for p in (g['params'] if isinstance(g, dict) else [g]))
     return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, fused=fused or None)
 
-# %% ../nbs/00_core.ipynb 57
+# %% ../nbs/00_core.ipynb 56
 class Learner:
     """Train `model` on `train_dl` (and report `valid_dl`) with `loss_fn(model, batch)`; behaviour
     comes from callbacks."""
@@ -731,7 +735,7 @@ class Learner:
         finally:
             self.valid_dl = saved
 
-# %% ../nbs/00_core.ipynb 59
+# %% ../nbs/00_core.ipynb 58
 def lr_factor(
     step: int, total: int, warmup: int = 0, kind: str = 'cosine', min_ratio: float = 0.05
 ) -> float:
@@ -748,7 +752,7 @@ def lr_factor(
         return 1 - (1 - min_ratio) * p
     raise ValueError(f"unknown schedule {kind!r}: use 'constant', 'cosine' or 'linear'")
 
-# %% ../nbs/00_core.ipynb 60
+# %% ../nbs/00_core.ipynb 59
 class SchedCB(Callback):
     "Set every group's learning rate to `lr * lr_factor(iter, ...)` before each training batch."
 
@@ -764,7 +768,7 @@ class SchedCB(Callback):
         for g in learn.opt.param_groups:
             g['lr'] = learn.lr * f
 
-# %% ../nbs/00_core.ipynb 61
+# %% ../nbs/00_core.ipynb 60
 class GradClipCB(Callback):
     """Clip the gradient norm to `max_norm`; skip the step if the norm exceeds `skip_above` (after
     `skip_after` steps)."""
@@ -781,7 +785,7 @@ class GradClipCB(Callback):
         if self.skip_above and learn.iter > self.skip_after and learn.grad_norm > self.skip_above:
             learn.opt.zero_grad(set_to_none=True)  # an all-None step is a no-op for AdamW
 
-# %% ../nbs/00_core.ipynb 62
+# %% ../nbs/00_core.ipynb 61
 class ProgressCB(Callback):
     "fastprogress bars over epochs and batches, with a live plot of the smoothed training loss."
 
@@ -823,7 +827,7 @@ class ProgressCB(Callback):
             ' '.join(f'{k} {v:.4f}' if isinstance(v, float) else f'{k} {v}' for k, v in r.items())
         )
 
-# %% ../nbs/00_core.ipynb 64
+# %% ../nbs/00_core.ipynb 63
 class LogCB(Callback):
     "Print (and append to `file`) a line every `every` training steps and one per epoch."
 
@@ -853,7 +857,7 @@ class LogCB(Callback):
     def after_record(self, learn):
         self._w(f'{learn.history[-1]} {time.time() - self.t0:.0f}s')
 
-# %% ../nbs/00_core.ipynb 66
+# %% ../nbs/00_core.ipynb 65
 class RecorderCB(Callback):
     """Record the loss of every training step in `learn.step_losses` (kept in checkpoints and in the
     weights' metadata)."""
@@ -865,7 +869,7 @@ class RecorderCB(Callback):
     def after_step(self, learn):
         learn.step_losses.append(learn.loss.item())
 
-# %% ../nbs/00_core.ipynb 67
+# %% ../nbs/00_core.ipynb 66
 def _rank0() -> bool:
     return os.environ.get('RANK', '0') == '0'
 
@@ -914,7 +918,7 @@ def fit_model(
     learn.train_seconds = round(time.time() - t0, 1)
     return learn
 
-# %% ../nbs/00_core.ipynb 68
+# %% ../nbs/00_core.ipynb 67
 def trained_model(learn: Learner) -> nn.Module:
     """The weights a fitted run delivers, in eval mode: the EMA copy if the run kept one, else the
     model."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn, Tensor
-from .core import atomic_save, state_digest
+from .core import atomic_save, state_digest, tensor_digest
 from .data import to_float
 
 # %% auto 0
@@ -216,7 +216,7 @@ class RandARClassifier(GenerativeClassifier):
         if 'noise' not in samples:
             return z[:, None].expand(B, n, -1)
         t, noise = self.noise_t, samples['noise'].to(z.device)
-        zt = (1 - t) * z[:, None] + t * noise  # [B, n, C, h, w]
+        zt = self.tokenizer.noisy_latent(z[:, None], t, noise)  # [B, n, C, h, w]
         ids = self.tokenizer.quantize.ids(zt.flatten(0, 1))  # [B*n, N]
         return ids.view(B, n, -1).to(self.device)
 
@@ -356,14 +356,8 @@ def eval_key(
 
 # %% ../nbs/03_scorer.ipynb 30
 def data_digest(x: Tensor, y: Tensor) -> str:
-    """A short sha256 of the images and labels an evaluation scores (another shift or subset
-    differs)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for t in (x, y):
-        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
+    "A short digest of the images and labels an evaluation scores (a shift or subset differs)."
+    return tensor_digest(dict(x=x, y=y))
 
 
 def _resume(part: Path, key: dict):

@@ -372,6 +372,11 @@ class VQModel(nn.Module):
             return z
         dev = generator.device if generator is not None else z.device
         eps = torch.randn(z.shape, generator=generator, device=dev, dtype=torch.float32).to(z)
+        return VQModel.noisy_latent(z, t, eps)
+
+    @staticmethod
+    def noisy_latent(z: Tensor, t: float, eps: Tensor) -> Tensor:
+        "(1 − t)·z + t·ε for a given ε (the classifier draws ε itself, per sample)."
         return (1 - t) * z + t * eps
 
     @torch.no_grad()
