@@ -32,7 +32,12 @@ setuptools.setup(
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=['arclf', 'arclf.*']),
     include_package_data=True,
-    package_data={'arclf': ['weights/*.pt', 'configs/*.json', 'configs/reproduce/*.json']},
+    package_data={
+        'arclf': [
+            'weights/*.pt', 'configs/*.json', 'configs/reproduce/*.json',
+            'assets/*/*.gz', 'assets/*/LICENSE', 'assets/*/README.md',
+        ]
+    },
     install_requires=requirements,
     extras_require={'dev': dev_requirements},
     dependency_links=cfg.get('dep_links', '').split(),

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn, Tensor
 from arclf.core import (
+    check_device,
     check_images,
     create_model,
     list_models,
@@ -57,6 +58,8 @@ class DiffusionClassifier(GenerativeClassifier):
             model.cfg.kind,
         )
         self.num_classes = model.cfg.num_classes
+        # what the encoder is, as plain text: part of an evaluation's key (`clf_settings`)
+        self.encoder_name = None if encoder is None else getattr(encoder, 'name', repr(encoder))
         self.sched = DDPMSchedule(T) if self.kind == 'dit' else FlowSchedule(T)
         if timesteps is not None:  # an explicit sequence (e.g. Diffusion Classifier's pruning plan)
             self.grid = torch.as_tensor(timesteps, dtype=torch.long)
@@ -214,7 +217,7 @@ def create_classifier(
     tokenizer for AR models (`raster=` defaults to the model's training order),
     `DiffusionClassifier` for DiT/SiT (`kw`: its options)."""
     m = load_model(model, pretrained)
-    device = torch.device(device) if device else torch.device('cpu')
+    device = check_device(device) if device else torch.device('cpu')
     if hasattr(m, 'token_logprobs'):  # an any-order AR model (RandAR or alike)
         tok = tokenizer if tokenizer is not None else getattr(m, 'meta', {}).get('tokenizer')
         if tok is None:

@@ -8,14 +8,15 @@ import argparse, inspect, json, os, sys
 from pathlib import Path
 import torch
 import arclf
-from .core import WEIGHTS_DIR, list_models, model_spec
+from .core import list_models, model_spec
 from .data import summary, SHIFTS
 from .classifiers import ALIASES
-from .training import train_model, train_tokenizer, FAMILY_PRESETS, DATASET_OF
+from .core import check_out, check_device
+from .training import train_model, train_tokenizer, DATASET_OF, presets_for, dataset_tag
 
 # %% auto 0
-__all__ = ['CONFIG_DIR', 'FAMILIES', 'list_configs', 'train_model_cli', 'train_tokenizer_cli', 'config_argv', 'parser', 'main',
-           'train_cli']
+__all__ = ['CONFIG_DIR', 'FAMILIES', 'list_configs', 'count', 'counts', 'share', 'train_model_cli', 'train_tokenizer_cli',
+           'config_argv', 'parser', 'main', 'train_cli']
 
 # %% ../nbs/08_cli.ipynb 5
 CONFIG_DIR = (
@@ -29,6 +30,68 @@ def list_configs() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob('*.json'))
 
 # %% ../nbs/08_cli.ipynb 6
+class _Parser(argparse.ArgumentParser):
+    "argparse, with errors in one line (the command, the problem, where help is) and exit status 2."
+
+    def error(self, message):
+        self.exit(2, f'{self.prog}: error: {message} (see {self.prog} --help)\n')
+
+
+def count(lo: int = 1):
+    "An argparse type: an integer of at least `lo`."
+
+    def parse(v):
+        try:
+            n = int(v)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'expected an integer, got {v!r}') from None
+        if n < lo:
+            raise argparse.ArgumentTypeError(f'must be at least {lo}, got {n}')
+        return n
+
+    parse.__name__ = f'integer >= {lo}'
+    return parse
+
+
+def counts(v) -> list[int]:
+    "An argparse type: comma-separated integers >= 1 (`'1,5,20'`)."
+    try:
+        out = [int(k) for k in str(v).split(',')]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected integers like 1,5,20, got {v!r}') from None
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f'each number must be at least 1, got {v!r}')
+    return out
+
+
+def share(v) -> float:
+    "An argparse type: a number strictly between 0 and 1."
+    try:
+        x = float(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a number in (0, 1), got {v!r}') from None
+    if not 0 < x < 1:
+        raise argparse.ArgumentTypeError(f'must lie strictly between 0 and 1, got {x}')
+    return x
+
+
+def _data_flags(p, dataset_help: str, default='fashion_mnist'):
+    "`--dataset NAME` and `--data PATH` (your own image folder); `_dataset(a)` reads them."
+    p.add_argument('--dataset', default=default, help=dataset_help)
+    p.add_argument('--data', metavar='PATH',
+                   help='your own image folder PATH/train/<class>/*, PATH/test/<class>/* (instead '
+                   'of --dataset)')
+
+
+def _dataset(a) -> str:
+    if getattr(a, 'data', None):
+        if not Path(a.data).expanduser().is_dir():
+            raise ValueError(f'--data {a.data}: no such folder (expected PATH/train/<class>/*, '
+                             'PATH/test/<class>/*)')
+        return str(Path(a.data).expanduser())
+    return a.dataset
+
+
 class _Help(argparse.HelpFormatter):
     "Help that shows a flag's default where it has one and its text does not already say it."
 
@@ -43,14 +106,14 @@ def train_model_cli(family: str, argv):
     """`arclf train randar|dit|sit`: `arclf.training.train_model`, its arguments as flags; prints
     where the weights went."""
     rnd = family == 'randar'
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog=f'arclf train {family}',
         formatter_class=_Help,
         description=f'Train the small {family} model '
         'of a dataset with arclf.training.train_model (bf16/TF32 on a GPU, DDP under torchrun, '
         'exact resume from --ckpt).',
     )
-    p.add_argument('--dataset', default='fashion_mnist', choices=['fashion_mnist', 'cifar10'])
+    _data_flags(p, 'fashion_mnist or cifar10')
     if rnd:
         p.add_argument(
             '--order',
@@ -60,7 +123,8 @@ def train_model_cli(family: str, argv):
         )
         p.add_argument(
             '--tokenizer',
-            help='a tokenizer in arclf/weights or a path (default: the dataset\'s vq_*_s)',
+            help='a registered tokenizer or a weights file (default: RUNS/<data>/<its vq_*_s>.pt '
+            'if you trained one there, else the shipped vq_*_s)',
         )
         p.add_argument(
             '--noise-t',
@@ -69,8 +133,8 @@ def train_model_cli(family: str, argv):
             help='noise augmentation: train on tokens of latents noised at this t',
         )
     p.add_argument('--preset', help='model preset (default: the dataset\'s small preset)')
-    p.add_argument('--epochs', type=int, default=1, help='passes over the training set')
-    p.add_argument('--bs', type=int, default=128, help='global batch size')
+    p.add_argument('--epochs', type=count(), default=1, help='passes over the training set')
+    p.add_argument('--bs', type=count(), default=128, help='global batch size')
     p.add_argument(
         '--lr',
         type=float,
@@ -79,7 +143,7 @@ def train_model_cli(family: str, argv):
     )
     p.add_argument(
         '--warmup',
-        type=int,
+        type=count(0),
         default=50 if rnd else 100,
         help='linear warmup steps (at most a tenth of the run)',
     )
@@ -94,7 +158,7 @@ def train_model_cli(family: str, argv):
         default=0,
         help='seeds the weights, the batch order and the loss\'s randomness',
     )
-    p.add_argument('--n-train', type=int, help='first n training images only')
+    p.add_argument('--n-train', type=count(), help='first n training images only')
     p.add_argument(
         '--device',
         help='cpu, cuda, cuda:1 (default: the best available; under torchrun: the local GPU)',
@@ -118,14 +182,17 @@ def train_model_cli(family: str, argv):
         '--ckpt', help='training-state file: written during the run, resumed from if it exists'
     )
     p.add_argument(
-        '--ckpt-every', type=int, help='also write --ckpt every n steps (default: every epoch)'
+        '--ckpt-every', type=count(), help='also write --ckpt every n steps (default: every epoch)'
     )
-    p.add_argument('--threads', type=int, help='CPU threads')
-    p.add_argument('--root', help='dataset folder')
+    p.add_argument('--threads', type=count(), help='CPU threads')
+    p.add_argument('--root', help='folder holding the dataset (wins over $ARCLF_DATA)')
     p.add_argument(
-        '--log-every', type=int, default=100, help='print the loss every n steps (0: never)'
+        '--log-every', type=count(0), default=100, help='print the loss every n steps (0: never)'
     )
-    p.add_argument('--out', help='weights file (default: arclf/weights/<name>.pt)')
+    p.add_argument('--out', help='weights file (default: RUNS/<data>/<preset>.pt)')
+    p.add_argument('--runs', default='runs', help='folder of the default --out (RUNS)')
+    p.add_argument('--overwrite', action='store_true',
+                   help='replace an existing --out (or a file inside the package)')
     p.add_argument(
         '--cfg',
         action='append',
@@ -152,14 +219,25 @@ def train_model_cli(family: str, argv):
         )
     if a.threads:
         torch.set_num_threads(a.threads)
-    preset = a.preset or FAMILY_PRESETS[a.dataset][family]
+    dataset = _dataset(a)
+    check_device(a.device)
+    fit = presets_for(dataset, a.root)
+    preset = a.preset or fit[family]
     raster = rnd and a.order == 'raster' and not preset.endswith('_raster')
-    out = a.out or WEIGHTS_DIR / f"{preset}{'_raster' if raster else ''}.pt"
-    kw = dict(order=a.order, tokenizer=a.tokenizer, noise_t=a.noise_t) if rnd else {}
+    runs = Path(a.runs) / dataset_tag(dataset)
+    out = check_out(a.out or runs / f"{preset}{'_raster' if raster else ''}.pt", a.overwrite)
+    tok = getattr(a, 'tokenizer', None)
+    if rnd and tok is None and (runs / f"{fit['tokenizer']}.pt").exists():
+        tok = str(runs / f"{fit['tokenizer']}.pt")  # the tokenizer you trained on this data
+    if rnd:
+        print(f"tokenizer: {tok or fit['tokenizer'] + ' (shipped)'}")
+    print(f'training {family} ({preset}) on {dataset}; weights go to {out}', flush=True)
+    kw = dict(order=a.order, tokenizer=tok, noise_t=a.noise_t) if rnd else {}
     m = train_model(
         family,
-        a.dataset,
+        dataset,
         out=out,
+        overwrite=a.overwrite,
         preset=preset,
         epochs=a.epochs,
         bs=a.bs,
@@ -177,6 +255,7 @@ def train_model_cli(family: str, argv):
         ckpt_every=a.ckpt_every,
         log_every=a.log_every,
         root=a.root,
+        progress=a.log_every == 0,
         **kw,
         **cfg,
     )
@@ -190,25 +269,42 @@ def train_model_cli(family: str, argv):
 # %% ../nbs/08_cli.ipynb 7
 def train_tokenizer_cli(argv):
     "`arclf train tokenizer PRESET`: `arclf.training.train_tokenizer`, its arguments as flags."
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog='arclf train tokenizer',
         formatter_class=_Help,
         description='Train a small VQ tokenizer with arclf.training.train_tokenizer.',
     )
-    p.add_argument('preset', choices=sorted(DATASET_OF))  # the tokenizers with a dataset here
-    p.add_argument('--epochs', type=int, default=2, help='passes over the training set')
-    p.add_argument('--bs', type=int, default=128, help='batch size')
+    # the tokenizers with a dataset here; default: the one that fits the data
+    p.add_argument('preset', nargs='?', choices=sorted(DATASET_OF))
+    p.add_argument('--dataset', help="fashion_mnist or cifar10 (default: the preset's)")
+    p.add_argument('--data', metavar='PATH', help='your own image folder (instead of --dataset)')
+    p.add_argument('--epochs', type=count(), default=2, help='passes over the training set')
+    p.add_argument('--bs', type=count(), default=128, help='batch size')
     p.add_argument('--lr', type=float, default=2e-3, help='peak AdamW learning rate')
-    p.add_argument('--n-train', '--n_train', type=int, help='a random subset of n training images')
+    p.add_argument('--n-train', '--n_train', type=count(),
+                   help='a random subset of n training images')
     p.add_argument('--seed', type=int, default=0, help='seeds the weights and the batch order')
-    p.add_argument('--out', help='weights file (default: arclf/weights/<preset>.pt)')
-    p.add_argument('--threads', type=int, help='CPU threads')
+    p.add_argument('--device', help='cpu, cuda, cuda:1 (default: the best available)')
+    p.add_argument('--root', help='folder holding the dataset (wins over $ARCLF_DATA)')
+    p.add_argument('--out', help='weights file (default: RUNS/<data>/<preset>.pt)')
+    p.add_argument('--runs', default='runs', help='folder of the default --out (RUNS)')
+    p.add_argument('--overwrite', action='store_true',
+                   help='replace an existing --out (or a file inside the package)')
+    p.add_argument('--threads', type=count(), help='CPU threads')
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    out = a.out or WEIGHTS_DIR / f'{a.preset}.pt'
+    if a.preset is None and a.data is None and a.dataset is None:
+        p.error('name a preset, or the data: --dataset NAME or --data PATH')
+    dataset = _dataset(a) if a.data else a.dataset or DATASET_OF[a.preset]
+    check_device(a.device)
+    preset = a.preset or presets_for(dataset, a.root)['tokenizer']
+    out = a.out or Path(a.runs) / dataset_tag(dataset) / f'{preset}.pt'
+    out = check_out(out, a.overwrite)
+    print(f'training tokenizer {preset} on {dataset}; weights go to {out}', flush=True)
     m = train_tokenizer(
-        a.preset, epochs=a.epochs, bs=a.bs, lr=a.lr, n_train=a.n_train, seed=a.seed, out=out
+        preset, dataset, epochs=a.epochs, bs=a.bs, lr=a.lr, n_train=a.n_train, seed=a.seed,
+        out=out, overwrite=a.overwrite, device=a.device, root=a.root,
     )
     print(json.dumps(m.meta['record']['metrics']))
     print(f'saved {out}')
@@ -268,12 +364,19 @@ def _experiment_parsers(sub, F):
         'minutes)',
         formatter_class=F,
     )
-    m.add_argument('--dataset', default='fashion_mnist', help='test set to classify')
+    _data_flags(m, 'test set to classify (other than fashion_mnist: needs --data and your models)')
+    m.add_argument('--runs', default='runs',
+                   help='with --data: where `arclf train ... --data PATH` put your models')
     m.add_argument(
-        '--n-per-class', type=int, default=10, help='first n test images of each class (0: all)'
+        '--n-per-class',
+        type=count(0),
+        default=10,
+        help='first n test images of each class (0: all)',
     )
-    m.add_argument('--ks', default='1,5,20', help='numbers of orders K for the RandAR classifier')
-    m.add_argument('--dit-ns', default='5,25', help='numbers of timesteps for the DiT classifier')
+    m.add_argument('--ks', type=counts, default='1,5,20',
+                   help='numbers of orders K for the RandAR classifier')
+    m.add_argument('--dit-ns', type=counts, default='5,25',
+                   help='numbers of timesteps for the DiT classifier')
     _common(m, 'results/demo', 'folder for the table, JSON and plot')
     m.add_argument(
         '--full',
@@ -289,26 +392,25 @@ def _experiment_parsers(sub, F):
     e.add_argument(
         '--model', help='a registered model name or a weights file (instead of --clf; arclf models)'
     )
-    e.add_argument(
-        '--dataset',
-        default='fashion_mnist',
-        help=f'fashion_mnist or cifar10, optionally +{"|+".join(SHIFTS)}',
-    )
+    _data_flags(e, f'fashion_mnist or cifar10, optionally +{"|+".join(SHIFTS)}')
     e.add_argument(
         '--n',
-        type=int,
+        type=count(),
         default=20,
         help='samples per image: orders K (AR) or timesteps (diffusion)',
     )
     e.add_argument(
-        '--n-per-class', type=int, default=10, help='first n test images of each class (0: all)'
+        '--n-per-class',
+        type=count(0),
+        default=10,
+        help='first n test images of each class (0: all)',
     )
     e.add_argument(
         '--tokenizer', help='the AR model\'s tokenizer (default: the one recorded in the model)'
     )
     e.add_argument(
         '--step',
-        type=int,
+        type=count(),
         default=4,
         help='diffusion timestep grid step (4: the paper\'s 250 midpoints)',
     )
@@ -318,10 +420,11 @@ def _experiment_parsers(sub, F):
     e.add_argument(
         '--severity',
         type=int,
+        choices=range(1, 6),
         default=3,
         help='shift severity 1..5 (ImageNet-C / CIFAR-10-C levels)',
     )
-    e.add_argument('--bs', type=int, default=16, help='images per scoring batch')
+    e.add_argument('--bs', type=count(), default=16, help='images per scoring batch')
     _common(e, None, 'result JSON file (default: print only)')
     r = sub.add_parser(
         'robustness',
@@ -329,9 +432,11 @@ def _experiment_parsers(sub, F):
         formatter_class=F,
     )
     r.add_argument('--dataset', default='fashion_mnist', help='test set')
-    r.add_argument('--n-per-class', type=int, default=10, help='first n test images of each class')
-    r.add_argument('--K', type=int, default=5, help='orders for RandAR')
-    r.add_argument('--dit-n', type=int, default=25, help='timesteps for DiT')
+    r.add_argument(
+        '--n-per-class', type=count(), default=10, help='first n test images of each class'
+    )
+    r.add_argument('--K', type=count(), default=5, help='orders for RandAR')
+    r.add_argument('--dit-n', type=count(), default=25, help='timesteps for DiT')
     _common(r, 'results/robustness', 'folder for table2.json and table2.md', seed=False)
     g = sub.add_parser(
         'reproduce',
@@ -355,9 +460,11 @@ def _experiment_parsers(sub, F):
         'weighting) on Fashion-MNIST (results/ablations/)',
         formatter_class=F,
     )
-    ab.add_argument('--n-per-class', type=int, default=50, help='clean test images per class')
-    ab.add_argument('--K', type=int, default=10, help='orders per image of the clean evaluation')
-    ab.add_argument('--threads', type=int, help='CPU threads')
+    ab.add_argument('--n-per-class', type=count(), default=50, help='clean test images per class')
+    ab.add_argument(
+        '--K', type=count(), default=10, help='orders per image of the clean evaluation'
+    )
+    ab.add_argument('--threads', type=count(), help='CPU threads')
     _common(ab, 'results/ablations', 'results folder', seed=False)
     ab.add_argument(
         '--runs', default='runs', help='where trained variants and finished evaluations are kept'
@@ -369,14 +476,14 @@ def _experiment_parsers(sub, F):
         formatter_class=F,
     )
     w.add_argument(
-        '--p', type=float, default=0.95, help='share of training images whose attribute agrees'
+        '--p', type=share, default=0.95, help='share of training images whose attribute agrees'
     )
-    w.add_argument('--epochs', type=int, default=1, help='training epochs of both models')
+    w.add_argument('--epochs', type=count(), default=1, help='training epochs of both models')
     w.add_argument(
-        '--n-per-group', type=int, default=25, help='test images per (label, attribute) group'
+        '--n-per-group', type=count(), default=25, help='test images per (label, attribute) group'
     )
-    w.add_argument('--K', type=int, default=5, help='orders per image for RandAR')
-    w.add_argument('--threads', type=int, help='CPU threads')
+    w.add_argument('--K', type=count(), default=5, help='orders per image for RandAR')
+    w.add_argument('--threads', type=count(), help='CPU threads')
     _common(w, 'results/wilds', 'results folder')
     w.add_argument(
         '--runs', default='runs', help='where trained models and finished evaluations are kept'
@@ -392,9 +499,9 @@ def _study_parsers(sub, F):
         formatter_class=F,
     )
     t.add_argument('presets', nargs='+', choices=sorted(DATASET_OF))
-    t.add_argument('--n-eval', type=int, default=5000, help='test images')
+    t.add_argument('--n-eval', type=count(), default=5000, help='test images')
     t.add_argument('--out', default='results/tokenizer', help='results folder')
-    t.add_argument('--threads', type=int, help='CPU threads')
+    t.add_argument('--threads', type=count(), help='CPU threads')
     d = sub.add_parser(
         'diffusion',
         help='the diffusion study: scores, Table 7, Table 8 and Fig. 6 ' '(results/diffusion/)',
@@ -404,11 +511,11 @@ def _study_parsers(sub, F):
     d.add_argument(
         '--kind', default='dit', choices=['dit', 'sit', 'randar'], help='which shipped model'
     )
-    d.add_argument('--n-per-class', type=int, default=10, help='test images per class')
-    d.add_argument('--n', type=int, default=32, help='samples per image (eval)')
-    d.add_argument('--budget', type=int, default=8, help='forwards per class (table7)')
+    d.add_argument('--n-per-class', type=count(), default=10, help='test images per class')
+    d.add_argument('--n', type=count(), default=32, help='samples per image (eval)')
+    d.add_argument('--budget', type=count(), default=8, help='forwards per class (table7)')
     d.add_argument('--out', default='results/diffusion', help='results folder')
-    d.add_argument('--threads', type=int, default=1, help='CPU threads')
+    d.add_argument('--threads', type=count(), default=1, help='CPU threads')
     b = sub.add_parser(
         'bench',
         help='speed benchmarks: training steps, scoring, the tokenizer encoder',
@@ -423,7 +530,7 @@ def _study_parsers(sub, F):
 def parser() -> argparse.ArgumentParser:
     "The `arclf` argument parser: one subcommand per job."
     F = _Help
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog='arclf',
         description='Order-marginalized autoregressive generative image ' 'classifiers.',
     )
@@ -461,15 +568,22 @@ def main(argv=None):
     """The `arclf` command. Errors a user can fix (missing data or weights, bad arguments) print one
     line and exit 2."""
     try:
-        return _main(argv)
-    except (FileNotFoundError, ValueError) as e:
-        if os.environ.get('ARCLF_DEBUG'):
+        _main(sys.argv[1:] if argv is None else list(argv))
+        return 0  # a console script exits with main()'s value: never an object
+    except (FileNotFoundError, ValueError, TypeError, KeyError) as e:
+        if os.environ.get('ARCLF_DEBUG'):  # the traceback, for a bug report
             raise
-        print(f'arclf: error: {e}', file=sys.stderr)
+        msg = ' '.join(str(e).split()) if not isinstance(e, KeyError) else f'missing key {e}'
+        print(f'arclf: error: {msg}', file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print('arclf: interrupted (finished work and checkpoints are kept)', file=sys.stderr)
+        sys.exit(130)
 
 # %% ../nbs/08_cli.ipynb 11
-def _main(argv=None):
+def _main(argv: list):
+    if argv[:1] == ['train']:  # its flags are the family's: parsed by train_cli
+        return train_cli(argv[1:])
     a = parser().parse_args(argv)
     if getattr(a, 'threads', None):
         torch.set_num_threads(a.threads)
@@ -478,7 +592,9 @@ def _main(argv=None):
     if a.cmd == 'models':
         return _models(a)
     if a.cmd == 'train':
-        return train_cli(a)
+        return train_cli(a.args)
+    if getattr(a, 'device', None):
+        check_device(a.device)  # before any data or model is loaded
     if a.cmd in ('tokenizers', 'diffusion', 'bench'):
         return _study(a)
     return _experiment(a)
@@ -546,15 +662,17 @@ def _experiment(a):
     elif a.cmd == 'demo':
         from arclf.experiments import demo
 
+        dataset = _dataset(a)
         demo(
-            a.dataset,
+            dataset,
             a.n_per_class or None,
-            [int(k) for k in a.ks.split(',')],
-            [int(k) for k in a.dit_ns.split(',')],
+            a.ks,
+            a.dit_ns,
             a.out,
             a.seed,
             a.root,
             device=a.device,
+            models=_own_models(dataset, a.runs) if a.data else None,
         )
     elif a.cmd == 'robustness':
         from arclf.experiments import robustness, robustness_table
@@ -568,7 +686,7 @@ def _experiment(a):
 
         r = run_eval(
             a.model or a.clf,
-            a.dataset,
+            _dataset(a),
             a.n,
             a.n_per_class or None,
             a.tokenizer,
@@ -584,6 +702,25 @@ def _experiment(a):
         print(
             json.dumps({k: v for k, v in r.items() if k not in ('acc_vs_n', 'run_info')}, indent=1)
         )
+
+
+def _own_models(dataset: str, runs) -> dict:
+    """The models `arclf train ... --data PATH` wrote for your own data (RUNS/<data>/<preset>.pt):
+    RandAR (needed), raster AR and DiT (each used if there)."""
+    fit, d = presets_for(dataset), Path(runs) / dataset_tag(dataset)
+    files = dict(randar=d / f"{fit['randar']}.pt", raster=d / f"{fit['randar']}_raster.pt",
+                 dit=d / f"{fit['dit']}.pt")
+    if not files['randar'].exists():
+        raise FileNotFoundError(
+            f"no RandAR model for {dataset} at {files['randar']}: train one first with "
+            f'`arclf train tokenizer --data {dataset}` and `arclf train randar --data {dataset}`'
+        )
+    for k in ('raster', 'dit'):
+        if not files[k].exists():
+            print(f'(no {files[k]}: the demo skips {k}; `arclf train '
+                  f"{'randar --order raster' if k == 'raster' else 'dit'} --data {dataset}` "
+                  'trains it)')
+    return {k: str(f) if f.exists() else None for k, f in files.items()}
 
 
 def _study(a):
@@ -623,23 +760,33 @@ def _study(a):
             )
 
 
-def train_cli(a):
+def train_cli(argv: list):
     """`arclf train [family] [--config FILE] [flags]`: the flags (config first, then overrides) to
     the family's trainer."""
-    if '--config' in a.args:  # `arclf train randar --config F`: after the family
-        i = a.args.index('--config')
-        a.config, a.args = a.args[i + 1], a.args[:i] + a.args[i + 2 :]
-    if a.config:
-        fam, cargs = config_argv(a.config)
-        if a.family and a.family != fam:
-            raise ValueError(f'{a.config} is a {fam!r} config, not {a.family!r}')
-        a.family, a.args = fam, cargs + a.args
-    if a.family is None:
+    argv, config = list(argv), None
+    for i, v in enumerate(argv):
+        if v == '--config' or v.startswith('--config='):
+            config = v.split('=', 1)[1] if '=' in v else (argv[i + 1] if i + 1 < len(argv) else '')
+            del argv[i : i + (1 if '=' in v else 2)]
+            break
+    family = argv.pop(0) if argv and argv[0] in FAMILIES else None
+    if family is None and argv and not argv[0].startswith('-'):
+        raise ValueError(f'unknown family {argv[0]!r}: use one of {list(FAMILIES)}, or --config')
+    if config is not None:
+        if not config:
+            raise ValueError('--config needs a value: a shipped config name or a JSON file')
+        fam, cargs = config_argv(config)
+        if family and family != fam:
+            raise ValueError(f'{config} is a {fam!r} config, not {family!r}')
+        family, argv = fam, cargs + argv  # the flags given after the config override it
+    if family is None:
+        if {'-h', '--help'} & set(argv):
+            return parser().parse_args(['train', '--help'])
         raise ValueError('name a family (tokenizer, randar, dit, sit) or pass --config')
-    if a.family == 'tokenizer':
-        return train_tokenizer_cli(a.args)
-    return train_model_cli(a.family, a.args)
+    if family == 'tokenizer':
+        return train_tokenizer_cli(argv)
+    return train_model_cli(family, argv)
 
-# %% ../nbs/08_cli.ipynb 13
+# %% ../nbs/08_cli.ipynb 15
 if __name__ == '__main__' and '__file__' in globals():
     main()

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb 2
 from __future__ import annotations
-import math, os, random, tempfile, time
+import math, os, random, re, tempfile, time
 from pathlib import Path
 from collections.abc import Mapping, Callable
 from dataclasses import dataclass
@@ -13,8 +13,9 @@ import torch
 from torch import nn, Tensor
 
 # %% auto 0
-__all__ = ['WRAP_KEYS', 'WEIGHTS_DIR', 'RECORD_KEYS', 'default_device', 'seed_everything', 'to_device', 'num_params', 'run_info',
-           'provenance', 'check_images', 'atomic_save', 'atomic_write_text', 'load_weights', 'layout', 'layout_diff',
+__all__ = ['PACKAGE_DIR', 'WRAP_KEYS', 'WEIGHTS_DIR', 'RECORD_KEYS', 'default_device', 'seed_everything', 'to_device',
+           'num_params', 'slow_enabled', 'run_info', 'provenance', 'check_images', 'check_out', 'check_device',
+           'check_count', 'atomic_write', 'atomic_save', 'atomic_write_text', 'load_weights', 'layout', 'layout_diff',
            'load_strict', 'random_state_dict', 'save_pretrained', 'weights_path', 'tensor_digest', 'state_digest',
            'model_meta', 'load_pretrained', 'ModelSpec', 'register_model', 'list_models', 'model_spec', 'weight_dirs',
            'find_weights', 'create_model', 'TensorLoader', 'CancelFitException', 'CancelEpochException',
@@ -56,6 +57,14 @@ def num_params(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 # %% ../nbs/00_core.ipynb 11
+def slow_enabled() -> bool:
+    """Whether expensive cells should run: True iff the environment variable `ARCLF_SLOW` is '1',
+    'true' or 'yes' (any case). Notebooks guard their expensive `#| slow` cells with
+    `if slow_enabled():`, so that plain Jupyter skips them too unless the reader sets
+    `ARCLF_SLOW=1`."""
+    return os.environ.get('ARCLF_SLOW', '').strip().lower() in ('1', 'true', 'yes')
+
+# %% ../nbs/00_core.ipynb 14
 def run_info(command: str | None = None) -> dict:
     "The provenance of a result: command, git revision, versions, hardware, date."
     import platform, subprocess, sys, datetime
@@ -118,7 +127,7 @@ def run_info(command: str | None = None) -> dict:
     )
     return info
 
-# %% ../nbs/00_core.ipynb 12
+# %% ../nbs/00_core.ipynb 15
 def provenance(info: dict) -> str:
     "`run_info` as the one line a results file ends with."
     return (
@@ -126,7 +135,7 @@ def provenance(info: dict) -> str:
         f"torch {info.get('torch')}, {info.get('hardware')}, {info.get('date')}."
     )
 
-# %% ../nbs/00_core.ipynb 15
+# %% ../nbs/00_core.ipynb 18
 def check_images(
     x: Tensor,
     channels: int | None = None,
@@ -169,17 +178,86 @@ def check_images(
             f'{name}: values span [{mn:.3g}, {mx:.3g}] but should lie in [{lo}, {hi}] '
             '(un-normalized uint8? use x/127.5 - 1)'
         )
+    if (lo, hi) == (-1.0, 1.0) and 0 <= mn and 0 < mx <= 1 and x.shape[0] > 1:
+        # a batch with no pixel below mid-grey: almost surely images in [0, 1]
+        raise ValueError(
+            f'{name}: values span [{mn:.3g}, {mx:.3g}], which looks like images in [0, 1]; '
+            'arclf expects [-1, 1]: pass x * 2 - 1'
+        )
     return x
 
-# %% ../nbs/00_core.ipynb 18
-def atomic_save(obj, path: str | Path):
-    "`torch.save` `obj` to `path` through a temporary file and an atomic rename."
+# %% ../nbs/00_core.ipynb 21
+PACKAGE_DIR = Path(__file__).parent if '__file__' in globals() else Path('../arclf').resolve()
+
+
+def check_out(out, overwrite: bool = False) -> Path | None:
+    """`out` (a file a run will write) as a `Path`, checked before any work: not a folder, not an
+    existing file or a path inside the installed package unless `overwrite`, in a folder that can
+    be created and written. `None` passes (nothing is written)."""
+    if out is None:
+        return None
+    p = Path(out).expanduser()
+    if p.is_dir():
+        raise ValueError(f'output {p} is a folder: name a file, e.g. {p / "model.pt"}')
+    if not overwrite and p.exists():
+        raise ValueError(f'output {p} exists: pass --overwrite (overwrite=True) to replace it, or '
+                         'choose another --out')
+    if not overwrite and p.resolve().is_relative_to(PACKAGE_DIR.resolve()):
+        raise ValueError(f'output {p} is inside the installed arclf package: write elsewhere '
+                         '(default: runs/), or pass --overwrite to replace shipped files')
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=p.parent):
+            pass
+    except OSError as e:
+        why = e.strerror or e
+        raise ValueError(f'cannot write output {p}: {why}: choose another --out') from None
+    return p
+
+
+def check_device(device=None) -> torch.device:
+    "`device` (a name or `torch.device`; `None`: the best available) checked to exist here."
+    if device is None:
+        return default_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f'unknown device {device!r}: use cpu, cuda, cuda:N or mps') from None
+    if dev.type == 'cuda' and (not torch.cuda.is_available()
+                               or (dev.index or 0) >= torch.cuda.device_count()):
+        raise ValueError(f'device {device!r} is not available here (CUDA devices: '
+                         f'{torch.cuda.device_count()}): use --device cpu')
+    if dev.type == 'mps' and not torch.backends.mps.is_available():
+        raise ValueError(f'device {device!r} is not available here: use --device cpu')
+    if dev.type not in ('cpu', 'cuda', 'mps'):
+        raise ValueError(f'unsupported device {device!r}: use cpu, cuda, cuda:N or mps')
+    return dev
+
+
+def check_count(name: str, v, lo: int = 1, none_ok: bool = True):
+    "A count (`epochs`, `bs`, ...) checked to be an integer of at least `lo` (or `None`)."
+    if v is None and none_ok:
+        return v
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise ValueError(f'{name} must be an integer >= {lo}, got {v!r}')
+    return v
+
+# %% ../nbs/00_core.ipynb 24
+_STALE_TMP_S = 600  # a temporary file untouched this long belongs to a writer that was killed
+
+
+def atomic_write(path: str | Path, write: Callable):
+    """Write `path` through `write(f)` on a unique temporary sibling `.<name>.XXXXXXXX.tmp`:
+    flushed, fsynced, given the permissions of a plain new file and renamed over `path`. The
+    temporary file is removed on any exception (KeyboardInterrupt too). After the rename, the
+    temporary siblings of the same target that killed writers left (untouched for
+    `_STALE_TMP_S` seconds, so that a concurrent live writer keeps its own) are removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + '.', suffix='.tmp')
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
         with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         umask = os.umask(0)
@@ -190,17 +268,32 @@ def atomic_save(obj, path: str | Path):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+    _remove_stale_tmps(path)
 
-# %% ../nbs/00_core.ipynb 19
+
+def _remove_stale_tmps(path: Path):
+    "Remove the temporary siblings `.<name>.XXXXXXXX.tmp` of `path` older than `_STALE_TMP_S`."
+    pat = re.compile(re.escape(f'.{path.name}.') + r'[a-z0-9_]{8}\.tmp')  # mkstemp's names
+    now = time.time()
+    for f in path.parent.iterdir():
+        if pat.fullmatch(f.name):
+            try:
+                if now - f.stat().st_mtime > _STALE_TMP_S:
+                    f.unlink()
+            except OSError:  # another writer removed or renamed it meanwhile
+                pass
+
+# %% ../nbs/00_core.ipynb 25
+def atomic_save(obj, path: str | Path):
+    "`torch.save` `obj` to `path` through a unique temporary file and an atomic rename."
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+# %% ../nbs/00_core.ipynb 26
 def atomic_write_text(text: str, path: str | Path):
-    "Write `text` to `path` atomically (for result files)."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    "Write `text` (UTF-8) to `path` atomically, as `atomic_save` does (for result files)."
+    atomic_write(path, lambda f: f.write(text.encode('utf-8')))
 
-# %% ../nbs/00_core.ipynb 20
+# %% ../nbs/00_core.ipynb 29
 # a training checkpoint holding both 'ema' and 'model' gives its EMA weights, as DiT's and SiT's
 # sample.py do
 WRAP_KEYS = ('ema', 'model', 'state_dict', 'module', 'net')
@@ -213,15 +306,17 @@ def load_weights(src, key: str | None = None) -> dict:
         p = Path(src)
         if not p.exists():
             raise FileNotFoundError(f'checkpoint not found: {p}')
-        if p.suffix == '.safetensors':
-            from safetensors.torch import load_file
+        try:
+            if p.suffix == '.safetensors':
+                from safetensors.torch import load_file
 
-            sd = load_file(str(p))
-        else:
-            try:
+                sd = load_file(str(p))
+            else:
                 sd = torch.load(p, map_location='cpu', weights_only=True)
-            except Exception as e:
-                raise ValueError(f'could not read checkpoint {p}: {e}') from e
+        except Exception as e:
+            why = (str(e).splitlines() or [type(e).__name__])[0][:160]
+            raise ValueError(f'could not read checkpoint {p} ({why}): a truncated, corrupt or '
+                             'foreign file? download or train it again') from None
     else:
         sd = src
     if not isinstance(sd, Mapping):
@@ -241,13 +336,13 @@ def load_weights(src, key: str | None = None) -> dict:
         sd = {k[len('_orig_mod.') :]: v for k, v in sd.items()}
     return dict(sd)
 
-# %% ../nbs/00_core.ipynb 21
+# %% ../nbs/00_core.ipynb 30
 def layout(model_or_sd) -> dict:
     "The layout `{key: shape}` of a model's state dict (or of a state dict)."
     sd = model_or_sd.state_dict() if isinstance(model_or_sd, nn.Module) else model_or_sd
     return {k: list(v.shape) for k, v in sd.items()}
 
-# %% ../nbs/00_core.ipynb 22
+# %% ../nbs/00_core.ipynb 31
 def layout_diff(expected: dict, got: dict, n: int = 8) -> str:
     """Describe how layout `got` differs from `expected` (first `n` keys of each kind); empty if
     equal."""
@@ -266,7 +361,7 @@ def layout_diff(expected: dict, got: dict, n: int = 8) -> str:
             )
     return '; '.join(msg)
 
-# %% ../nbs/00_core.ipynb 23
+# %% ../nbs/00_core.ipynb 32
 def load_strict(
     model: nn.Module, src, key: str | None = None, what: str | None = None
 ) -> nn.Module:
@@ -280,10 +375,17 @@ def load_strict(
             f'checkpoint does not match the {name} layout: {diff}. '
             'Is this a checkpoint of another model or preset?'
         )
+    ref = model.state_dict()
+    bad = [k for k, v in sd.items() if ref[k].is_floating_point() and not v.is_floating_point()]
+    if bad:
+        raise ValueError(
+            f'checkpoint tensors {bad[:4]} are {sd[bad[0]].dtype} where {what or "the model"} '
+            'has floating point weights: a corrupt or foreign file'
+        )
     model.load_state_dict(sd, strict=True)
     return model
 
-# %% ../nbs/00_core.ipynb 24
+# %% ../nbs/00_core.ipynb 33
 def random_state_dict(
     lay: dict, generator: torch.Generator | None = None, dtype=torch.float32
 ) -> dict:
@@ -291,7 +393,7 @@ def random_state_dict(
     without the files)."""
     return {k: torch.randn(*s, generator=generator, dtype=dtype) * 0.02 for k, s in lay.items()}
 
-# %% ../nbs/00_core.ipynb 26
+# %% ../nbs/00_core.ipynb 35
 WEIGHTS_DIR = (
     Path(__file__).parent / 'weights' if '__file__' in globals() else Path('../arclf/weights')
 )
@@ -315,7 +417,7 @@ def save_pretrained(model: nn.Module, path, dtype=None, **meta):
         sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
     atomic_save(dict(config=dataclasses.asdict(model.cfg), model=sd, meta=meta), path)
 
-# %% ../nbs/00_core.ipynb 27
+# %% ../nbs/00_core.ipynb 36
 def weights_path(src) -> Path:
     """The file behind `src`: a path, or the name of a weight shipped in `arclf/weights`; a clear
     error if there is none."""
@@ -333,14 +435,14 @@ def weights_path(src) -> Path:
         raise FileNotFoundError(f'checkpoint not found: {p}')
     return p
 
-# %% ../nbs/00_core.ipynb 28
+# %% ../nbs/00_core.ipynb 37
 def _read(p: Path) -> Mapping:
     try:
         d = torch.load(p, map_location='cpu', weights_only=True)
     except Exception as e:
         raise ValueError(
             f'{p} is not a readable weights file ({type(e).__name__}: '
-            f'{str(e).splitlines()[0][:120]}); delete it or train it again'
+            f'{(str(e).splitlines() or [""])[0][:120]}); delete it or train it again'
         ) from None
     return d
 
@@ -360,7 +462,7 @@ def state_digest(module: nn.Module, n: int = 16) -> str:
     "The `tensor_digest` of `module`'s state dict: what it computes with."
     return tensor_digest(module.state_dict(), n)
 
-# %% ../nbs/00_core.ipynb 29
+# %% ../nbs/00_core.ipynb 38
 def model_meta(src) -> dict:
     """The record of a saved model -- `config` plus everything `save_pretrained` stored as `meta`
     (recipe, training record, provenance, the tokenizer it reads) -- from a path or a shipped
@@ -373,7 +475,7 @@ def model_meta(src) -> dict:
         )
     return dict(config=dict(d['config']), **d.get('meta', {}))
 
-# %% ../nbs/00_core.ipynb 30
+# %% ../nbs/00_core.ipynb 39
 def load_pretrained(cls, src, **overrides) -> nn.Module:
     """Rebuild a `cls` model from a `save_pretrained` file (or a shipped weight's name) and load it
     strictly."""
@@ -396,7 +498,7 @@ def _from_record(cls, d, p, overrides: dict) -> nn.Module:
     m.meta = d.get('meta', {})
     return m.eval()
 
-# %% ../nbs/00_core.ipynb 35
+# %% ../nbs/00_core.ipynb 44
 @dataclass
 class ModelSpec:
     "A registered model: its name, family, builder and where its pretrained weights come from."
@@ -410,7 +512,7 @@ class ModelSpec:
     fn: str = ''  # the qualified name of the decorated builder
     module: str = ''  # and its module
 
-# %% ../nbs/00_core.ipynb 36
+# %% ../nbs/00_core.ipynb 45
 _MODELS: dict[str, ModelSpec] = {}
 
 
@@ -445,7 +547,7 @@ def register_model(
 
     return deco
 
-# %% ../nbs/00_core.ipynb 37
+# %% ../nbs/00_core.ipynb 46
 def list_models(
     pattern: str = '*', family: str | None = None, pretrained: bool | None = None
 ) -> list[str]:
@@ -461,7 +563,7 @@ def list_models(
         and (pretrained is None or bool(s.weights) == pretrained)
     )
 
-# %% ../nbs/00_core.ipynb 38
+# %% ../nbs/00_core.ipynb 47
 def model_spec(name: str) -> ModelSpec:
     "The registration of model `name`, or an error listing the close names."
     if name not in _MODELS:
@@ -473,14 +575,14 @@ def model_spec(name: str) -> ModelSpec:
         )
     return _MODELS[name]
 
-# %% ../nbs/00_core.ipynb 39
+# %% ../nbs/00_core.ipynb 48
 def weight_dirs() -> list[Path]:
     """Where pretrained files are looked for: `$ARCLF_WEIGHTS`, `~/.cache/arclf/weights`, the
     package's weights."""
     dirs = [Path(d) for d in os.environ.get('ARCLF_WEIGHTS', '').split(os.pathsep) if d]
     return dirs + [Path.home() / '.cache' / 'arclf' / 'weights', WEIGHTS_DIR]
 
-# %% ../nbs/00_core.ipynb 40
+# %% ../nbs/00_core.ipynb 49
 def find_weights(spec: ModelSpec) -> Path:
     """The local file of `spec`'s pretrained weights; a one-line error naming the file and where to
     put it."""
@@ -499,7 +601,7 @@ def find_weights(spec: ModelSpec) -> Path:
         f'or pass pretrained=PATH'
     )
 
-# %% ../nbs/00_core.ipynb 41
+# %% ../nbs/00_core.ipynb 50
 def create_model(name: str, pretrained: bool | str | Path = False, **overrides) -> nn.Module:
     """Build registered model `name` (`overrides`: config fields); `pretrained=True` loads its
     weights strictly, `pretrained=PATH` loads that file (an official checkpoint or a
@@ -519,7 +621,7 @@ def create_model(name: str, pretrained: bool | str | Path = False, **overrides) 
     # built on the CPU, not on `meta`: buffers the checkpoint does not hold start initialised
     return load_strict(spec.build(**overrides), d, what=f'model {name}').eval()
 
-# %% ../nbs/00_core.ipynb 45
+# %% ../nbs/00_core.ipynb 54
 class TensorLoader:
     """Batches of in-memory tensors with seeded shuffling, exact resume (`state_dict`) and rank
     sharding."""
@@ -578,19 +680,19 @@ class TensorLoader:
     def load_state_dict(self, d):
         self.epoch, self.pos, self.seed = d['epoch'], d['pos'], d['seed']
 
-# %% ../nbs/00_core.ipynb 48
+# %% ../nbs/00_core.ipynb 57
 class CancelFitException(Exception):
     pass
 
-# %% ../nbs/00_core.ipynb 49
+# %% ../nbs/00_core.ipynb 58
 class CancelEpochException(Exception):
     pass
 
-# %% ../nbs/00_core.ipynb 50
+# %% ../nbs/00_core.ipynb 59
 class CancelBatchException(Exception):
     pass
 
-# %% ../nbs/00_core.ipynb 51
+# %% ../nbs/00_core.ipynb 60
 class Callback:
     """Base class: override any of before_/after_ fit, epoch, batch, and after_loss, after_backward,
     after_step."""
@@ -598,18 +700,18 @@ class Callback:
     order = 0
     learn: 'Learner' = None
 
-# %% ../nbs/00_core.ipynb 52
+# %% ../nbs/00_core.ipynb 61
 def run_cbs(cbs, name, learn=None):
     for cb in sorted(cbs, key=lambda c: c.order):
         m = getattr(cb, name, None)
         if m is not None:
             m(learn)
 
-# %% ../nbs/00_core.ipynb 53
+# %% ../nbs/00_core.ipynb 62
 def default_loss(model, batch):
     return model.loss(batch)
 
-# %% ../nbs/00_core.ipynb 54
+# %% ../nbs/00_core.ipynb 63
 def param_groups(model: nn.Module, wd: float):
     """AdamW groups as in the RandAR/nanoGPT recipe: weight decay on ≥2-D parameters (matrices,
     embeddings) only."""
@@ -619,13 +721,13 @@ def param_groups(model: nn.Module, wd: float):
         dict(params=[p for p in ps if p.ndim < 2], weight_decay=0.0),
     ]
 
-# %% ../nbs/00_core.ipynb 55
+# %% ../nbs/00_core.ipynb 64
 def adamw(params, lr, betas=(0.9, 0.95), eps=1e-8, **kw):
     "AdamW with the reference betas; fused on CUDA."
     fused = all(p.is_cuda for g in params for p in (g['params'] if isinstance(g, dict) else [g]))
     return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, fused=fused or None)
 
-# %% ../nbs/00_core.ipynb 56
+# %% ../nbs/00_core.ipynb 65
 class Learner:
     """Train `model` on `train_dl` (and report `valid_dl`) with `loss_fn(model, batch)`; behaviour
     comes from callbacks."""
@@ -735,7 +837,7 @@ class Learner:
         finally:
             self.valid_dl = saved
 
-# %% ../nbs/00_core.ipynb 58
+# %% ../nbs/00_core.ipynb 67
 def lr_factor(
     step: int, total: int, warmup: int = 0, kind: str = 'cosine', min_ratio: float = 0.05
 ) -> float:
@@ -752,7 +854,7 @@ def lr_factor(
         return 1 - (1 - min_ratio) * p
     raise ValueError(f"unknown schedule {kind!r}: use 'constant', 'cosine' or 'linear'")
 
-# %% ../nbs/00_core.ipynb 59
+# %% ../nbs/00_core.ipynb 68
 class SchedCB(Callback):
     "Set every group's learning rate to `lr * lr_factor(iter, ...)` before each training batch."
 
@@ -768,7 +870,7 @@ class SchedCB(Callback):
         for g in learn.opt.param_groups:
             g['lr'] = learn.lr * f
 
-# %% ../nbs/00_core.ipynb 60
+# %% ../nbs/00_core.ipynb 69
 class GradClipCB(Callback):
     """Clip the gradient norm to `max_norm`; skip the step if the norm exceeds `skip_above` (after
     `skip_after` steps)."""
@@ -785,7 +887,7 @@ class GradClipCB(Callback):
         if self.skip_above and learn.iter > self.skip_after and learn.grad_norm > self.skip_above:
             learn.opt.zero_grad(set_to_none=True)  # an all-None step is a no-op for AdamW
 
-# %% ../nbs/00_core.ipynb 61
+# %% ../nbs/00_core.ipynb 70
 class ProgressCB(Callback):
     "fastprogress bars over epochs and batches, with a live plot of the smoothed training loss."
 
@@ -827,7 +929,7 @@ class ProgressCB(Callback):
             ' '.join(f'{k} {v:.4f}' if isinstance(v, float) else f'{k} {v}' for k, v in r.items())
         )
 
-# %% ../nbs/00_core.ipynb 63
+# %% ../nbs/00_core.ipynb 72
 class LogCB(Callback):
     "Print (and append to `file`) a line every `every` training steps and one per epoch."
 
@@ -857,7 +959,7 @@ class LogCB(Callback):
     def after_record(self, learn):
         self._w(f'{learn.history[-1]} {time.time() - self.t0:.0f}s')
 
-# %% ../nbs/00_core.ipynb 65
+# %% ../nbs/00_core.ipynb 74
 class RecorderCB(Callback):
     """Record the loss of every training step in `learn.step_losses` (kept in checkpoints and in the
     weights' metadata)."""
@@ -869,7 +971,7 @@ class RecorderCB(Callback):
     def after_step(self, learn):
         learn.step_losses.append(learn.loss.item())
 
-# %% ../nbs/00_core.ipynb 66
+# %% ../nbs/00_core.ipynb 75
 def _rank0() -> bool:
     return os.environ.get('RANK', '0') == '0'
 
@@ -918,7 +1020,7 @@ def fit_model(
     learn.train_seconds = round(time.time() - t0, 1)
     return learn
 
-# %% ../nbs/00_core.ipynb 67
+# %% ../nbs/00_core.ipynb 76
 def trained_model(learn: Learner) -> nn.Module:
     """The weights a fitted run delivers, in eval mode: the EMA copy if the run kept one, else the
     model."""

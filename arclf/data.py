@@ -4,21 +4,24 @@
 
 # %% ../nbs/00_data.ipynb 2
 from __future__ import annotations
-import gzip, io, os, struct, tarfile, hashlib, math, urllib.request
+import contextlib, gzip, io, os, pickle, struct, sys, tarfile, hashlib, math, urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
 from PIL import Image
-from .core import TensorLoader
+from fastprogress.fastprogress import progress_bar
+from .core import TensorLoader, atomic_write
 
 # %% auto 0
-__all__ = ['FASHION_CLASSES', 'FASHION_FILES', 'FASHION_URLS', 'CIFAR_CLASSES', 'CIFAR_URLS', 'IMG_EXTS', 'CORRUPTION_PARAMS',
-           'SHIFTS', 'IMAGENET_VARIANTS', 'LOADERS', 'cache_dir', 'candidate_roots', 'DatasetNotFound', 'ImageSet',
-           'to_float', 'to_uint8', 'read_idx', 'load_fashion_mnist', 'load_cifar10', 'show_images', 'gaussian_noise',
-           'jpeg', 'sketch', 'shifted', 'center_crop_arr', 'random_crop_arr', 'arr_to_tensor', 'imagenet_wnids',
-           'ImageFolderSet', 'imagenet_variant', 'load_dataset', 'summary']
+__all__ = ['CHECKSUMS', 'FASHION_CLASSES', 'FASHION_FILES', 'FASHION_URLS', 'ASSETS', 'FASHION_SUBSET', 'FASHION_SUBSET_N',
+           'CIFAR_CLASSES', 'CIFAR_URLS', 'IMG_EXTS', 'CORRUPTION_PARAMS', 'SHIFTS', 'IMAGENET_VARIANTS', 'FOLDER_SIZE',
+           'LOADERS', 'cache_dir', 'candidate_roots', 'DatasetNotFound', 'file_digest', 'download_file', 'ImageSet',
+           'to_float', 'to_uint8', 'read_idx', 'load_fashion_mnist', 'is_image', 'read_cifar_batch', 'cached_arrays',
+           'source_key', 'load_cifar10', 'show_images', 'gaussian_noise', 'jpeg', 'sketch', 'shifted',
+           'center_crop_arr', 'random_crop_arr', 'arr_to_tensor', 'imagenet_wnids', 'ImageFolderSet',
+           'imagenet_variant', 'load_image_folder', 'is_folder_name', 'load_dataset', 'summary']
 
 # %% ../nbs/00_data.ipynb 5
 def cache_dir() -> Path:
@@ -29,10 +32,11 @@ def cache_dir() -> Path:
 
 # %% ../nbs/00_data.ipynb 6
 def candidate_roots(name: str, root=None, system=()) -> list[Path]:
-    "Folders to search for dataset `name`, in order."
-    c = []
+    """Folders to search for dataset `name`, in order. An explicit `root` wins: it (and its
+    sub-folder `name`) is then the only place looked, never shadowed by `$ARCLF_DATA`."""
     if root is not None:
-        c += [Path(root), Path(root) / name]
+        return [Path(root), Path(root) / name]
+    c = []
     if os.environ.get('ARCLF_DATA'):
         d = Path(os.environ['ARCLF_DATA'])
         c += [d / name, d]
@@ -41,22 +45,96 @@ def candidate_roots(name: str, root=None, system=()) -> list[Path]:
 
 # %% ../nbs/00_data.ipynb 7
 class DatasetNotFound(FileNotFoundError):
-    pass
+    "A dataset nowhere on disk that could not be downloaded; the message says where to put it."
 
 
-def _download(urls: list[str], dest: Path, timeout: float = 20.0) -> bool:
-    dest.parent.mkdir(parents=True, exist_ok=True)
+# What a download must hash to. Fashion-MNIST: the sha256 of each file's *decompressed* IDX bytes,
+# the same for the official .gz and for Debian's re-compressed copy. CIFAR-10: its publisher gives
+# only the md5 of the archive (the value torchvision checks too).
+CHECKSUMS = {
+    't10k-images-idx3-ubyte': (
+        'sha256',
+        '5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b',
+    ),
+    't10k-labels-idx1-ubyte': (
+        'sha256',
+        '0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34',
+    ),
+    'train-images-idx3-ubyte': (
+        'sha256',
+        'c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888',
+    ),
+    'train-labels-idx1-ubyte': (
+        'sha256',
+        'bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9',
+    ),
+    'cifar-10-python.tar.gz': ('md5', 'c58f30108f718f92721af3b95e74349a'),
+}
+
+
+def file_digest(src, algo: str = 'sha256', gunzip: bool = False) -> str:
+    """Hex digest of a file's bytes (of its decompressed bytes with `gunzip`), read in chunks from
+    a path or an open binary file (from its start)."""
+    h = hashlib.new(algo)
+    with contextlib.ExitStack() as st:
+        f = st.enter_context(open(src, 'rb')) if isinstance(src, (str, Path)) else src
+        f.seek(0)
+        f = st.enter_context(gzip.GzipFile(fileobj=f)) if gunzip else f
+        for b in iter(lambda: f.read(1 << 20), b''):
+            h.update(b)
+    return h.hexdigest()
+
+
+def _bar(items, label: str):
+    "A fastprogress bar over `items` labelled `label` (in a notebook and on a terminal)."
+    pb = progress_bar(items, leave=False)
+    pb.comment = label
+    return pb
+
+
+def _stream(r, f, total: int, label: str, progress: bool, chunk: int = 1 << 20):
+    "Copy response `r` into file `f` in chunks, with a progress bar when the size is known."
+    steps = range(max(1, -(-total // chunk))) if total else None
+    it = _bar(steps, label) if progress and steps is not None else steps
+    for _ in it if it is not None else iter(int, 1):
+        b = r.read(chunk)
+        if not b:
+            break
+        f.write(b)
+    while b := r.read(chunk):  # a server that under-reported the size
+        f.write(b)
+
+
+def download_file(
+    urls: list[str], dest, checksum=None, gunzip: bool = False, timeout: float = 30.0,
+    progress: bool = True,
+) -> Path:
+    """Download `dest` from the first of `urls` that answers: streamed into a temporary file beside
+    it with a progress bar, checked against `checksum` (`(algo, hex)`, of the decompressed bytes
+    with `gunzip`), then moved into place. Raises `DatasetNotFound` naming each URL and the
+    network or checksum error it gave; `ARCLF_OFFLINE=1` refuses at once."""
+    dest = Path(dest)
+    if os.environ.get('ARCLF_OFFLINE', '').lower() in ('1', 'true', 'yes'):
+        raise DatasetNotFound(f'{dest.name}: not downloaded, ARCLF_OFFLINE is set')
+    errors = []
+
+    def fetch(u, f):  # into the temporary file of `atomic_write`: checked before it is renamed
+        with urllib.request.urlopen(u, timeout=timeout) as r:
+            _stream(r, f, int(r.headers.get('Content-Length') or 0), dest.name, progress)
+        if checksum is not None:
+            f.flush()
+            with open(f.fileno(), 'rb', closefd=False) as back:
+                got = file_digest(back, checksum[0], gunzip)
+            if got != checksum[1]:
+                raise ValueError(f'{checksum[0]} {got} is not the published {checksum[1]}')
+
     for u in urls:
         try:
-            with urllib.request.urlopen(u, timeout=timeout) as r, open(
-                dest.with_suffix('.part'), 'wb'
-            ) as f:
-                f.write(r.read())
-            os.replace(dest.with_suffix('.part'), dest)
-            return True
-        except Exception:
-            continue
-    return False
+            atomic_write(dest, lambda f: fetch(u, f))
+            return dest
+        except Exception as e:
+            errors.append(f'{u}: {type(e).__name__}: {e}')
+    raise DatasetNotFound(f'could not download {dest.name}: ' + '; '.join(errors))
 
 # %% ../nbs/00_data.ipynb 9
 @dataclass
@@ -148,6 +226,9 @@ FASHION_FILES = {
     'test': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'),
 }
 FASHION_URLS = ['http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/']
+# the first 100 test images of each class, shipped with the package (MIT licence, see its LICENSE)
+ASSETS = Path(__file__).parent / 'assets' if '__file__' in globals() else Path('../arclf/assets')
+FASHION_SUBSET, FASHION_SUBSET_N = ASSETS / 'fashion_mnist_test_subset', 100
 
 
 def read_idx(path) -> np.ndarray:
@@ -184,25 +265,42 @@ def _find_files(roots, names):
     return None
 
 
-def load_fashion_mnist(split: str = 'train', root=None, download: bool = True) -> ImageSet:
-    "Fashion-MNIST `split` ('train': 60000, 'test': 10000) as an `ImageSet` of 1x28x28 images."
+def load_fashion_mnist(
+    split: str = 'train', root=None, download: bool = True, n_per_class: int | None = None
+) -> ImageSet:
+    """Fashion-MNIST `split` ('train': 60000, 'test': 10000) as an `ImageSet` of 1x28x28 images.
+    A request for at most 100 test images per class (`n_per_class`) that finds no full set on
+    disk is served from the subset shipped with arclf: the same images, no network."""
     if split not in FASHION_FILES:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     roots = candidate_roots('fashion-mnist', root, system=['/usr/share/datasets/fashion-mnist'])
     names = FASHION_FILES[split]
     files = _find_files(roots, names)
-    if files is None and download:
+    small = split == 'test' and n_per_class is not None and 0 < n_per_class <= FASHION_SUBSET_N
+    if files is None and small and root is None:
+        files = _find_files([FASHION_SUBSET], names)
+        print(
+            f'Fashion-MNIST not on disk: using the {FASHION_SUBSET_N} test images per class '
+            'shipped with arclf',
+            file=sys.stderr,
+        )
+    err = ''
+    if files is None and download and root is None:
         dest = cache_dir() / 'fashion-mnist'
-        if all(_download([u + n + '.gz' for u in FASHION_URLS], dest / (n + '.gz')) for n in names):
+        try:
+            for n in names:
+                if not (dest / (n + '.gz')).exists():
+                    urls = [u + n + '.gz' for u in FASHION_URLS]
+                    download_file(urls, dest / (n + '.gz'), CHECKSUMS[n], gunzip=True)
             files = _find_files([dest], names)
+        except DatasetNotFound as e:
+            err = f' ({e})'
     if files is None:
         raise DatasetNotFound(
-            f'Fashion-MNIST ({split}) not found. Looked for {names[0]}(.gz) in: '
-            + ', '.join(map(str, roots))
-            + '. Get it by setting ARCLF_DATA to a folder containing '
-            'fashion-mnist/ (the original IDX files), by `apt-get install dataset-fashion-mnist`, '
-            'or by '
-            'passing root=...; downloading failed or was disabled.'
+            f'Fashion-MNIST ({split}) not found in ' + ', '.join(map(str, roots))
+            + (f' and downloading failed{err}' if download and root is None else '')
+            + '. Put the original IDX files (.gz or not) in $ARCLF_DATA/fashion-mnist/ or pass '
+            '--root (root=), or `apt-get install dataset-fashion-mnist`.'
         )
     x, y = read_idx(files[0]), read_idx(files[1])
     if len(x) != len(y):
@@ -228,7 +326,38 @@ CIFAR_CLASSES = [
     'truck',
 ]
 CIFAR_URLS = ['https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz']
-IMG_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.JPEG')
+IMG_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.gif', '.tif', '.tiff')
+
+
+def is_image(p) -> bool:
+    "An image file by its extension, in any case (`.JPG`, `.Png`, ...)."
+    return Path(p).suffix.lower() in IMG_EXTS
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    "Reads only plain data and numpy arrays (the official CIFAR-10 batches): never code."
+
+    ALLOWED = {
+        ('numpy', 'ndarray'),
+        ('numpy', 'dtype'),
+        ('numpy.core.multiarray', '_reconstruct'),
+        ('numpy._core.multiarray', '_reconstruct'),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f'refusing to load {module}.{name}: data files hold no code')
+
+
+def read_cifar_batch(path) -> dict:
+    "One batch file of `cifar-10-batches-py` (a pickle of arrays), read without running code."
+    try:
+        with open(path, 'rb') as f:
+            return _ArrayUnpickler(f, encoding='bytes').load()
+    except Exception as e:
+        raise ValueError(f'{path} is not a CIFAR-10 batch ({e}): delete it and get the dataset '
+                         'again') from None
 
 
 def _decode(data: bytes, name: str) -> np.ndarray:
@@ -259,13 +388,40 @@ def _folder_arrays(items, name):
     return res
 
 
+def _save_npz(path: Path, arrays: dict):
+    "Write a cache of arrays atomically (`atomic_write`: no partial cache, no temp file left)."
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def cached_arrays(path: Path, build) -> dict:
+    """Arrays cached at `path` (an `.npz` of arrays, read without pickles), built by `build()` and
+    cached when missing or unreadable."""
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as d:
+                return {k: d[k] for k in d.files}
+        except Exception as e:
+            print(f'rebuilding unreadable cache {path} ({e})', file=sys.stderr)
+    arrays = build()
+    _save_npz(path, arrays)
+    return arrays
+
+
+def source_key(src: Path) -> str:
+    "A key of a file or folder's contents by names, sizes and modification times (cache names)."
+    files = sorted(p for p in src.rglob('*') if p.is_file()) if src.is_dir() else [src]
+    h = hashlib.sha1(str(src.resolve()).encode())
+    for p in files:
+        st = p.stat()
+        h.update(f'{p.relative_to(src) if src.is_dir() else p.name}:{st.st_size}:'
+                 f'{st.st_mtime_ns};'.encode())
+    return h.hexdigest()[:12]
+
+
 def _read_cifar_source(src: Path) -> dict:
     if src.is_dir() and (src / 'data_batch_1').exists():  # python pickle batches
-        import pickle
-
         def batch(n):
-            with open(src / n, 'rb') as f:
-                d = pickle.load(f, encoding='bytes')
+            d = read_cifar_batch(src / n)
             return d[b'data'].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), np.array(d[b'labels'])
 
         tr = [batch(f'data_batch_{i}') for i in range(1, 6)]
@@ -279,7 +435,7 @@ def _read_cifar_source(src: Path) -> dict:
             for s in ('train', 'test')
             if (src / s).is_dir()
             for p in sorted((src / s).glob('*/*'))
-            if p.suffix in IMG_EXTS
+            if is_image(p)
         ]
         if not items:
             raise ValueError(f'{src} has no images under train/<class>/ or test/<class>/')
@@ -298,7 +454,7 @@ def _read_cifar_source(src: Path) -> dict:
             if (
                 len(parts) >= 3
                 and parts[-3] in ('train', 'test')
-                and Path(m.name).suffix in IMG_EXTS
+                and is_image(m.name)
             ):
                 items.append(
                     (parts[-3], parts[-2], parts[-1], (lambda m=m: tf.extractfile(m).read()))
@@ -325,47 +481,29 @@ def load_cifar10(split: str = 'train', root=None, download: bool = True) -> Imag
     src = next((r / n for r in roots for n in names if (r / n).exists()), None)
     if src is None:
         src = next((r for r in roots if (r / 'train').is_dir() and (r / 'test').is_dir()), None)
-    if (
-        src is None
-        and download
-        and _download(CIFAR_URLS, cache_dir() / 'cifar10' / 'cifar-10-python.tar.gz')
-    ):
-        src = cache_dir() / 'cifar10' / 'cifar-10-python.tar.gz'
+    err = ''
+    if src is None and download and root is None:
+        dest = cache_dir() / 'cifar10' / 'cifar-10-python.tar.gz'
+        try:
+            src = download_file(CIFAR_URLS, dest, CHECKSUMS[dest.name])
+        except DatasetNotFound as e:
+            err = f' ({e})'
     if src is None:
         raise DatasetNotFound(
-            'CIFAR-10 not found. Looked for '
-            + '/'.join(names)
-            + ' in: '
+            'CIFAR-10 not found: looked for ' + '/'.join(names) + ' in '
             + ', '.join(map(str, roots))
-            + '. Set ARCLF_DATA to a folder containing cifar10-jpg.tar.gz (or '
-            'cifar-10-python.tar.gz, '
-            'or an image folder train/<class>/, test/<class>/), or pass root=...; downloading '
-            'failed or was disabled.'
+            + (f' and downloading failed{err}' if download and root is None else '')
+            + '. Put cifar-10-python.tar.gz (or cifar10-jpg.tar.gz, or an image folder '
+            'train/<class>/, test/<class>/) in $ARCLF_DATA/cifar10/ or pass --root (root=).'
         )
-    files = sorted(p for p in src.rglob('*') if p.is_file()) if src.is_dir() else [src]
-    key = hashlib.sha1(
-        f'{src.resolve()}'.encode()
-        + b''.join(
-            f'{p.relative_to(src) if src.is_dir() else p.name}:{p.stat().st_size}:'
-            f'{p.stat().st_mtime_ns};'.encode()
-            for p in files
-        )
-    ).hexdigest()[:12]
-    cached = cache_dir() / 'cifar10' / f'cifar10-{key}.npz'
-    if not cached.exists():
+    def build():
         arrs = _read_cifar_source(src)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(cached.stem + '.tmp.npz')
-        np.savez(
-            tmp,
-            **{f'{s}_x': a[0] for s, a in arrs.items()},
-            **{f'{s}_y': a[1] for s, a in arrs.items()},
-        )
-        os.replace(tmp, cached)
-    with np.load(cached) as d:
-        if f'{split}_x' not in d:
-            raise DatasetNotFound(f'{src} has no {split!r} split')
-        x, y = d[f'{split}_x'], d[f'{split}_y']
+        return {f'{s}_{k}': a[i] for s, a in arrs.items() for i, k in enumerate('xy')}
+
+    d = cached_arrays(cache_dir() / 'cifar10' / f'cifar10-{source_key(src)}.npz', build)
+    if f'{split}_x' not in d:
+        raise DatasetNotFound(f'{src} has no {split!r} split')
+    x, y = d[f'{split}_x'], d[f'{split}_y']
     return ImageSet(
         torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(),
         torch.from_numpy(y.astype(np.int64)),
@@ -547,7 +685,7 @@ class ImageFolderSet(torch.utils.data.Dataset):
                     f'{d}: folder {d.name!r} is not an ImageNet wnid (expected names like '
                     'n01440764)'
                 )
-            files = sorted(p for p in d.iterdir() if p.suffix in IMG_EXTS)
+            files = sorted(p for p in d.iterdir() if is_image(p))
             self.samples += [(f, idx[w]) for f in files[:n_per_class]]
         if not self.samples:
             raise ValueError(f'{self.root} has no images (expected <root>/<wnid>/*.JPEG)')
@@ -605,8 +743,76 @@ def imagenet_variant(
         root = Path(root) / corruption / str(severity)
     return ImageFolderSet(root, wnids, size, n_per_class, **kw)
 
-# %% ../nbs/00_data.ipynb 41
+# %% ../nbs/00_data.ipynb 40
+FOLDER_SIZE = {1: 28, 3: 32}  # the side the small presets read, by channel count
+
+
+def _class_dirs(split_dir: Path) -> list[Path]:
+    return sorted(d for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith('.'))
+
+
+def _read_folder(path: Path) -> dict:
+    "Decode `path/{train,test}/<class>/*` into arrays fitted to the small presets (see above)."
+    splits = [s for s in ('train', 'test') if (path / s).is_dir()]
+    classes = sorted({d.name for s in splits for d in _class_dirs(path / s)})
+    files = {s: [(f, classes.index(d.name)) for d in _class_dirs(path / s)
+                 for f in sorted(d.iterdir()) if f.is_file() and is_image(f)] for s in splits}
+    for s in splits:
+        if empty := [d.name for d in _class_dirs(path / s) if not any(
+                is_image(f) for f in d.iterdir() if f.is_file())]:
+            raise ValueError(
+                f'{path / s}: class folders {empty} hold no images ({", ".join(IMG_EXTS)})'
+            )
+    pics = {}
+    for s in splits:
+        for f, _ in _bar(files[s], f'reading {path.name}/{s}'):
+            try:
+                with Image.open(f) as im:
+                    pics[f] = im.convert('RGB')
+            except Exception as e:
+                raise ValueError(f'corrupt image file {f}: {e}: remove or replace it') from None
+    grey = all(_is_grey(im) for im in pics.values())
+    size = FOLDER_SIZE[1 if grey else 3]
+    out = {'classes': np.array(classes)}
+    for s in splits:
+        a = np.stack([center_crop_arr(pics[f], size) for f, _ in files[s]])
+        out[f'{s}_x'] = a[..., :1] if grey else a
+        out[f'{s}_y'] = np.array([c for _, c in files[s]], dtype=np.int64)
+    return out
+
+
+def _is_grey(im: Image.Image) -> bool:
+    a = np.asarray(im)
+    return bool((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())
+
+
+def load_image_folder(path, split: str = 'train') -> ImageSet:
+    """`split` of your own labelled image folder `path` (`path/<split>/<class>/*`) as an `ImageSet`
+    fitted to the small presets: grey 1x28x28 if every image is grey, else 3x32x32."""
+    path = Path(path).expanduser()
+    if split not in ('train', 'test'):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if not path.is_dir():
+        raise DatasetNotFound(f'image folder not found: {path}')
+    if not (path / split).is_dir() or not _class_dirs(path / split):
+        raise DatasetNotFound(
+            f'{path} has no {split}/<class>/ folders: put your images in {path}/{split}/<class>/'
+        )
+    d = cached_arrays(cache_dir() / 'folders' / f'{path.name}-{source_key(path)}.npz',
+                      lambda: _read_folder(path))
+    x = torch.from_numpy(d[f'{split}_x']).permute(0, 3, 1, 2).contiguous()
+    return ImageSet(x, torch.from_numpy(d[f'{split}_y']), [str(c) for c in d['classes']],
+                    f'{path.name}/{split}')
+
+# %% ../nbs/00_data.ipynb 44
 LOADERS = {'fashion_mnist': load_fashion_mnist, 'cifar10': load_cifar10}
+
+
+def is_folder_name(name) -> bool:
+    "Whether a dataset name means your own image folder: an existing folder, or any path."
+    name = str(name)
+    return name not in LOADERS and (Path(name).expanduser().is_dir() or os.sep in name
+                                    or name.startswith(('.', '~')))
 
 
 def load_dataset(
@@ -617,19 +823,29 @@ def load_dataset(
     seed: int = 0,
     n_per_class: int | None = None,
 ) -> ImageSet:
-    """Load `name` ('fashion_mnist', 'cifar10', optionally '+<shift>') and `split`, optionally the
-    first `n_per_class` per class."""
-    base, _, shift = name.partition('+')
-    if base not in LOADERS:
+    """Load `name` ('fashion_mnist', 'cifar10' or the path of your own image folder, optionally
+    '+<shift>') and `split`, optionally the first `n_per_class` per class."""
+    name = str(name)
+    base, shift = name, ''
+    if '+' in name and name.rsplit('+', 1)[1] in SHIFTS:
+        base, shift = name.rsplit('+', 1)
+    if n_per_class is not None and n_per_class < 1:
+        raise ValueError(f'n_per_class must be at least 1 (None: all images), got {n_per_class}')
+    if is_folder_name(base):
+        ds = load_image_folder(base, split)
+    elif base in LOADERS:
+        kw = {'n_per_class': n_per_class} if base == 'fashion_mnist' else {}
+        ds = LOADERS[base](split, root, **kw)
+    else:
         raise ValueError(
-            f'unknown dataset {base!r}: use one of {list(LOADERS)} (optionally +{"|".join(SHIFTS)})'
+            f'unknown dataset {base!r}: use one of {list(LOADERS)} or the path of an image folder '
+            f'(PATH/train/<class>/*, PATH/test/<class>/*), optionally +{"|+".join(SHIFTS)}'
         )
-    ds = LOADERS[base](split, root)
     if n_per_class:
         ds = ds.subset(n_per_class)
     return shifted(ds, shift, severity, seed) if shift else ds
 
-# %% ../nbs/00_data.ipynb 42
+# %% ../nbs/00_data.ipynb 45
 def summary(names=('fashion_mnist', 'cifar10'), root=None) -> list[dict]:
     "Size, shape and class balance of each dataset (the `arclf data` command)."
     rows = []

@@ -454,13 +454,15 @@ def sd_vae_encoder(
             'sd-vae-ft-ema weights '
             '(a local folder or the hub name); the small pixel-space presets need neither'
         ) from e
-    vae = AutoencoderKL.from_pretrained(src).eval().to(device or 'cpu')
+    # safetensors only: diffusers never falls back to a pickled .bin
+    vae = AutoencoderKL.from_pretrained(src, use_safetensors=True).eval().to(device or 'cpu')
 
     @torch.no_grad()
     def encode(x):
         d = vae.encode(x.to(vae.device, vae.dtype)).latent_dist
         return (d.sample() if sample else d.mean).float() * scale
 
+    encode.name = f'sd_vae({src}, sample={sample}, scale={scale})'  # in evaluation keys
     return encode
 
 # %% ../nbs/04_diffusion.ipynb 45

@@ -7,16 +7,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 import torch
-from .core import run_info, atomic_save, atomic_write_text
+from .core import run_info, atomic_save, atomic_write_text, state_digest
 from .data import load_dataset
 from .diffusion import DDPMSchedule, FlowSchedule, WEIGHTINGS, weighting
-from .scorer import evaluate, accuracy, accuracy_vs_n
+from .scorer import evaluate, accuracy, accuracy_vs_n, eval_key, data_digest, key_diff
 from .classifiers import create_classifier
 from .bench import benchmark
-from .experiments import write_results
+from .experiments import write_results, read_results
 
 # %% auto 0
-__all__ = ['RESULTS', 'eval_set', 'small_classifier', 'eval_scores', 'table7', 'report', 'plot_results']
+__all__ = ['RESULTS', 'eval_set', 'small_classifier', 'eval_scores', 'table7', 'read_scores', 'report', 'plot_results']
 
 # %% ../nbs/07b_diffusion_study.ipynb 5
 RESULTS = Path('results/diffusion')
@@ -45,12 +45,24 @@ def eval_scores(
     x, y = eval_set(n_per_class)
     res = evaluate(clf, (x, y), n=n, classes=list(range(10)), bs=bs, seed=seed, progress=False)
     cmd = f'arclf diffusion eval --kind {kind} --n-per-class {n_per_class} --n {n}'
-    res.update(t=clf.timesteps(n) if kind != 'randar' else None, kind=kind, run_info=run_info(cmd))
+    res.update(
+        t=clf.timesteps(n) if kind != 'randar' else None,
+        kind=kind,
+        n_per_class=n_per_class,
+        run_info=run_info(cmd),
+    )
     if out is not None:
         atomic_save(res, Path(out) / f'scores_{kind}.pt')
     return res
 
 # %% ../nbs/07b_diffusion_study.ipynb 8
+def _table7_key(model, n_per_class: int, seed: int, x, y) -> dict:
+    "What a Table 7 run depends on besides its budget: the model's weights, the images, the seed."
+    return dict(
+        weights=state_digest(model), n_per_class=n_per_class, seed=seed, data=data_digest(x, y)
+    )
+
+
 def table7(
     kind: str = 'dit',
     n_per_class: int = 10,
@@ -82,22 +94,80 @@ def table7(
         print(rows[-1], flush=True)
         T *= 2
     cmd = f'arclf diffusion table7 --kind {kind} --n-per-class {n_per_class} --budget {budget}'
-    rec = dict(kind=kind, budget=budget, images=len(y), rows=rows, run_info=run_info(cmd))
+    rec = dict(
+        kind=kind,
+        budget=budget,
+        images=len(y),
+        rows=rows,
+        key=_table7_key(model, n_per_class, seed, x, y),
+        run_info=run_info(cmd),
+    )
     if out is not None:
         write_results(Path(out) / f'table7_{kind}.json', rec)
     return rows
 
 # %% ../nbs/07b_diffusion_study.ipynb 9
+def read_scores(f, kind: str, clf=None) -> dict:
+    """The scores stored by `eval_scores` in `f`, read as tensors and plain data only, and only if
+    they were made by the current `kind` model and settings (`clf`, default `small_classifier`)
+    on its eval set: else a one-line error naming the file."""
+    f = Path(f)
+    again = f'run `arclf diffusion eval --kind {kind}` again (or delete it)'
+    try:
+        r = torch.load(f, map_location='cpu', weights_only=True)
+    except Exception:
+        raise ValueError(f'{f} is unreadable (truncated, or not a scores file): {again}') from None
+    if not isinstance(r, dict) or not all(
+        isinstance(r.get(k), torch.Tensor) for k in ('scores', 'y', 'classes')
+    ):
+        raise ValueError(f'{f} is not a scores file of eval_scores: {again}')
+    if not isinstance(r.get('key'), dict):
+        raise ValueError(
+            f'{f} records no evaluation key (made by an older arclf), so the model that made '
+            f'it is unknown: {again}'
+        )
+    clf = clf if clf is not None else small_classifier(kind)
+    x, y = eval_set(r.get('n_per_class') or len(r['y']) // 10)
+    data = dict(data=data_digest(x, y))
+    want = eval_key(clf, r.get('n'), r.get('seed'), r['classes'], len(y), data)
+    if diff := key_diff(r['key'], want):
+        raise ValueError(
+            f'{f} was scored by another model or setting (it differs in {", ".join(diff)}): '
+            f'{again}'
+        )
+    return r
+
+
+def _check_table7(f: Path, d: dict, clfs: dict):
+    "A Table 7 file only if it was made by the current model of its kind on its eval set."
+    kind = d.get('kind')
+    again = f'run `arclf diffusion table7 --kind {kind}` again (or delete it)'
+    k = d.get('key')
+    if kind not in ('dit', 'sit') or not isinstance(k, dict):
+        raise ValueError(f'{f} records no key (made by an older arclf): {again}')
+    if kind not in clfs:
+        clfs[kind] = small_classifier(kind)
+    x, y = eval_set(k.get('n_per_class') or 1)
+    want = _table7_key(clfs[kind].model, k.get('n_per_class'), k.get('seed'), x, y)
+    if diff := key_diff(k, want):
+        raise ValueError(
+            f'{f} was made by another model (it differs in {", ".join(diff)}): {again}'
+        )
+
+
 def report(out=RESULTS) -> dict:
     """Table 8 (weightings) and Fig. 6 (accuracy vs compute) from the stored score tensors; json +
-    png."""
+    png. Every stored file must have been made by the current models (else an error names it)."""
     out = Path(out)
-    t8, f6 = [], {}
-    for kind in ('dit', 'sit', 'randar'):
+    t8, f6, clfs, stored = [], {}, {}, {}
+    for kind in ('dit', 'sit', 'randar'):  # check every file before any work
         f = out / f'scores_{kind}.pt'
-        if not f.exists():
-            continue
-        r = torch.load(f, weights_only=True)
+        if f.exists():
+            clfs[kind] = small_classifier(kind)
+            stored[kind] = read_scores(f, kind, clfs[kind])
+    for f in sorted(out.glob('table7_*.json')):
+        _check_table7(f, read_results(f), clfs)
+    for kind, r in stored.items():
         s, y, cls, t = r['scores'], r['y'], r['classes'], r.get('t')
         sched = DDPMSchedule() if kind == 'dit' else FlowSchedule()
         for space in {'dit': ('eps',), 'sit': ('eps', 'v'), 'randar': ()}[kind]:
@@ -113,7 +183,7 @@ def report(out=RESULTS) -> dict:
                 )
         ns = [k for k in (1, 2, 4, 8, 16, 32, 64, 128, 250) if k <= s.shape[-1]]
         rows = accuracy_vs_n(s, cls, y, ns=ns)
-        b = benchmark(small_classifier(kind), eval_set(1)[0][:4], torch.arange(10), n=8, reps=2)
+        b = benchmark(clfs[kind], eval_set(1)[0][:4], torch.arange(10), n=8, reps=2)
         spi = b['seconds_per_image'] / 8  # timed here, one model after the other
         for row in rows:
             row.update(forwards_per_image=len(cls) * row['n'], seconds_per_image=spi * row['n'])
@@ -137,9 +207,7 @@ def report(out=RESULTS) -> dict:
         '```',
     ]
     lines += [d['run_info']['command'] for k, d in f6.items() if k != 'run_info']
-    lines += [
-        json.loads(f.read_text())['run_info']['command'] for f in sorted(out.glob('table7_*.json'))
-    ]
+    lines += [read_results(f)['run_info']['command'] for f in sorted(out.glob('table7_*.json'))]
     lines += [
         'arclf diffusion report',
         '```',

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 import torch
 from torch import Tensor
-from .core import run_info, provenance, atomic_write_text, model_meta
+from .core import run_info, provenance, atomic_write_text, model_meta, check_out, check_device
 from .data import load_dataset, SHIFTS, show_images
 from arclf.scorer import (
     RULES,
@@ -88,6 +88,8 @@ def run_eval(
 ) -> dict:
     """Evaluate a classifier (a model name, alias or path) on a dataset; return (and optionally
     write) the result."""
+    check_out(out, overwrite=True)  # a results file is replaced; but writable, before any work
+    check_device(device)
     ds = load_dataset(dataset, 'test', root, severity=severity, seed=seed, n_per_class=n_per_class)
     m = load_model(model)  # a misspelt name fails here, with the close ones
     is_ar = hasattr(m, 'token_logprobs')  # AR models take no diffusion options
@@ -193,12 +195,16 @@ def demo(
     root=None,
     progress: bool = True,
     device=None,
+    models: dict | None = None,
 ) -> list[dict]:
     """The main job: RandAR (K orders), raster AR and DiT classifiers on one test subset, same
-    machine, same code."""
-    ds = load_dataset(dataset, 'test', root)
-    if n_per_class:
-        ds = ds.subset(n_per_class)
+    machine, same code. `models` (`randar`, `raster`, `dit`: names or weights files; `None`
+    skips one) default to the shipped Fashion-MNIST models; give your own for other data."""
+    models = models or dict(randar='randar', raster='raster', dit='dit')
+    if out:
+        check_out(Path(out) / 'results.json', overwrite=True)  # writable, before any work
+    check_device(device)
+    ds = load_dataset(dataset, 'test', root, n_per_class=n_per_class)
     rows = []
 
     def add(method, family, clf, n):
@@ -219,13 +225,16 @@ def demo(
             flush=True,
         )
 
-    rand = create_classifier('randar', device=device)
+    rand = create_classifier(models['randar'], device=device)
     for k in ks:
         add(f'RandAR, K={k} orders', 'RandAR (random orders, lower bound)', rand, k)
-    add('raster AR, K=1', 'raster-order AR', create_classifier('raster', device=device), 1)
-    dit = create_classifier('dit', device=device)
-    for n in dit_ns:
-        add(f'DiT, {n} timesteps', 'DiT diffusion classifier', dit, n)
+    if models.get('raster'):
+        raster = create_classifier(models['raster'], device=device, raster=True)
+        add('raster AR, K=1', 'raster-order AR', raster, 1)
+    if models.get('dit'):
+        dit = create_classifier(models['dit'], device=device)
+        for n in dit_ns:
+            add(f'DiT, {n} timesteps', 'DiT diffusion classifier', dit, n)
     table = fig6_markdown([dict(r, label=r['method'], budget=r['n']) for r in rows])
     print('\n' + table)
     if out:

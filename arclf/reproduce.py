@@ -4,20 +4,29 @@
 
 # %% ../nbs/09_reproduce.ipynb 2
 from __future__ import annotations
-import json, os
+import hashlib, json, os
 from pathlib import Path
 import torch
 import arclf
-from .core import run_info, weights_path, default_device, model_meta
-from .experiments import write_results, fig6_markdown, table2_markdown
+from .core import run_info, weights_path, default_device, model_meta, atomic_write_text
+from .experiments import write_results, read_results, fig6_markdown, table2_markdown
 from .data import load_dataset, SHIFTS
-from .scorer import evaluate, accuracy, accuracy_vs_n, eval_key, data_digest
+from arclf.scorer import (
+    evaluate,
+    accuracy,
+    accuracy_vs_n,
+    eval_key,
+    data_digest,
+    key_diff,
+    StaleEvaluation,
+)
 from .training import train_model, FAMILY_PRESETS, setup_distributed, is_main
 from .classifiers import create_classifier, ALIASES
 
 # %% auto 0
-__all__ = ['PLANS_DIR', 'PLAN_KEYS', 'EVAL_DEFAULTS', 'NAMES', 'SHIFT_NAMES', 'load_plan', 'ensure_trained', 'model_file',
-           'cached_eval', 'budget_rows', 'speed_ratio', 'reproduce', 'speed_summary', 'report', 'plot_reproduction']
+__all__ = ['PLANS_DIR', 'PLAN_KEYS', 'EVAL_DEFAULTS', 'NO_EFFECT', 'NAMES', 'SHIFT_NAMES', 'load_plan', 'ensure_trained',
+           'model_file', 'cached_eval', 'budget_rows', 'speed_ratio', 'reproduce', 'speed_summary', 'report',
+           'plot_reproduction']
 
 # %% ../nbs/09_reproduce.ipynb 5
 PLANS_DIR = Path(arclf.__file__).resolve().parent / 'configs' / 'reproduce'  # package data
@@ -83,24 +92,72 @@ def _barrier():
         dist.barrier()
 
 
+# train_model options that leave the trained weights as they are
+NO_EFFECT = ('log_every', 'ckpt_every', 'progress')
+
+
+def _wanted(family: str, dataset: str, recipe: dict) -> dict:
+    "What a trained model must have been made by, as it reads back from JSON."
+    rec = {k: v for k, v in recipe.items() if k not in NO_EFFECT}
+    return json.loads(json.dumps(dict(family=family, dataset=dataset, recipe=rec), default=str))
+
+
+def _recipe_diff(want: dict, got: dict) -> str:
+    rw, rg = dict(want, **want['recipe']), dict(got, **got.get('recipe', {}))
+    keys = [k for k in dict.fromkeys([*rw, *rg]) if k != 'recipe' and rw.get(k) != rg.get(k)]
+    return ', '.join(f'{k}: {rw.get(k)!r} wanted, {rg.get(k)!r} stored' for k in keys)
+
+
+def _check_record(out: Path, want: dict):
+    """A model trained before recipes were kept beside it: compare what its record holds (its
+    recipe, family, dataset, tokenizer and config fields)."""
+    m = model_meta(out)
+    got = {**m.get('config', {}), **m.get('recipe', {})}
+    got.update({k: m[k] for k in ('tokenizer',) if m.get(k)})
+    if m.get('family'):
+        got['family'] = m['family']
+    asked = dict(want['recipe'], family=want['family'], dataset=want['dataset'])
+    diff = {k: (v, got[k]) for k, v in asked.items() if k in got and got[k] != v}
+    if diff:
+        raise ValueError(
+            f'{out} was trained with another recipe {diff} (wanted, stored): delete it or '
+            'choose another folder'
+        )
+
+
 def ensure_trained(
     out, family: str, dataset: str, recipe: dict, device=None, progress: bool = False
 ) -> Path:
     """`out`, trained by `train_model(family, dataset, **recipe)` if it does not exist yet
-    (resuming from `out.ckpt` if an earlier attempt was interrupted); a stored model trained
-    with another recipe is refused, not silently reused."""
+    (resuming from `out.ckpt` if an earlier attempt of the same recipe was interrupted); a stored
+    model or checkpoint of another recipe is refused, not silently reused. The recipe is kept
+    beside the model, in `out.recipe.json`."""
     out = Path(out)
+    spec, ckpt = out.with_suffix('.recipe.json'), out.with_suffix('.ckpt')
+    want = _wanted(family, dataset, recipe)
+    got = None
+    if spec.exists():
+        try:
+            got = json.loads(spec.read_text())
+        except json.JSONDecodeError:
+            got = None
+        if not isinstance(got, dict) or not isinstance(got.get('recipe'), dict):
+            raise ValueError(f'{spec} is not a recipe file: delete it and {out}')
     if out.exists():  # trained before: only if by this recipe
-        got = model_meta(out).get('recipe', {})
-        diff = {k: (v, got.get(k)) for k, v in recipe.items() if k in got and got[k] != v}
-        if diff:
+        if got is None:
+            _check_record(out, want)
+        elif got != want:
             raise ValueError(
-                f'{out} was trained with another recipe {diff} (wanted, stored): delete it or '
-                'choose another folder'
+                f'{out} was trained with another recipe ({_recipe_diff(want, got)}): delete it '
+                'or choose another folder'
             )
         return out
+    if ckpt.exists() and got != want:
+        what = f'another recipe ({_recipe_diff(want, got)})' if got else 'an unknown recipe'
+        raise ValueError(f'{ckpt} is an interrupted training of {what}: delete it to train again')
     out.parent.mkdir(parents=True, exist_ok=True)
     if is_main():
+        atomic_write_text(json.dumps(want, indent=1), spec)
         print(f'training {out}: {family} on {dataset}, {recipe}', flush=True)
     train_model(
         family,
@@ -142,26 +199,53 @@ def model_file(
     )
 
 # %% ../nbs/09_reproduce.ipynb 11
-def cached_eval(clf, ds, n: int, path, seed: int = 0, bs: int = 16, progress: bool = True) -> dict:
-    """`evaluate`, stored at `path` (and resumed from `path.part`); a finished evaluation is read
-    back only if it was made by the same evaluation (classifier settings and weights, n, seed,
-    classes, images), else it is redone."""
+def cached_eval(
+    clf,
+    ds,
+    n: int,
+    path,
+    seed: int = 0,
+    bs: int = 16,
+    progress: bool = True,
+    key: dict | None = None,
+) -> dict:
+    """`evaluate`, stored at `path` (and resumed from `path.part`); a finished or partial
+    evaluation is used only if it was made by the same evaluation (`eval_key`: the classifier's
+    settings, configs and weights, n, seed, classes, a digest of the images and labels, and
+    `key`, e.g. a digest of the model file), else it is scored again."""
     path = Path(path)
+    classes = list(range(len(ds.classes)))
+    # the key `evaluate` stores
+    want = eval_key(clf, n, seed, classes, len(ds), dict(key or {}, data=data_digest(ds.x, ds.y)))
     if path.exists():
         try:
             r = torch.load(path, map_location='cpu', weights_only=True)
         except Exception:
-            raise ValueError(f'{path} (a finished evaluation) is unreadable: delete it') from None
-        data = dict(data=data_digest(ds.x, ds.y))  # the same key `evaluate` stores
-        if r.get('key') == eval_key(clf, n, seed, range(len(ds.classes)), len(ds), data):
+            r = None
+        if not isinstance(r, dict) or not isinstance(r.get('scores'), torch.Tensor):
+            raise ValueError(f'{path} (a finished evaluation) is unreadable: delete it')
+        diff = key_diff(r.get('key'), want)
+        if not diff:
             return r
         if is_main():
-            print(f'{path} was made by another evaluation: scoring again', flush=True)
-        path.unlink()
+            print(
+                f'{path} was made by another evaluation (it differs in {", ".join(diff)}): '
+                'scoring again',
+                flush=True,
+            )
     path.parent.mkdir(parents=True, exist_ok=True)
-    r = evaluate(
-        clf, ds, n, list(range(len(ds.classes))), bs=bs, seed=seed, out=path, progress=progress
-    )
+
+    def run():
+        return evaluate(
+            clf, ds, n, classes, bs=bs, seed=seed, out=path, progress=progress, key=key
+        )
+
+    try:
+        r = run()
+    except StaleEvaluation as e:  # a partial evaluation of another key: start again
+        print(f'{e}; scoring from the start', flush=True)
+        e.path.unlink(missing_ok=True)
+        r = run()
     _barrier()
     return r
 
@@ -213,6 +297,22 @@ def _budgets(kind: str, E: dict) -> list[int]:
     return E['ks'] if kind == 'randar' else [1] if kind == 'raster' else E['diffusion_ns']
 
 
+def _file_digest(path, n: int = 16) -> str:
+    "A short sha256 of a file's bytes (a model file: its weights, config and record)."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for b in iter(lambda: f.read(1 << 20), b''):
+            h.update(b)
+    return h.hexdigest()[:n]
+
+
+def _stamp(plan: dict, E: dict, name: str) -> dict:
+    """What the results of dataset `name` depend on in the plan (its entry, the evaluation
+    settings, the seed), as it reads back from JSON."""
+    d = dict(seed=plan.get('seed', 0), eval=E, dataset=plan['datasets'][name])
+    return json.loads(json.dumps(d))
+
+
 def _model_summary(path) -> dict:
     m = model_meta(path)
     r, rec = m.get('recipe', {}), m.get('record', {})
@@ -261,6 +361,7 @@ def reproduce(
         d = plan['datasets'][name]
         kinds = list(d['models'])
         files = {k: model_file(plan, name, k, runs, device, progress) for k in kinds}
+        digests = {k: _file_digest(files[k]) for k in kinds}
         clfs = {k: _classifier(k, files[k], device, E) for k in kinds}
         test = load_dataset(name, 'test', root, n_per_class=d.get('n_per_class'))
         fig6, clean = [], {}
@@ -273,6 +374,7 @@ def reproduce(
                 seed,
                 E['bs'],
                 progress,
+                key=dict(model=digests[k], dataset=name, shift='none', severity=None),
             )
             fig6 += budget_rows(clean[k], k, _budgets(k, E))
         table2, n_shift = [], dict(
@@ -288,11 +390,12 @@ def reproduce(
                 seed=seed,
                 n_per_class=d.get('shift_n_per_class', d.get('n_per_class')),
             )
+            same = sh == 'none' and data_digest(sds.x, sds.y) == data_digest(test.x, test.y)
             for k in kinds:
                 n = n_shift[k]
-                if sh == 'none' and len(sds) == len(test) and n <= clean[k]['scores'].shape[-1]:
+                if same and n <= clean[k]['scores'].shape[-1]:
                     r = clean[k]
-                    # the first n of the same samples
+                    # the first n of the same samples of the same images
                     acc = accuracy(r['scores'][..., :n], r['classes'], r['y'])
                 else:
                     r = cached_eval(
@@ -303,6 +406,12 @@ def reproduce(
                         seed,
                         E['bs'],
                         progress,
+                        key=dict(
+                            model=digests[k],
+                            dataset=name,
+                            shift=sh,
+                            severity=None if sh == 'none' else E['severity'],
+                        ),
                     )
                     acc = accuracy(r['scores'], r['classes'], r['y'])
                 table2.append(dict(classifier=k, n=n, shift=sh, images=len(sds), acc=acc))
@@ -319,20 +428,25 @@ def reproduce(
             fig6=fig6,
             table2=table2,
             speed=speed,
-            models={k: _model_summary(files[k]) for k in kinds},
+            models={k: dict(_model_summary(files[k]), digest=digests[k]) for k in kinds},
+            stamp=_stamp(plan, E, name),
         )
     res['run_info'] = run_info()
     if is_main():
         odir.mkdir(parents=True, exist_ok=True)
-        old = (
-            json.loads((odir / 'results.json').read_text())['results']
-            if (odir / 'results.json').exists()
-            else {}
-        )
-        res['results'] = {
-            **old,
-            **res['results'],
-        }  # a run of some datasets keeps the others' results
+        f = odir / 'results.json'
+        old = read_results(f).get('results', {}) if f.exists() else {}
+        # a run of some datasets keeps the others' results, if the plan still makes them so
+        keep = {
+            k: r
+            for k, r in old.items()
+            if k not in res['results']
+            and k in plan['datasets']
+            and r.get('stamp') == _stamp(plan, E, k)
+        }
+        if drop := sorted(set(old) - set(keep) - set(res['results'])):
+            print(f'{f}: dropping the results of {drop}, made by another plan', flush=True)
+        res['results'] = {**keep, **res['results']}
         write_results(odir / 'results.json', res, report, md_path=odir / 'README.md')
         plot_reproduction(res, odir / 'fig6.png')
     return res

@@ -9,14 +9,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn, Tensor
-from .core import atomic_save, state_digest, tensor_digest
+from .core import atomic_save, state_digest, tensor_digest, check_images
 from .data import to_float
 
 # %% auto 0
 __all__ = ['RULES', 'expand_classes', 'take', 'GenerativeClassifier', 'image_generator', 'check_classes', 'draw_samples',
            'sample_scores', 'draw_orders', 'RandARClassifier', 'aggregate', 'predict', 'accuracy', 'accuracy_vs_n',
-           'clf_settings', 'eval_key', 'data_digest', 'evaluate', 'check_plan', 'prune', 'prune_evaluate',
-           'to_positions', 'token_scores', 'discriminative_map', 'token_accuracy_map', 'prefix_accuracy']
+           'clf_settings', 'clf_configs', 'eval_key', 'data_digest', 'StaleEvaluation', 'key_diff', 'evaluate',
+           'check_plan', 'prune', 'prune_evaluate', 'to_positions', 'token_scores', 'discriminative_map',
+           'token_accuracy_map', 'prefix_accuracy']
 
 # %% ../nbs/03_scorer.ipynb 6
 def expand_classes(classes, B: int, device=None) -> Tensor:
@@ -193,6 +194,7 @@ class RandARClassifier(GenerativeClassifier):
             raise ValueError(
                 'RandARClassifier got images but has no tokenizer: pass tokenizer=... or token ids'
             )
+        check_images(images, getattr(self.tokenizer.cfg, 'in_channels', None))
         x = images.to(next(self.tokenizer.parameters()).device)
         if self.noise_t:
             return self.tokenizer.encode_latent(x).float()
@@ -312,6 +314,18 @@ def _candidates(data, clf, classes) -> Tensor:
     return torch.arange(n)
 
 
+def _check_labels(y: Tensor, classes: Tensor, clf):
+    "Labels must be real classes of the model (the null class is none)."
+    if len(y) == 0:
+        return
+    lo, hi, nc = int(y.min()), int(y.max()), clf.num_classes
+    if lo < 0 or hi >= nc:
+        raise ValueError(
+            f'labels span [{lo}, {hi}] but the model has {nc} classes (ids 0..{nc - 1}; id {nc} '
+            'is the unconditional null class, never a candidate): check the labels or the model'
+        )
+
+
 def _check_finite(s: Tensor, idx, clf):
     if torch.isfinite(s).all():
         return
@@ -338,14 +352,27 @@ def clf_settings(clf: GenerativeClassifier) -> dict:
     return out
 
 
+def clf_configs(clf: nn.Module) -> dict:
+    """The config dataclasses of the models inside `clf` (`{'model': {...}, 'tokenizer': {...}}`):
+    what shapes their computation beyond the weights (heads, rope base, norm eps, ...)."""
+    import dataclasses
+
+    return {
+        name or 'classifier': dataclasses.asdict(m.cfg)
+        for name, m in clf.named_modules()
+        if dataclasses.is_dataclass(getattr(m, 'cfg', None))
+    }
+
+
 def eval_key(
     clf: GenerativeClassifier, n: int, seed: int, classes, images: int, extra: dict | None = None
 ) -> dict:
-    """What determines an evaluation: the classifier (its settings and a digest of its weights), n,
-    seed, classes, images."""
+    """What determines an evaluation: the classifier (its settings, its models' configs and a
+    digest of its weights), n, seed, classes, images (and `extra`, e.g. a digest of the data)."""
     return dict(
         extra or {},
         classifier=clf_settings(clf),
+        configs=clf_configs(clf),
         modules=repr(clf)[:4000],
         weights=state_digest(clf),
         n=n,
@@ -360,20 +387,56 @@ def data_digest(x: Tensor, y: Tensor) -> str:
     return tensor_digest(dict(x=x, y=y))
 
 
-def _resume(part: Path, key: dict):
+class StaleEvaluation(ValueError):
+    "A stored (partial) evaluation made by another evaluation; `path` is the file."
+
+    def __init__(self, msg: str, path):
+        super().__init__(msg)
+        self.path = Path(path)
+
+
+def key_diff(stored, key: dict) -> list[str]:
+    """The fields in which a stored evaluation key differs from `key` (`'weights'`,
+    `'classifier.noise_t'`, ...); empty if they are equal."""
+    if not isinstance(stored, dict):
+        return ['key']
+    out = []
+    for k in dict.fromkeys([*key, *stored]):
+        a, b = stored.get(k), key.get(k)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f'{k}.{f}' for f in key_diff(a, b)]
+        else:
+            out.append(k)
+    return out
+
+
+def _resume(part: Path, key: dict, shape: tuple):
     if not part.exists():
         return None
+    bad = ValueError(f'{part} (a partial evaluation) is unreadable: delete it and run again')
     try:
-        st = torch.load(part, weights_only=True)
+        st = torch.load(part, map_location='cpu', weights_only=True)
     except Exception:
-        raise ValueError(
-            f'{part} (a partial evaluation) is unreadable: delete it and run again'
-        ) from None
-    if st.get('key') != key:
-        raise ValueError(
-            f'{part} holds a partial evaluation of another setting ({st.get("key")} vs {key}): '
-            'delete it, or use another out='
+        raise bad from None
+    if not isinstance(st, dict):
+        raise bad
+    if diff := key_diff(st.get('key'), key):
+        raise StaleEvaluation(
+            f'{part} holds a partial evaluation of another setting (it differs in '
+            f'{", ".join(diff)}): delete it, or use another out=',
+            part,
         )
+    s, d = st.get('scores'), st.get('done')
+    if not (
+        isinstance(s, Tensor)
+        and isinstance(d, Tensor)
+        and tuple(s.shape) == shape
+        and tuple(d.shape) == shape[:1]
+        and isinstance(st.get('seconds'), (int, float))
+    ):
+        raise bad
     return st
 
 
@@ -399,7 +462,10 @@ def evaluate(
         x, y = x[:limit], y[:limit]
     if bs < 1:
         raise ValueError(f'bs (images per batch) must be at least 1, got {bs}')
+    if n < 1:
+        raise ValueError(f'n (samples per image: orders K or timesteps) must be >= 1, got {n}')
     classes = _candidates(data, clf, classes)
+    _check_labels(y, classes, clf)
     I, M = len(x), len(classes)
     rank, world = _dist()
     mine = list(range(rank, I, world))
@@ -412,7 +478,7 @@ def evaluate(
     if out is not None:
         part = Path(f'{out}.rank{rank}.part' if world > 1 else f'{out}.part')
     key = eval_key(clf, n, seed, classes, I, dict(key or {}, data=data_digest(x, y)))
-    if part is not None and (st := _resume(part, key)) is not None:
+    if part is not None and (st := _resume(part, key, (I, M, n))) is not None:
         scores, done, t_prev = st['scores'], st['done'], st['seconds']
     todo = [i for i in mine if not done[i]]
     batches = [todo[i : i + bs] for i in range(0, len(todo), bs)]

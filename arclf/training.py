@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_training.ipynb 2
 from __future__ import annotations
-import copy, dataclasses, hashlib, math, os, random
+import copy, dataclasses, hashlib, json, math, os, random
 from pathlib import Path
 import numpy as np
 import torch
@@ -25,8 +25,12 @@ from arclf.core import (
     run_info,
     weights_path,
     load_pretrained,
+    tensor_digest,
+    check_out,
+    check_device,
+    check_count,
 )
-from .data import to_float, load_dataset, cache_dir
+from .data import to_float, load_dataset, cache_dir, is_folder_name
 from .tokenizer import VQModel, encode_dataset
 from .randar import RandAR, RandARConfig, random_orders, raster_orders
 from .diffusion import DiT, DiTConfig
@@ -35,8 +39,8 @@ from .diffusion import DiT, DiTConfig
 __all__ = ['DATASET_OF', 'FAMILY_PRESETS', 'setup_distributed', 'is_main', 'enable_tf32', 'MixedPrecisionCB', 'EMACB',
            'CompileCB', 'GradCheckpointCB', 'rng_state', 'set_rng_state', 'learner_state', 'CheckpointCB', 'resume',
            'ResumeCB', 'DDPCB', 'scale_cbs', 'save_run', 'VQStatsCB', 'reconstruct', 'psnr', 'code_stats',
-           'recon_metrics', 'train_tokenizer', 'nll_per_token', 'train_randar', 'encode_tokens', 'train_diffusion',
-           'train_data', 'train_model']
+           'recon_metrics', 'train_tokenizer', 'nll_per_token', 'train_randar', 'dataset_tag', 'encode_tokens',
+           'train_diffusion', 'presets_for', 'train_data', 'train_model']
 
 # %% ../nbs/06_training.ipynb 5
 def setup_distributed(backend: str | None = None) -> tuple[int, int, torch.device]:
@@ -216,12 +220,14 @@ class CheckpointCB(Callback):
 
     order = 100
 
-    def __init__(self, path, every: int | None = None):
-        self.path, self.every = Path(path), every
+    def __init__(self, path, every: int | None = None, key: dict | None = None):
+        self.path, self.every, self.key = Path(path), every, key
 
     def save(self, learn):
         if is_main():
-            atomic_save(learner_state(learn), self.path)
+            st = learner_state(learn)
+            st['key'] = None if self.key is None else json.dumps(self.key, sort_keys=True)
+            atomic_save(st, self.path)
 
     def after_step(self, learn):
         if self.every and learn.iter % self.every == 0:
@@ -231,13 +237,24 @@ class CheckpointCB(Callback):
         self.save(learn)
 
 # %% ../nbs/06_training.ipynb 19
-def resume(learn: Learner, path) -> Learner:
-    "Restore `learn` (built exactly as the interrupted run built it) from a `CheckpointCB` file."
+def resume(learn: Learner, path, key: dict | None = None) -> Learner:
+    """Restore `learn` (built exactly as the interrupted run built it) from a `CheckpointCB` file;
+    with `key` (what determines the run), refuse a file written by a run with another key."""
     try:
         s = torch.load(path, map_location='cpu', weights_only=True)  # tensors and plain data only
     except Exception:
         raise ValueError(f'{path} is not a readable training state (truncated, or written by an '
                          'older arclf): delete it to start the run again') from None
+    if not isinstance(s, dict) or not {'model', 'opt', 'rng'} <= set(s):
+        raise ValueError(f'{path} is not a training state written by arclf: delete it or pass '
+                         'another checkpoint file (--ckpt)')
+    if key is not None:
+        old = json.loads(s.get('key') or '{}')
+        new = json.loads(json.dumps(key, sort_keys=True))
+        if diff := sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)):
+            what = ', '.join(f'{k}: {old.get(k)!r} there, {new.get(k)!r} now' for k in diff[:4])
+            raise ValueError(f'{path} holds the state of a different run ({what}): delete it, or '
+                             'pass another checkpoint file (--ckpt)')
     learn.model.load_state_dict(s['model'])
     learn.model.to(learn.device)
     learn.make_opt()
@@ -264,12 +281,12 @@ class ResumeCB(Callback):
 
     order = -100
 
-    def __init__(self, path):
-        self.path = Path(path)
+    def __init__(self, path, key: dict | None = None):
+        self.path, self.key = Path(path), key
 
     def before_fit(self, learn):
         if self.path.exists():
-            resume(learn, self.path)
+            resume(learn, self.path, self.key)
 
 # %% ../nbs/06_training.ipynb 25
 class _LossForward(nn.Module):
@@ -324,11 +341,12 @@ def scale_cbs(
     grad_ckpt: bool = False,
     ckpt=None,
     ckpt_every: int | None = None,
+    key: dict | None = None,
 ) -> list:
     """Callbacks for a run on `device`: bf16 autocast (default: on CUDA) and TF32, EMA weights
     with decay `ema`, `torch.compile`, gradient checkpointing, DDP when launched by
     `torchrun`, and the full training state written to `ckpt` (every `ckpt_every` steps and
-    each epoch) and resumed from it when it exists."""
+    each epoch) and resumed from it when it exists (refused if written with another `key`)."""
     _, world, dev = setup_distributed() if 'RANK' in os.environ else (0, 1, default_device())
     cuda = torch.device(device or dev).type == 'cuda'
     if cuda:
@@ -345,7 +363,7 @@ def scale_cbs(
     if world > 1:
         cbs.append(DDPCB())
     if ckpt is not None:
-        cbs += [ResumeCB(ckpt), CheckpointCB(ckpt, ckpt_every)]
+        cbs += [ResumeCB(ckpt, key), CheckpointCB(ckpt, ckpt_every, key)]
     return cbs
 
 # %% ../nbs/06_training.ipynb 30
@@ -431,7 +449,7 @@ DATASET_OF = {
 
 
 def train_tokenizer(
-    preset: str,
+    preset: str | None = None,
     dataset: str | None = None,
     epochs: int = 2,
     bs: int = 128,
@@ -446,21 +464,34 @@ def train_tokenizer(
     progress: bool = True,
     data=None,
     cbs=(),
+    overwrite: bool = False,
+    root=None,
     **overrides,
 ) -> VQModel:
-    """Train the tokenizer `preset` on `dataset` (default: the preset's) and return it; with
-    `out` save it with its record. `data=(train, test)` ImageSets skip loading; `cbs` are
-    extra training callbacks."""
+    """Train the tokenizer `preset` on `dataset` (default: the preset's; a folder: your own
+    images, preset by their shape) and return it; with `out` save it with its record (checked
+    first, see `check_out`). `data=(train, test)` ImageSets skip loading; `cbs` are extra
+    training callbacks."""
+    if preset is None and dataset is None:
+        raise ValueError('name a tokenizer preset or a dataset')
     dataset = dataset or DATASET_OF.get(preset)
     if dataset is None:
         raise ValueError(f'no default dataset for preset {preset!r}: pass dataset=')
+    preset = preset or presets_for(dataset, root)['tokenizer']
+    for k, v in dict(epochs=epochs, bs=bs, n_train=n_train, n_eval=n_eval).items():
+        check_count(k, v)
+    device = check_device(device)
+    out = check_out(out, overwrite)
     g = seed_everything(seed)
     train, test = (
         data
         if data is not None
-        else (load_dataset(dataset, 'train'), load_dataset(dataset, 'test'))
+        else (load_dataset(dataset, 'train', root), load_dataset(dataset, 'test', root))
     )
     x = train.x if n_train is None else train.x[torch.randperm(len(train.x), generator=g)[:n_train]]
+    if bs > len(x):
+        raise ValueError(f'batch size {bs} is larger than the {len(x)} training images: use '
+                         f'--bs {len(x)} or less')
     model = create_model(preset, **overrides)
     c = model.cfg
     if tuple(x.shape[1:]) != (c.in_channels, c.image_size, c.image_size):
@@ -484,7 +515,7 @@ def train_tokenizer(
     )
     model = trained_model(learn)
     recipe = dict(
-        dataset=dataset,
+        dataset=str(dataset),
         epochs=epochs,
         bs=bs,
         lr=lr,
@@ -634,6 +665,13 @@ def _file_hash(p, n: int = 12) -> str:
     return hashlib.sha256(Path(p).read_bytes()).hexdigest()[:n]
 
 
+def dataset_tag(dataset) -> str:
+    "A dataset's short name for file names: its name, or your image folder's name."
+    if is_folder_name(dataset):
+        return Path(str(dataset)).expanduser().resolve().name
+    return str(dataset)
+
+
 def encode_tokens(
     tokenizer: str = 'vq_fmnist_s',
     split: str = 'train',
@@ -649,14 +687,19 @@ def encode_tokens(
     images if given) under a tokenizer (a shipped name or a path); `noise_t` > 0 tokenizes noisy
     latents (the latent noise of notebook 01, drawn from `seed`)."""
     wf = weights_path(tokenizer)
-    tag = (f'_t{noise_t:g}_s{seed}' if noise_t else '') + (f'_n{n}' if n else '')
-    cf = cache_dir() / 'tokens' / f'{dataset}_{split}_{wf.stem}_{_file_hash(wf)}{tag}.pt'
-    if cache and cf.exists():
-        d = torch.load(cf, weights_only=True)
-        return d['ids'], d['y']
-    vq = load_pretrained(VQModel, wf).eval()
     ds = load_dataset(dataset, split, root)
     x, y = (ds.x[:n], ds.y[:n]) if n else (ds.x, ds.y)
+    # the cache is keyed by the tokenizer file's and the images' contents: nothing stale
+    tag = (f'_t{noise_t:g}_s{seed}' if noise_t else '') + f'_{tensor_digest(dict(x=x, y=y), 12)}'
+    name = f'{dataset_tag(dataset)}_{split}_{wf.stem}_{_file_hash(wf)}{tag}.pt'
+    cf = cache_dir() / 'tokens' / name
+    if cache and cf.exists():
+        try:
+            d = torch.load(cf, weights_only=True)
+            return d['ids'], d['y']
+        except Exception as e:  # a truncated cache file is rebuilt
+            print(f'rebuilding unreadable cache {cf} ({type(e).__name__})')
+    vq = load_pretrained(VQModel, wf).eval()
     g = torch.Generator().manual_seed(seed) if noise_t else None
     ids = encode_dataset(vq, x, bs, noise_t, g)
     ids = ids.to(torch.int16) if vq.vocab_size <= 32767 else ids
@@ -746,6 +789,20 @@ FAMILY_PRESETS = {
 }
 
 
+def presets_for(dataset: str, root=None) -> dict:
+    """The small presets that fit `dataset` (`tokenizer`, `randar`, `dit`, `sit`) and the config
+    `overrides` its class count needs: for your own image folder, those of Fashion-MNIST (grey
+    1x28x28) or CIFAR-10 (colour 3x32x32) by its images, with `num_classes` set to its own."""
+    if dataset in FAMILY_PRESETS:
+        return dict(FAMILY_PRESETS[dataset], overrides={})
+    if is_folder_name(dataset):
+        ds = load_dataset(dataset, 'train', root)
+        base = FAMILY_PRESETS['fashion_mnist' if ds.shape[0] == 1 else 'cifar10']
+        return dict(base, overrides={'num_classes': len(ds.classes)})
+    raise ValueError(f'no small presets for dataset {dataset!r}: use one of '
+                     f'{list(FAMILY_PRESETS)} or the path of your own image folder')
+
+
 def train_data(
     family: str,
     dataset: str = 'fashion_mnist',
@@ -759,12 +816,8 @@ def train_data(
     """What `family` learns from (the first `n` training examples if given): token ids `[n, N]`
     under `tokenizer` (randar; of latents noised at `noise_t`, the noise augmentation) or
     images in [-1, 1] (dit, sit), and labels."""
-    if dataset not in FAMILY_PRESETS:
-        raise ValueError(
-            f'no small presets for dataset {dataset!r}: use one of {list(FAMILY_PRESETS)}'
-        )
     if family == 'randar':
-        tok = tokenizer or FAMILY_PRESETS[dataset]['tokenizer']
+        tok = tokenizer or presets_for(dataset, root)['tokenizer']
         # only the images a run uses are tokenized (a short test run need not encode all 60k)
         return encode_tokens(tok, split, dataset, root=root, noise_t=noise_t, seed=seed, n=n)
     if noise_t:
@@ -814,23 +867,44 @@ def train_model(
     root=None,
     extra_cbs=(),
     noise_t: float = 0.0,
+    overwrite: bool = False,
     **cfg,
 ) -> nn.Module:
-    """Train a small `family` model ('randar' in `order`, 'dit', 'sit') on `dataset` with the
-    family's trainer and `scale_cbs`, and save it to `out` (rank 0) with its record. `cfg`
-    override fields of the preset's config; `noise_t` > 0 trains RandAR on the tokens of noisy
-    latents (noise augmentation). Runs unchanged on CPU, one GPU or under `torchrun`."""
+    """Train a small `family` model ('randar' in `order`, 'dit', 'sit') on `dataset` (a name, or
+    your own image folder) with the family's trainer and `scale_cbs`, and save it to `out`
+    (rank 0; checked first, see `check_out`) with its record. `cfg` override fields of the
+    preset's config; `noise_t` > 0 trains RandAR on the tokens of noisy latents (noise
+    augmentation). A `ckpt` written by a run with another recipe is refused, not resumed. Runs
+    unchanged on CPU, one GPU or under `torchrun`."""
     if family not in ('randar', 'dit', 'sit'):
         raise ValueError(f'unknown family {family!r}: use randar, dit or sit')
+    for k, v in dict(epochs=epochs, bs=bs, n_train=n_train, ckpt_every=ckpt_every).items():
+        check_count(k, v)
+    check_count('warmup', warmup, lo=0)
+    if not 0 <= noise_t <= 1:
+        raise ValueError(f'noise_t must be in [0, 1], got {noise_t}')
     if 'RANK' in os.environ:
         _, _, dev = setup_distributed()
     else:
-        dev = torch.device(device) if device else default_device()
+        dev = check_device(device)
+    out = check_out(out, overwrite)
+    fit = presets_for(dataset, root)
+    preset = preset or fit[family]
+    cfg = {**fit['overrides'], **cfg}
+    if family == 'randar':
+        tokenizer = tokenizer or fit['tokenizer']
     x, y = train_data(family, dataset, 'train', tokenizer, root, noise_t, seed, n_train)
     if n_train:
         x, y = x[:n_train], y[:n_train]
-    preset = preset or FAMILY_PRESETS[dataset][family]
-    cbs = scale_cbs(dev, bf16, ema, compile, grad_ckpt, ckpt, ckpt_every) + list(extra_cbs)
+    if bs > len(x):
+        raise ValueError(f'batch size {bs} is larger than the {len(x)} training images: use '
+                         f'--bs {len(x)} or less')
+    # what determines the run: a resume checkpoint of another run is refused, not continued
+    key = dict(family=family, dataset=str(dataset), data=tensor_digest(dict(x=x, y=y), 12),
+               preset=preset, order=order, cfg=cfg, epochs=epochs, bs=bs, lr=lr, warmup=warmup,
+               wd=wd, seed=seed, ema=ema, noise_t=noise_t,
+               tokenizer=_file_hash(weights_path(tokenizer)) if tokenizer else None)
+    cbs = scale_cbs(dev, bf16, ema, compile, grad_ckpt, ckpt, ckpt_every, key) + list(extra_cbs)
     kw = dict(
         epochs=epochs,
         bs=bs,
@@ -850,8 +924,9 @@ def train_model(
             preset,
             dict(order='order= (--order)', vocab_size='the tokenizer (--tokenizer)'),
         )
-        tokenizer = tokenizer or FAMILY_PRESETS[dataset]['tokenizer']
         vocab = load_pretrained(VQModel, tokenizer).vocab_size
+        if Path(str(tokenizer)).suffix:  # a file: recorded by its absolute path
+            tokenizer = str(weights_path(tokenizer).resolve())
         wd = 0.05 if wd is None else wd
         model = train_randar(
             x, y, preset, order=order, wd=wd, vocab_size=vocab, tokenizer=tokenizer, **kw, **cfg
@@ -862,7 +937,7 @@ def train_model(
         model = train_diffusion(x, y.long(), preset, kind=family, wd=wd, **kw, **cfg)
     m = model.meta
     m['recipe'].update(
-        dataset=dataset,
+        dataset=str(dataset),
         ema=ema,
         compile=compile,
         grad_ckpt=grad_ckpt,

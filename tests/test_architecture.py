@@ -399,3 +399,29 @@ def test_readable_lines():
                 semi.append(f'{f.name}:{t.start[0]}')
     assert not long, f'lines over 100 characters: {long}'
     assert not semi, f'`;`-joined statements: {semi}'
+
+
+def slow_cells_unguarded(nbs_dir) -> list:
+    "`#| slow` cells whose body would run in plain Jupyter: not under `if slow_enabled():`."
+    import json
+
+    bad = []
+    for f in sorted(Path(nbs_dir).glob('*.ipynb')):
+        for i, c in enumerate(json.loads(f.read_text())['cells']):
+            src = ''.join(c['source']).split('\n')
+            if c['cell_type'] == 'code' and src[0].strip() == '#| slow':
+                body = [l for l in src[1:] if l.strip() and not l.startswith('#')]
+                if not body or not body[0].startswith('if slow_enabled():') or any(
+                        not l.startswith((' ', 'else:', 'if slow_enabled():')) for l in body):
+                    bad.append(f'{f.name} cell {i}')
+    return bad
+
+
+def test_slow_cells_are_skipped_in_plain_jupyter(tmp_path):
+    """nbdev_test skips `#| slow` cells, Jupyter does not: each one's body must sit under
+    `if slow_enabled():` (ARCLF_SLOW=1 runs them)."""
+    assert not slow_cells_unguarded(PKG_DIR.parent / 'nbs'), slow_cells_unguarded(PKG_DIR.parent / 'nbs')
+    # the check can fail: an unguarded slow cell is found
+    nb = {'cells': [{'cell_type': 'code', 'source': ['#| slow\n', "train('all')"]}]}
+    (tmp_path / 'x.ipynb').write_text(__import__('json').dumps(nb))
+    assert slow_cells_unguarded(tmp_path) == ['x.ipynb cell 0']

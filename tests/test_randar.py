@@ -172,7 +172,7 @@ def test_save_pretrained_roundtrip(tmp_path):
             m2.cfg == m.cfg and m2.cfg.order == 'raster' and m2.meta == {'tokenizer': 'vq_fmnist_s'}
         )
         torch.testing.assert_close(m2.log_likelihood(x, c), m.log_likelihood(x, c))
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'pretrained'"):
         randar_fmnist(pretrained=True)  # builders take config overrides only
 
 

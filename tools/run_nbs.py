@@ -3,8 +3,8 @@
 
     python tools/run_nbs.py nbs/00_core.ipynb [more.ipynb ...] [--slow]
 
-Cells flagged `#| slow` (and `#| notest`) are skipped unless `--slow` is given; a skipped cell keeps the outputs it
-had. Stops at the first error. Afterwards run `nbdev_clean` (the notebooks are committed cleaned, with outputs).
+Cells flagged `#| slow` (and `#| notest`) are skipped unless `--slow` is given (which also sets ARCLF_SLOW=1, the
+switch their bodies test, so that plain Jupyter skips them too); a skipped cell keeps the outputs it had. Stops at the first error. Afterwards run `nbdev_clean` (the notebooks are committed cleaned, with outputs).
 """
 import os, sys, time
 from pathlib import Path
@@ -14,6 +14,7 @@ from nbdev.process import NBProcessor, extract_directives
 
 def run(fn, slow=False):
     skip = set() if slow else {'slow', 'notest'}
+    if slow: os.environ['ARCLF_SLOW'] = '1'
     nb = read_nb(fn)
     for c in nb.cells:
         if c.cell_type == 'code': c.directives_ = extract_directives(c, remove=False)
