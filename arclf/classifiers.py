@@ -4,6 +4,7 @@
 
 # %% ../nbs/05_classifiers.ipynb 2
 from __future__ import annotations
+import hashlib
 from pathlib import Path
 import torch
 from torch import nn, Tensor
@@ -222,7 +223,18 @@ def create_classifier(
         tok = tokenizer if tokenizer is not None else getattr(m, 'meta', {}).get('tokenizer')
         if tok is None:
             raise ValueError(f'{model!r} records no tokenizer: pass tokenizer=NAME or a path')
-        tok = load_model(tok, pretrained=True)
+        src, tok = tok, load_model(tok, pretrained=True)
+        if not isinstance(tok, VQModel):
+            raise ValueError(f'tokenizer {src} is a {type(tok).__name__}, not a VQ tokenizer')
+        if tok.vocab_size != m.cfg.vocab_size:
+            raise ValueError(f'tokenizer {src} has {tok.vocab_size} codes but the model reads '
+                             f'{m.cfg.vocab_size}: not the tokenizer it was trained on')
+        want = getattr(m, 'meta', {}).get('recipe', {}).get('tokenizer_sha256')
+        if want and tokenizer is None and Path(str(src)).suffix:  # the recorded tokenizer file
+            got = hashlib.sha256(weights_path(src).read_bytes()).hexdigest()[: len(want)]
+            if got != want:
+                raise ValueError(f'tokenizer {src} changed since the model was trained on it '
+                                 f'(sha256 {got}, trained with {want}): train the model again')
         kw.setdefault('raster', m.cfg.order == 'raster')
         return RandARClassifier(m.to(device), tok.to(device).eval(), **kw)
     if hasattr(m, 'predict') and hasattr(getattr(m, 'cfg', None), 'kind'):  # a DiT / SiT

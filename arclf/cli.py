@@ -8,7 +8,7 @@ import argparse, inspect, json, os, sys
 from pathlib import Path
 import torch
 import arclf
-from .core import list_models, model_spec
+from .core import list_models, model_spec, model_meta
 from .data import summary, SHIFTS
 from .classifiers import ALIASES
 from .core import check_out, check_device
@@ -75,21 +75,29 @@ def share(v) -> float:
     return x
 
 
-def _data_flags(p, dataset_help: str, default='fashion_mnist'):
-    "`--dataset NAME` and `--data PATH` (your own image folder); `_dataset(a)` reads them."
-    p.add_argument('--dataset', default=default, help=dataset_help)
+def _data_flags(p, dataset_help: str):
+    """`--dataset NAME` (default fashion_mnist) and `--data PATH` (your own image folder), read
+    by `_dataset`."""
+    p.add_argument('--dataset', help=dataset_help + ' (default: fashion_mnist)')
     p.add_argument('--data', metavar='PATH',
                    help='your own image folder PATH/train/<class>/*, PATH/test/<class>/* (instead '
                    'of --dataset)')
 
 
 def _dataset(a) -> str:
+    """The dataset of `--dataset` or `--data`: your folder as an absolute path (so a folder named
+    like a built-in dataset is still yours), a `+shift` suffix kept."""
     if getattr(a, 'data', None):
-        if not Path(a.data).expanduser().is_dir():
-            raise ValueError(f'--data {a.data}: no such folder (expected PATH/train/<class>/*, '
+        if a.dataset:
+            raise ValueError('give --data PATH (your folder) or --dataset NAME, not both')
+        path, shift = a.data, ''
+        if '+' in a.data and a.data.rsplit('+', 1)[1] in SHIFTS:
+            path, shift = a.data.rsplit('+', 1)
+        if not Path(path).expanduser().is_dir():
+            raise ValueError(f'--data {path}: no such folder (expected PATH/train/<class>/*, '
                              'PATH/test/<class>/*)')
-        return str(Path(a.data).expanduser())
-    return a.dataset
+        return str(Path(path).expanduser().resolve()) + (f'+{shift}' if shift else '')
+    return a.dataset or 'fashion_mnist'
 
 
 class _Help(argparse.HelpFormatter):
@@ -228,7 +236,7 @@ def train_model_cli(family: str, argv):
     out = check_out(a.out or runs / f"{preset}{'_raster' if raster else ''}.pt", a.overwrite)
     tok = getattr(a, 'tokenizer', None)
     if rnd and tok is None and (runs / f"{fit['tokenizer']}.pt").exists():
-        tok = str(runs / f"{fit['tokenizer']}.pt")  # the tokenizer you trained on this data
+        tok = str(_trained_on(runs / f"{fit['tokenizer']}.pt", dataset))  # yours, on this data
     if rnd:
         print(f"tokenizer: {tok or fit['tokenizer'] + ' (shipped)'}")
     print(f'training {family} ({preset}) on {dataset}; weights go to {out}', flush=True)
@@ -320,12 +328,15 @@ def config_argv(path) -> tuple[str, list[str]]:
         p = CONFIG_DIR / f'{path}.json'
     if not p.exists():
         raise FileNotFoundError(
-            f'config not found: {p} (the shipped ones: arclf.cli.list_configs())'
+            f'config not found: {p} (the shipped ones: {", ".join(list_configs())}; or a JSON path)'
         )
     try:
         cfg = json.loads(p.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f'{p} is not valid JSON: {e}') from e
+    if not isinstance(cfg, dict):
+        raise ValueError(f'{p} holds a JSON {type(cfg).__name__}: a config is an object of flags, '
+                         'e.g. {"family": "dit", "epochs": 2}')
     fam = cfg.pop('family', None)
     if fam not in FAMILIES:
         raise ValueError(f'{p}: "family" must be one of {list(FAMILIES)}, got {fam!r}')
@@ -377,7 +388,8 @@ def _experiment_parsers(sub, F):
                    help='numbers of orders K for the RandAR classifier')
     m.add_argument('--dit-ns', type=counts, default='5,25',
                    help='numbers of timesteps for the DiT classifier')
-    _common(m, 'results/demo', 'folder for the table, JSON and plot')
+    _common(m, None, 'folder for the table, JSON and plot (default: results/demo; with --data: '
+            'RUNS/<data>/demo)')
     m.add_argument(
         '--full',
         action='store_true',
@@ -570,11 +582,17 @@ def main(argv=None):
     try:
         _main(sys.argv[1:] if argv is None else list(argv))
         return 0  # a console script exits with main()'s value: never an object
-    except (FileNotFoundError, ValueError, TypeError, KeyError) as e:
+    except (FileNotFoundError, ValueError) as e:  # what a user can fix: the message says how
         if os.environ.get('ARCLF_DEBUG'):  # the traceback, for a bug report
             raise
-        msg = ' '.join(str(e).split()) if not isinstance(e, KeyError) else f'missing key {e}'
-        print(f'arclf: error: {msg}', file=sys.stderr)
+        print(f"arclf: error: {' '.join(str(e).split())}", file=sys.stderr)
+        sys.exit(2)
+    except (OSError, RuntimeError, TypeError, KeyError) as e:  # the system, or a bug of ours
+        if os.environ.get('ARCLF_DEBUG'):
+            raise
+        msg = ' '.join(str(e).split())[:300]
+        hint = '(ARCLF_DEBUG=1 shows where)'
+        print(f'arclf: error: {type(e).__name__}: {msg} {hint}', file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print('arclf: interrupted (finished work and checkpoints are kept)', file=sys.stderr)
@@ -613,6 +631,8 @@ def _data(a):
 
 
 def _models(a):
+    if not list_models(a.pattern):
+        raise ValueError(f'no registered model matches {a.pattern!r}: `arclf models` lists all')
     for name in list_models(a.pattern):
         s = model_spec(name)
         src = 'no weights' if not s.weights else f'{s.weights} ({s.source})'
@@ -663,12 +683,13 @@ def _experiment(a):
         from arclf.experiments import demo
 
         dataset = _dataset(a)
+        own = Path(a.runs) / dataset_tag(dataset) / 'demo' if a.data else 'results/demo'
         demo(
             dataset,
             a.n_per_class or None,
             a.ks,
             a.dit_ns,
-            a.out,
+            a.out or own,
             a.seed,
             a.root,
             device=a.device,
@@ -704,6 +725,15 @@ def _experiment(a):
         )
 
 
+def _trained_on(f: Path, dataset: str) -> Path:
+    "`f`, a model found under RUNS by the data's folder name, only if it was trained on `dataset`."
+    got = (model_meta(f).get('recipe') or {}).get('dataset')
+    if got != dataset:
+        raise ValueError(f'{f} was trained on {got}, not on {dataset} (folders of the same name?): '
+                         'pass --runs to keep their models apart, or --tokenizer/--model')
+    return f
+
+
 def _own_models(dataset: str, runs) -> dict:
     """The models `arclf train ... --data PATH` wrote for your own data (RUNS/<data>/<preset>.pt):
     RandAR (needed), raster AR and DiT (each used if there)."""
@@ -715,8 +745,11 @@ def _own_models(dataset: str, runs) -> dict:
             f"no RandAR model for {dataset} at {files['randar']}: train one first with "
             f'`arclf train tokenizer --data {dataset}` and `arclf train randar --data {dataset}`'
         )
+    _trained_on(files['randar'], dataset)
     for k in ('raster', 'dit'):
-        if not files[k].exists():
+        if files[k].exists():
+            _trained_on(files[k], dataset)
+        else:
             print(f'(no {files[k]}: the demo skips {k}; `arclf train '
                   f"{'randar --order raster' if k == 'raster' else 'dit'} --data {dataset}` "
                   'trains it)')
@@ -741,10 +774,12 @@ def _study(a):
     elif a.what == 'tokenizer':
         from arclf.bench import benchmark_encode
 
-        print(json.dumps(benchmark_encode(out=a.out or 'results/tokenizer/bench.json'), indent=1))
+        out = check_out(a.out or 'results/tokenizer/bench.json', replace_ok=True)
+        print(json.dumps(benchmark_encode(out=out), indent=1))
     elif a.what == 'scorer':
         from arclf.bench import scorer_benchmarks
 
+        check_out(a.out, replace_ok=True)
         r = scorer_benchmarks(out=a.out, device=a.device)
         for row in r['rows']:
             print(row)
@@ -752,7 +787,8 @@ def _study(a):
         from arclf.bench import training_benchmarks
 
         dev = a.device or ('cuda' if torch.cuda.is_available() else 'cpu')
-        rows = training_benchmarks(a.full, dev, out=a.out or f'results/training/bench_{dev}.json')
+        out = check_out(a.out or f'results/training/bench_{dev}.json', replace_ok=True)
+        rows = training_benchmarks(a.full, dev, out=out)
         for r in rows:
             print(
                 f"{r['model']:14s} batch {r['batch']:4d}  {r['tokens_per_s']:10.0f} tokens/s  "

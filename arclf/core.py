@@ -18,9 +18,10 @@ __all__ = ['PACKAGE_DIR', 'WRAP_KEYS', 'WEIGHTS_DIR', 'RECORD_KEYS', 'default_de
            'check_count', 'atomic_write', 'atomic_save', 'atomic_write_text', 'load_weights', 'layout', 'layout_diff',
            'load_strict', 'random_state_dict', 'save_pretrained', 'weights_path', 'tensor_digest', 'state_digest',
            'model_meta', 'load_pretrained', 'ModelSpec', 'register_model', 'list_models', 'model_spec', 'weight_dirs',
-           'find_weights', 'create_model', 'TensorLoader', 'CancelFitException', 'CancelEpochException',
-           'CancelBatchException', 'Callback', 'run_cbs', 'default_loss', 'param_groups', 'adamw', 'Learner',
-           'lr_factor', 'SchedCB', 'GradClipCB', 'ProgressCB', 'LogCB', 'RecorderCB', 'fit_model', 'trained_model']
+           'find_weights', 'create_model', 'check_rates', 'check_family', 'TensorLoader', 'CancelFitException',
+           'CancelEpochException', 'CancelBatchException', 'Callback', 'run_cbs', 'default_loss', 'param_groups',
+           'adamw', 'Learner', 'lr_factor', 'SchedCB', 'GradClipCB', 'ProgressCB', 'LogCB', 'RecorderCB', 'fit_model',
+           'trained_model']
 
 # %% ../nbs/00_core.ipynb 5
 def default_device() -> torch.device:
@@ -90,6 +91,8 @@ def run_info(command: str | None = None) -> dict:
                     capture_output=True,
                     text=True,
                     timeout=5,
+                    # the package's own repository, wherever the command runs from
+                    cwd=Path(__file__).parent if '__file__' in globals() else None,
                 ).stdout.strip()
             )
             if rev
@@ -190,16 +193,17 @@ def check_images(
 PACKAGE_DIR = Path(__file__).parent if '__file__' in globals() else Path('../arclf').resolve()
 
 
-def check_out(out, overwrite: bool = False) -> Path | None:
+def check_out(out, overwrite: bool = False, replace_ok: bool = False) -> Path | None:
     """`out` (a file a run will write) as a `Path`, checked before any work: not a folder, not an
-    existing file or a path inside the installed package unless `overwrite`, in a folder that can
-    be created and written. `None` passes (nothing is written)."""
+    existing file (unless `overwrite`, or `replace_ok` for a results file a run rewrites), not in
+    the installed package (unless `overwrite`), in a folder that can be created and written.
+    `None` passes (nothing is written)."""
     if out is None:
         return None
     p = Path(out).expanduser()
     if p.is_dir():
         raise ValueError(f'output {p} is a folder: name a file, e.g. {p / "model.pt"}')
-    if not overwrite and p.exists():
+    if not (overwrite or replace_ok) and p.exists():
         raise ValueError(f'output {p} exists: pass --overwrite (overwrite=True) to replace it, or '
                          'choose another --out')
     if not overwrite and p.resolve().is_relative_to(PACKAGE_DIR.resolve()):
@@ -305,7 +309,8 @@ def load_weights(src, key: str | None = None) -> dict:
     if isinstance(src, (str, Path)):
         p = Path(src)
         if not p.exists():
-            raise FileNotFoundError(f'checkpoint not found: {p}')
+            raise FileNotFoundError(f'checkpoint not found: {p} (check the path; `arclf models` '
+                                    'lists the registered names)')
         try:
             if p.suffix == '.safetensors':
                 from safetensors.torch import load_file
@@ -432,7 +437,8 @@ def weights_path(src) -> Path:
                 f'available: {sorted(o.stem for o in WEIGHTS_DIR.glob("*.pt"))}'
             )
     if not p.exists():
-        raise FileNotFoundError(f'checkpoint not found: {p}')
+        raise FileNotFoundError(f'checkpoint not found: {p} (check the path; `arclf models` '
+                                'lists the registered names)')
     return p
 
 # %% ../nbs/00_core.ipynb 37
@@ -440,9 +446,10 @@ def _read(p: Path) -> Mapping:
     try:
         d = torch.load(p, map_location='cpu', weights_only=True)
     except Exception as e:
+        why = (str(e).splitlines() or [''])[0][:120] or 'empty or cut short'
         raise ValueError(
-            f'{p} is not a readable weights file ({type(e).__name__}: '
-            f'{(str(e).splitlines() or [""])[0][:120]}); delete it or train it again'
+            f'{p} is not a readable weights file ({type(e).__name__}: {why}); delete it and '
+            'download or train it again'
         ) from None
     return d
 
@@ -621,7 +628,31 @@ def create_model(name: str, pretrained: bool | str | Path = False, **overrides) 
     # built on the CPU, not on `meta`: buffers the checkpoint does not hold start initialised
     return load_strict(spec.build(**overrides), d, what=f'model {name}').eval()
 
-# %% ../nbs/00_core.ipynb 54
+# %% ../nbs/00_core.ipynb 53
+def check_rates(lr: float, wd: float | None = None, ema: float | None = None):
+    "Optimizer settings checked before any work: lr > 0, wd >= 0, EMA decay in (0, 1)."
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f'lr (--lr) must be a positive number, got {lr}')
+    if wd is not None and not (math.isfinite(wd) and wd >= 0):
+        raise ValueError(f'wd (--wd) must be a number >= 0, got {wd}')
+    if ema is not None and not 0 < ema < 1:
+        raise ValueError(f'ema (--ema) is a decay strictly between 0 and 1 (e.g. 0.999), got {ema}')
+
+
+def check_family(name, family: str, what: str):
+    "A registered preset or saved model `name` must be of `family` (else a one-line error)."
+    if name is None or not isinstance(name, (str, Path)):
+        return
+    if str(name) in list_models():
+        got = model_spec(str(name)).family
+    else:
+        cfg = model_meta(weights_path(name))['config']
+        got = ('randar' if 'order' in cfg else cfg.get('kind') if 'kind' in cfg
+               else 'tokenizer' if 'codebook_size' in cfg else None)
+    if got != family:
+        raise ValueError(f'{what} {name} is a {got} model, not a {family} one')
+
+# %% ../nbs/00_core.ipynb 56
 class TensorLoader:
     """Batches of in-memory tensors with seeded shuffling, exact resume (`state_dict`) and rank
     sharding."""
@@ -680,19 +711,19 @@ class TensorLoader:
     def load_state_dict(self, d):
         self.epoch, self.pos, self.seed = d['epoch'], d['pos'], d['seed']
 
-# %% ../nbs/00_core.ipynb 57
+# %% ../nbs/00_core.ipynb 59
 class CancelFitException(Exception):
     pass
 
-# %% ../nbs/00_core.ipynb 58
+# %% ../nbs/00_core.ipynb 60
 class CancelEpochException(Exception):
     pass
 
-# %% ../nbs/00_core.ipynb 59
+# %% ../nbs/00_core.ipynb 61
 class CancelBatchException(Exception):
     pass
 
-# %% ../nbs/00_core.ipynb 60
+# %% ../nbs/00_core.ipynb 62
 class Callback:
     """Base class: override any of before_/after_ fit, epoch, batch, and after_loss, after_backward,
     after_step."""
@@ -700,18 +731,18 @@ class Callback:
     order = 0
     learn: 'Learner' = None
 
-# %% ../nbs/00_core.ipynb 61
+# %% ../nbs/00_core.ipynb 63
 def run_cbs(cbs, name, learn=None):
     for cb in sorted(cbs, key=lambda c: c.order):
         m = getattr(cb, name, None)
         if m is not None:
             m(learn)
 
-# %% ../nbs/00_core.ipynb 62
+# %% ../nbs/00_core.ipynb 64
 def default_loss(model, batch):
     return model.loss(batch)
 
-# %% ../nbs/00_core.ipynb 63
+# %% ../nbs/00_core.ipynb 65
 def param_groups(model: nn.Module, wd: float):
     """AdamW groups as in the RandAR/nanoGPT recipe: weight decay on ≥2-D parameters (matrices,
     embeddings) only."""
@@ -721,13 +752,13 @@ def param_groups(model: nn.Module, wd: float):
         dict(params=[p for p in ps if p.ndim < 2], weight_decay=0.0),
     ]
 
-# %% ../nbs/00_core.ipynb 64
+# %% ../nbs/00_core.ipynb 66
 def adamw(params, lr, betas=(0.9, 0.95), eps=1e-8, **kw):
     "AdamW with the reference betas; fused on CUDA."
     fused = all(p.is_cuda for g in params for p in (g['params'] if isinstance(g, dict) else [g]))
     return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, fused=fused or None)
 
-# %% ../nbs/00_core.ipynb 65
+# %% ../nbs/00_core.ipynb 67
 class Learner:
     """Train `model` on `train_dl` (and report `valid_dl`) with `loss_fn(model, batch)`; behaviour
     comes from callbacks."""
@@ -837,7 +868,7 @@ class Learner:
         finally:
             self.valid_dl = saved
 
-# %% ../nbs/00_core.ipynb 67
+# %% ../nbs/00_core.ipynb 69
 def lr_factor(
     step: int, total: int, warmup: int = 0, kind: str = 'cosine', min_ratio: float = 0.05
 ) -> float:
@@ -854,7 +885,7 @@ def lr_factor(
         return 1 - (1 - min_ratio) * p
     raise ValueError(f"unknown schedule {kind!r}: use 'constant', 'cosine' or 'linear'")
 
-# %% ../nbs/00_core.ipynb 68
+# %% ../nbs/00_core.ipynb 70
 class SchedCB(Callback):
     "Set every group's learning rate to `lr * lr_factor(iter, ...)` before each training batch."
 
@@ -870,7 +901,7 @@ class SchedCB(Callback):
         for g in learn.opt.param_groups:
             g['lr'] = learn.lr * f
 
-# %% ../nbs/00_core.ipynb 69
+# %% ../nbs/00_core.ipynb 71
 class GradClipCB(Callback):
     """Clip the gradient norm to `max_norm`; skip the step if the norm exceeds `skip_above` (after
     `skip_after` steps)."""
@@ -887,7 +918,7 @@ class GradClipCB(Callback):
         if self.skip_above and learn.iter > self.skip_after and learn.grad_norm > self.skip_above:
             learn.opt.zero_grad(set_to_none=True)  # an all-None step is a no-op for AdamW
 
-# %% ../nbs/00_core.ipynb 70
+# %% ../nbs/00_core.ipynb 72
 class ProgressCB(Callback):
     "fastprogress bars over epochs and batches, with a live plot of the smoothed training loss."
 
@@ -929,7 +960,7 @@ class ProgressCB(Callback):
             ' '.join(f'{k} {v:.4f}' if isinstance(v, float) else f'{k} {v}' for k, v in r.items())
         )
 
-# %% ../nbs/00_core.ipynb 72
+# %% ../nbs/00_core.ipynb 74
 class LogCB(Callback):
     "Print (and append to `file`) a line every `every` training steps and one per epoch."
 
@@ -959,7 +990,7 @@ class LogCB(Callback):
     def after_record(self, learn):
         self._w(f'{learn.history[-1]} {time.time() - self.t0:.0f}s')
 
-# %% ../nbs/00_core.ipynb 74
+# %% ../nbs/00_core.ipynb 76
 class RecorderCB(Callback):
     """Record the loss of every training step in `learn.step_losses` (kept in checkpoints and in the
     weights' metadata)."""
@@ -971,7 +1002,7 @@ class RecorderCB(Callback):
     def after_step(self, learn):
         learn.step_losses.append(learn.loss.item())
 
-# %% ../nbs/00_core.ipynb 75
+# %% ../nbs/00_core.ipynb 77
 def _rank0() -> bool:
     return os.environ.get('RANK', '0') == '0'
 
@@ -1020,7 +1051,7 @@ def fit_model(
     learn.train_seconds = round(time.time() - t0, 1)
     return learn
 
-# %% ../nbs/00_core.ipynb 76
+# %% ../nbs/00_core.ipynb 78
 def trained_model(learn: Learner) -> nn.Module:
     """The weights a fitted run delivers, in eval mode: the EMA copy if the run kept one, else the
     model."""

@@ -751,33 +751,54 @@ def _class_dirs(split_dir: Path) -> list[Path]:
     return sorted(d for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith('.'))
 
 
+def _open_rgb(f: Path) -> Image.Image:
+    "An image file as 8-bit RGB (16-bit grey scaled down, not clipped); a corrupt one is named."
+    try:
+        with Image.open(f) as im:
+            if im.mode in ('I;16', 'I;16B', 'I;16L', 'I'):  # 16-bit grey: 0..65535 -> 0..255
+                a = np.asarray(im, dtype=np.float64)
+                a = a / 257 if a.max() > 255 else a
+                im = Image.fromarray(a.clip(0, 255).astype(np.uint8))
+            return im.convert('RGB')
+    except Exception as e:
+        raise ValueError(f'corrupt image file {f}: {e}: remove or replace it') from None
+
+
 def _read_folder(path: Path) -> dict:
-    "Decode `path/{train,test}/<class>/*` into arrays fitted to the small presets (see above)."
+    """Decode `path/{train,test}/<class>/*` into arrays fitted to the small presets (see above):
+    one pass finds whether every image is grey, a second fits each image as it is read (so a
+    folder of large photos never sits in memory at full size)."""
     splits = [s for s in ('train', 'test') if (path / s).is_dir()]
     classes = sorted({d.name for s in splits for d in _class_dirs(path / s)})
+    if len(classes) < 2:
+        raise ValueError(f'{path} holds {len(classes)} class folder(s): a classifier needs at '
+                         'least 2 (PATH/train/<class>/, one folder per class)')
+    if 'train' in splits and (extra := sorted(set(classes) - {d.name for d in _class_dirs(
+            path / 'train')})):
+        raise ValueError(f'{path}/test has classes with no training images: {extra}: add '
+                         f'{path}/train/<class>/ folders for them, or remove them from test/')
     files = {s: [(f, classes.index(d.name)) for d in _class_dirs(path / s)
-                 for f in sorted(d.iterdir()) if f.is_file() and is_image(f)] for s in splits}
+                 for f in sorted(d.iterdir())
+                 if f.is_file() and is_image(f) and not f.name.startswith('.')] for s in splits}
     for s in splits:
         if empty := [d.name for d in _class_dirs(path / s) if not any(
-                is_image(f) for f in d.iterdir() if f.is_file())]:
+                is_image(f) for f in d.iterdir() if f.is_file() and not f.name.startswith('.'))]:
             raise ValueError(
                 f'{path / s}: class folders {empty} hold no images ({", ".join(IMG_EXTS)})'
             )
-    pics = {}
-    for s in splits:
-        for f, _ in _bar(files[s], f'reading {path.name}/{s}'):
-            try:
-                with Image.open(f) as im:
-                    pics[f] = im.convert('RGB')
-            except Exception as e:
-                raise ValueError(f'corrupt image file {f}: {e}: remove or replace it') from None
-    grey = all(_is_grey(im) for im in pics.values())
+    every = [f for s in splits for f, _ in files[s]]
+    grey = all(_is_grey(_open_rgb(f)) for f in _bar(every, f'checking {path.name}'))
     size = FOLDER_SIZE[1 if grey else 3]
     out = {'classes': np.array(classes)}
     for s in splits:
-        a = np.stack([center_crop_arr(pics[f], size) for f, _ in files[s]])
+        a = np.stack([center_crop_arr(_open_rgb(f), size)
+                      for f, _ in _bar(files[s], f'reading {path.name}/{s}')])
+        y = np.array([c for _, c in files[s]], dtype=np.int64)
+        if s == 'train':  # a fixed shuffle: the first n training images are a fair sample
+            perm = np.random.default_rng(0).permutation(len(y))
+            a, y = a[perm], y[perm]
         out[f'{s}_x'] = a[..., :1] if grey else a
-        out[f'{s}_y'] = np.array([c for _, c in files[s]], dtype=np.int64)
+        out[f'{s}_y'] = y
     return out
 
 
@@ -829,7 +850,7 @@ def load_dataset(
     base, shift = name, ''
     if '+' in name and name.rsplit('+', 1)[1] in SHIFTS:
         base, shift = name.rsplit('+', 1)
-    if n_per_class is not None and n_per_class < 1:
+    if n_per_class is not None and (n_per_class != int(n_per_class) or n_per_class < 1):
         raise ValueError(f'n_per_class must be at least 1 (None: all images), got {n_per_class}')
     if is_folder_name(base):
         ds = load_image_folder(base, split)

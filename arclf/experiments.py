@@ -25,9 +25,9 @@ from arclf.scorer import (
 from .classifiers import create_classifier, load_model, ALIASES
 
 # %% auto 0
-__all__ = ['write_results', 'read_results', 'parse_plan', 'run_eval', 'fig6_markdown', 'table2_markdown', 'plot_acc_vs_time',
-           'demo', 'robustness', 'robustness_table', 'order_experiment', 'order_tables', 'plot_order_maps',
-           'sample_images', 'ar_samples']
+__all__ = ['write_results', 'read_results', 'parse_plan', 'check_fit', 'run_eval', 'fig6_markdown', 'table2_markdown',
+           'plot_acc_vs_time', 'demo', 'robustness', 'robustness_table', 'order_experiment', 'order_tables',
+           'plot_order_maps', 'sample_images', 'ar_samples']
 
 # %% ../nbs/07_experiments.ipynb 6
 def write_results(
@@ -70,6 +70,20 @@ def parse_plan(text: str) -> list[tuple[int, int]]:
         ) from None
 
 # %% ../nbs/07_experiments.ipynb 11
+def check_fit(clf, ds, model):
+    """A classifier must fit the dataset it scores: the same classes, images it can read (a 10-class
+    Fashion-MNIST model on your 3-class folder, or on CIFAR-10, is refused here, not scored)."""
+    if clf.num_classes != len(ds.classes):
+        raise ValueError(
+            f'model {model} has {clf.num_classes} classes but {ds.name} has {len(ds.classes)}: '
+            'use a model trained on this data (arclf train ... --data PATH)'
+        )
+    try:
+        clf.prepare(ds.images(torch.arange(min(2, len(ds)))))
+    except (ValueError, TypeError) as e:
+        raise ValueError(f'model {model} cannot read {ds.name}: {e}') from None
+
+
 def run_eval(
     model: str = 'randar',
     dataset: str = 'fashion_mnist',
@@ -88,12 +102,15 @@ def run_eval(
 ) -> dict:
     """Evaluate a classifier (a model name, alias or path) on a dataset; return (and optionally
     write) the result."""
-    check_out(out, overwrite=True)  # a results file is replaced; but writable, before any work
+    if out is not None and Path(out).suffix != '.json':
+        raise ValueError(f'--out {out}: results are written as JSON: name a .json file')
+    check_out(out, replace_ok=True)  # a results file is rewritten; but writable, before any work
     check_device(device)
-    ds = load_dataset(dataset, 'test', root, severity=severity, seed=seed, n_per_class=n_per_class)
     m = load_model(model)  # a misspelt name fails here, with the close ones
     is_ar = hasattr(m, 'token_logprobs')  # AR models take no diffusion options
     clf = create_classifier(m, tokenizer, device=device, **({} if is_ar else dict(step=step)))
+    ds = load_dataset(dataset, 'test', root, severity=severity, seed=seed, n_per_class=n_per_class)
+    check_fit(clf, ds, model)
     res = dict(
         model=ALIASES.get(str(model), str(model)),
         classifier=type(clf).__name__,
@@ -202,7 +219,7 @@ def demo(
     skips one) default to the shipped Fashion-MNIST models; give your own for other data."""
     models = models or dict(randar='randar', raster='raster', dit='dit')
     if out:
-        check_out(Path(out) / 'results.json', overwrite=True)  # writable, before any work
+        check_out(Path(out) / 'results.json', replace_ok=True)  # writable, before any work
     check_device(device)
     ds = load_dataset(dataset, 'test', root, n_per_class=n_per_class)
     rows = []
@@ -226,13 +243,16 @@ def demo(
         )
 
     rand = create_classifier(models['randar'], device=device)
+    check_fit(rand, ds, models['randar'])
     for k in ks:
         add(f'RandAR, K={k} orders', 'RandAR (random orders, lower bound)', rand, k)
     if models.get('raster'):
         raster = create_classifier(models['raster'], device=device, raster=True)
+        check_fit(raster, ds, models['raster'])
         add('raster AR, K=1', 'raster-order AR', raster, 1)
     if models.get('dit'):
         dit = create_classifier(models['dit'], device=device)
+        check_fit(dit, ds, models['dit'])
         for n in dit_ns:
             add(f'DiT, {n} timesteps', 'DiT diffusion classifier', dit, n)
     table = fig6_markdown([dict(r, label=r['method'], budget=r['n']) for r in rows])
@@ -273,6 +293,7 @@ def robustness(
         name = dataset + ('' if sh == 'none' else f'+{sh}')
         ds = load_dataset(name, 'test', root, seed=seed, n_per_class=n_per_class)
         for label, clf, n in clfs:
+            check_fit(clf, ds, label)
             r = evaluate(clf, ds, n, seed=seed, progress=progress)
             rows.append(
                 dict(

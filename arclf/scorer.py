@@ -465,6 +465,8 @@ def evaluate(
     if n < 1:
         raise ValueError(f'n (samples per image: orders K or timesteps) must be >= 1, got {n}')
     classes = _candidates(data, clf, classes)
+    if len(classes) == 0:
+        raise ValueError('classes= is empty: pass the candidate classes (default: all of them)')
     _check_labels(y, classes, clf)
     I, M = len(x), len(classes)
     rank, world = _dist()

@@ -26,6 +26,8 @@ from arclf.core import (
     weights_path,
     load_pretrained,
     tensor_digest,
+    check_rates,
+    check_family,
     check_out,
     check_device,
     check_count,
@@ -243,11 +245,11 @@ def resume(learn: Learner, path, key: dict | None = None) -> Learner:
     try:
         s = torch.load(path, map_location='cpu', weights_only=True)  # tensors and plain data only
     except Exception:
-        raise ValueError(f'{path} is not a readable training state (truncated, or written by an '
-                         'older arclf): delete it to start the run again') from None
+        raise ValueError(f'{path} is not a readable training state: if it is one cut short, '
+                         'delete it to start the run again; else pass another --ckpt') from None
     if not isinstance(s, dict) or not {'model', 'opt', 'rng'} <= set(s):
-        raise ValueError(f'{path} is not a training state written by arclf: delete it or pass '
-                         'another checkpoint file (--ckpt)')
+        raise ValueError(f'{path} is not a training state written by arclf (left as it is): '
+                         'pass another checkpoint file (--ckpt)')
     if key is not None:
         old = json.loads(s.get('key') or '{}')
         new = json.loads(json.dumps(key, sort_keys=True))
@@ -480,6 +482,7 @@ def train_tokenizer(
     preset = preset or presets_for(dataset, root)['tokenizer']
     for k, v in dict(epochs=epochs, bs=bs, n_train=n_train, n_eval=n_eval).items():
         check_count(k, v)
+    check_rates(lr, wd)
     device = check_device(device)
     out = check_out(out, overwrite)
     g = seed_everything(seed)
@@ -836,8 +839,19 @@ def _check_cfg(cfg: dict, config_cls, preset, flags: dict):
         raise ValueError(
             f'{preset}: set {bad} with {[flags[k] for k in bad]}, not as config overrides'
         )
-    if bad := sorted(set(cfg) - {f.name for f in dataclasses.fields(config_cls)}):
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    if bad := sorted(set(cfg) - set(fields)):
         raise ValueError(f'{preset}: config overrides {bad} name no field of {config_cls.__name__}')
+    for k, v in cfg.items():  # the type of the field's default; integer sizes at least 1
+        d = fields[k].default
+        if isinstance(d, bool) and not isinstance(v, bool):
+            raise ValueError(f'{preset}: config override {k}={v!r} must be true or false')
+        if isinstance(d, int) and not isinstance(d, bool) and (
+                isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f'{preset}: config override {k}={v!r} must be an integer >= 1')
+        if isinstance(d, float) and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                     or not math.isfinite(v) or v < 0):
+            raise ValueError(f'{preset}: config override {k}={v!r} must be a number >= 0')
 
 
 def train_model(
@@ -888,11 +902,16 @@ def train_model(
     else:
         dev = check_device(device)
     out = check_out(out, overwrite)
+    check_rates(lr, wd, ema)
+    if ckpt is not None:
+        check_out(ckpt, replace_ok=True)  # a state to resume from, or a new one: writable
     fit = presets_for(dataset, root)
     preset = preset or fit[family]
+    check_family(preset, family, '--preset')
     cfg = {**fit['overrides'], **cfg}
     if family == 'randar':
         tokenizer = tokenizer or fit['tokenizer']
+        check_family(tokenizer, 'tokenizer', '--tokenizer')
     x, y = train_data(family, dataset, 'train', tokenizer, root, noise_t, seed, n_train)
     if n_train:
         x, y = x[:n_train], y[:n_train]
@@ -938,6 +957,7 @@ def train_model(
     m = model.meta
     m['recipe'].update(
         dataset=str(dataset),
+        tokenizer_sha256=key['tokenizer'],
         ema=ema,
         compile=compile,
         grad_ckpt=grad_ckpt,

@@ -92,13 +92,19 @@ def test_own_folder_all_families_through_the_cli(offline):
         arclf_cmd('eval', '--model', str(runs / 'mine' / f'{m}.pt'), '--data', str(f), '--n', '2',
                   '--n-per-class', '0', '--out', str(res))
         r = json.loads(res.read_text())
-        assert r['images'] == 12 and 0 <= r['acc']['lower_bound'] <= 1
+        assert (r['images'], r['dataset'], r['forwards_per_image']) == (12, str(f), 3 * 2)
     out = offline / 'demo'
     arclf_cmd('demo', '--data', str(f), '--runs', str(runs), '--ks', '1,2', '--dit-ns', '2',
               '--n-per-class', '0', '--out', str(out))
     rows = json.loads((out / 'results.json').read_text())['rows']
     assert [r['method'] for r in rows] == ['RandAR, K=1 orders', 'RandAR, K=2 orders',
                                            'raster AR, K=1', 'DiT, 2 timesteps']
+    # another folder of the same name never uses these models, and shipped models never score it
+    g = make_folder(offline / 'elsewhere' / 'mine')
+    p = arclf_cmd('demo', '--data', str(g), '--runs', str(runs), code=2)
+    assert 'was trained on' in p.stderr
+    p = arclf_cmd('eval', '--data', str(f), '--clf', 'randar', code=2)
+    assert 'has 10 classes but mine/test has 3' in p.stderr
 
 
 def test_own_folder_through_python(offline):
