@@ -4,7 +4,6 @@
 
 # %% ../nbs/05_classifiers.ipynb 2
 from __future__ import annotations
-import hashlib
 from pathlib import Path
 import torch
 from torch import nn, Tensor
@@ -17,6 +16,7 @@ from arclf.core import (
     model_meta,
     weights_path,
 )
+from .data import file_digest
 from .tokenizer import VQModel
 from .randar import RandAR
 from arclf.diffusion import (
@@ -231,7 +231,7 @@ def create_classifier(
                              f'{m.cfg.vocab_size}: not the tokenizer it was trained on')
         want = getattr(m, 'meta', {}).get('recipe', {}).get('tokenizer_sha256')
         if want and tokenizer is None and Path(str(src)).suffix:  # the recorded tokenizer file
-            got = hashlib.sha256(weights_path(src).read_bytes()).hexdigest()[: len(want)]
+            got = file_digest(weights_path(src))[: len(want)]
             if got != want:
                 raise ValueError(f'tokenizer {src} changed since the model was trained on it '
                                  f'(sha256 {got}, trained with {want}): train the model again')

@@ -4,13 +4,13 @@
 
 # %% ../nbs/09_reproduce.ipynb 2
 from __future__ import annotations
-import hashlib, json, os
+import json, os
 from pathlib import Path
 import torch
 import arclf
 from .core import run_info, weights_path, default_device, model_meta, atomic_write_text
 from .experiments import write_results, read_results, fig6_markdown, table2_markdown
-from .data import load_dataset, SHIFTS
+from .data import load_dataset, SHIFTS, file_digest
 from arclf.scorer import (
     evaluate,
     accuracy,
@@ -297,15 +297,6 @@ def _budgets(kind: str, E: dict) -> list[int]:
     return E['ks'] if kind == 'randar' else [1] if kind == 'raster' else E['diffusion_ns']
 
 
-def _file_digest(path, n: int = 16) -> str:
-    "A short sha256 of a file's bytes (a model file: its weights, config and record)."
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for b in iter(lambda: f.read(1 << 20), b''):
-            h.update(b)
-    return h.hexdigest()[:n]
-
-
 def _stamp(plan: dict, E: dict, name: str) -> dict:
     """What the results of dataset `name` depend on in the plan (its entry, the evaluation
     settings, the seed), as it reads back from JSON."""
@@ -361,7 +352,7 @@ def reproduce(
         d = plan['datasets'][name]
         kinds = list(d['models'])
         files = {k: model_file(plan, name, k, runs, device, progress) for k in kinds}
-        digests = {k: _file_digest(files[k]) for k in kinds}
+        digests = {k: file_digest(files[k])[:16] for k in kinds}
         clfs = {k: _classifier(k, files[k], device, E) for k in kinds}
         test = load_dataset(name, 'test', root, n_per_class=d.get('n_per_class'))
         fig6, clean = [], {}

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_training.ipynb 2
 from __future__ import annotations
-import copy, dataclasses, hashlib, json, math, os, random
+import copy, dataclasses, json, math, os, random
 from pathlib import Path
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from arclf.core import (
     check_device,
     check_count,
 )
-from .data import to_float, load_dataset, cache_dir, is_folder_name
+from .data import to_float, load_dataset, cache_dir, is_folder_name, file_digest
 from .tokenizer import VQModel, encode_dataset
 from .randar import RandAR, RandARConfig, random_orders, raster_orders
 from .diffusion import DiT, DiTConfig
@@ -664,10 +664,6 @@ def train_randar(
     return model
 
 # %% ../nbs/06_training.ipynb 48
-def _file_hash(p, n: int = 12) -> str:
-    return hashlib.sha256(Path(p).read_bytes()).hexdigest()[:n]
-
-
 def dataset_tag(dataset) -> str:
     "A dataset's short name for file names: its name, or your image folder's name."
     if is_folder_name(dataset):
@@ -694,7 +690,7 @@ def encode_tokens(
     x, y = (ds.x[:n], ds.y[:n]) if n else (ds.x, ds.y)
     # the cache is keyed by the tokenizer file's and the images' contents: nothing stale
     tag = (f'_t{noise_t:g}_s{seed}' if noise_t else '') + f'_{tensor_digest(dict(x=x, y=y), 12)}'
-    name = f'{dataset_tag(dataset)}_{split}_{wf.stem}_{_file_hash(wf)}{tag}.pt'
+    name = f'{dataset_tag(dataset)}_{split}_{wf.stem}_{file_digest(wf)[:12]}{tag}.pt'
     cf = cache_dir() / 'tokens' / name
     if cache and cf.exists():
         try:
@@ -922,7 +918,7 @@ def train_model(
     key = dict(family=family, dataset=str(dataset), data=tensor_digest(dict(x=x, y=y), 12),
                preset=preset, order=order, cfg=cfg, epochs=epochs, bs=bs, lr=lr, warmup=warmup,
                wd=wd, seed=seed, ema=ema, noise_t=noise_t,
-               tokenizer=_file_hash(weights_path(tokenizer)) if tokenizer else None)
+               tokenizer=file_digest(weights_path(tokenizer))[:12] if tokenizer else None)
     cbs = scale_cbs(dev, bf16, ema, compile, grad_ckpt, ckpt, ckpt_every, key) + list(extra_cbs)
     kw = dict(
         epochs=epochs,

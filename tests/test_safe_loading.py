@@ -230,14 +230,7 @@ def test_cifar_array_cache(isolated, marker):
 # --- evaluations and stored scores ---------------------------------------------------------------
 
 
-class Toy:
-    "A dataset of token ids (the classifier takes them as they are): x, y, classes, len."
-
-    def __init__(self, x, y, classes=3):
-        self.x, self.y, self.classes = x, y, list(range(classes))
-
-    def __len__(self):
-        return len(self.x)
+from test_stale import Toy  # noqa: E402  (the one toy dataset of the tests)
 
 
 @pytest.fixture(scope='module')
