@@ -7,13 +7,18 @@ from __future__ import annotations
 from pathlib import Path
 import torch
 from torch import nn, Tensor
+from collections.abc import Mapping
 from arclf.core import (
+    _from_record,
+    _read,
     check_device,
     check_images,
     create_model,
+    layout,
     list_models,
-    load_pretrained,
-    model_meta,
+    load_strict,
+    load_weights,
+    model_spec,
     weights_path,
 )
 from .data import file_digest
@@ -28,8 +33,11 @@ from arclf.diffusion import (
     timestep_grid,
     spread_order,
     eps_from_v,
+    load_sd_vae,
 )
-from .scorer import GenerativeClassifier, RandARClassifier
+from arclf.scorer import (
+    GenerativeClassifier, RandARClassifier, RandomCropTTA, resolve_autocast, fit_chunk
+)
 
 # %% auto 0
 __all__ = ['DC_SCHEDULES', 'ALIASES', 'DiffusionClassifier', 'dc_plan', 'load_model', 'create_classifier']
@@ -46,10 +54,13 @@ class DiffusionClassifier(GenerativeClassifier):
         step: int | None = 4,
         weighting: str = 'constant',
         space: str = 'eps',
-        chunk: int = 512,
+        chunk: int | str = 'auto',
         encoder=None,
         T: int = 1000,
         timesteps=None,
+        sample_latent: bool = False,
+        autocast_dtype='auto',
+        compile: bool = False,
     ):
         super().__init__()
         self.model, self.chunk, self.encoder, self.kind = (
@@ -58,6 +69,13 @@ class DiffusionClassifier(GenerativeClassifier):
             encoder,
             model.cfg.kind,
         )
+        if sample_latent and encoder is None:
+            raise ValueError('sample_latent draws from the encoder\'s posterior: pass encoder=')
+        # None, not False, when off: settings absent from older evaluation keys read as None
+        self.sample_latent = True if sample_latent else None
+        self.autocast_dtype = resolve_autocast(autocast_dtype, next(model.parameters()).device)
+        self.compile_model = compile
+        self._predict = torch.compile(model.predict, dynamic=True) if compile else model.predict
         self.num_classes = model.cfg.num_classes
         # what the encoder is, as plain text: part of an evaluation's key (`clf_settings`)
         self.encoder_name = None if encoder is None else getattr(encoder, 'name', repr(encoder))
@@ -83,8 +101,17 @@ class DiffusionClassifier(GenerativeClassifier):
 
     def prepare(self, images: Tensor) -> Tensor:
         """Images in [-1, 1] -> model input: pixels (small presets) or latents through `encoder`
-        (e.g. the SD VAE)."""
+        (e.g. the SD VAE); with `sample_latent`, the posterior's mean and std `[B, 2, C, h, w]`."""
         c = self.model.cfg
+        if self.encoder is not None and self.sample_latent:
+            check_images(images, 3)
+            with torch.no_grad():
+                mean, std = self.encoder.moments(images.to(self.device))
+            z = torch.stack([mean, std], 1)
+            if tuple(z.shape[2:]) != (c.in_channels, c.input_size, c.input_size):
+                raise ValueError(f'the encoder gives latents {tuple(z.shape[2:])}, the model '
+                                 f'expects {(c.in_channels, c.input_size, c.input_size)}')
+            return z.to(self.device, torch.float32)
         if self.encoder is not None:
             check_images(images, 3)
             with torch.no_grad():
@@ -105,9 +132,17 @@ class DiffusionClassifier(GenerativeClassifier):
         return t if self.kind == 'dit' else t.double() / self.T
 
     def draw(self, z: Tensor, n: int, generator: torch.Generator) -> dict:
-        "The image's `n` timesteps `[1, n]` and a fresh noise for each `[1, n, C, H, W]`."
-        noise = torch.randn((1, n) + tuple(z.shape[1:]), generator=generator)
-        return {'t': self.timesteps(n)[None], 'noise': noise}
+        """The image's `n` timesteps `[1, n]` and a fresh noise for each `[1, n, C, H, W]`; with
+        `sample_latent`, per timestep first the posterior sample's noise (`post`), then the
+        diffusion noise, as the official script re-encodes the image at every timestep."""
+        if not self.sample_latent:
+            noise = torch.randn((1, n) + tuple(z.shape[1:]), generator=generator)
+            return {'t': self.timesteps(n)[None], 'noise': noise}
+        shape = tuple(z.shape[2:])
+        pairs = [(torch.randn(shape, generator=generator), torch.randn(shape, generator=generator))
+                 for _ in range(n)]
+        return {'t': self.timesteps(n)[None], 'post': torch.stack([p for p, _ in pairs])[None],
+                'noise': torch.stack([e for _, e in pairs])[None]}
 
     def weights(self, t: Tensor) -> Tensor:
         "m(t) for `t` `[B, n]` (times 1/τ² in SiT's v-space)."
@@ -123,20 +158,36 @@ class DiffusionClassifier(GenerativeClassifier):
         n = samples['t'].shape[1]
         t, noise = samples['t'].to(dev), samples['noise'].to(dev, torch.float32)
         tf = t.reshape(-1).float() if self.kind == 'sit' else t.reshape(-1)
-        zz = z[:, None].expand(B, n, *z.shape[1:]).reshape(B * n, *z.shape[1:])
-        nf = noise.reshape(B * n, *z.shape[1:])
+        x0 = self.inputs(z, samples, n).to(dev)  # [B, n, C, H, W] (or [B, n, 2, ...]: mean, std)
+        if self.sample_latent:  # the posterior sample of each timestep
+            x0 = x0[:, :, 0] + x0[:, :, 1] * samples['post'].to(dev, torch.float32)
+        shape = x0.shape[2:]
+        zz, nf = x0.reshape(B * n, *shape), noise.reshape(B * n, *shape)
         xt = self.sched.q_sample(zz, tf, nf)  # [B*n, C, H, W], shared by all classes
         out = torch.empty(B * M * n, device=dev)
         ib = torch.arange(B, device=dev).repeat_interleave(M * n)
         im = torch.arange(M, device=dev).repeat_interleave(n).repeat(B)
         ik = torch.arange(n, device=dev).repeat(B * M)
-        for s in range(0, B * M * n, self.chunk):
-            sl = slice(s, s + self.chunk)
+        chunk, amp = self._chunk(), self.autocast_dtype is not None
+        for s in range(0, B * M * n, chunk):
+            sl = slice(s, s + chunk)
             j = ib[sl] * n + ik[sl]  # index into the (image, sample) pairs
-            pred = self.model.predict(xt[j], tf[j], classes[ib[sl], im[sl]])  # [chunk, C, H, W]
+            with torch.autocast(dev.type, dtype=self.autocast_dtype, enabled=amp):
+                pred = self._predict(xt[j], tf[j], classes[ib[sl], im[sl]])  # [chunk, C, H, W]
+            pred = pred.float()
             eps_hat = eps_from_v(xt[j], tf[j], pred) if self.kind == 'sit' else pred
-            out[sl] = ((nf[j] - eps_hat.float()) ** 2).flatten(1).sum(1)
+            out[sl] = ((nf[j] - eps_hat) ** 2).flatten(1).sum(1)
         return out.view(B, M, n)
+
+    def _chunk(self) -> int:
+        if self.chunk != 'auto':
+            return self.chunk
+        if self.device.type != 'cuda':
+            return 512
+        c = self.model.cfg
+        tokens = (c.input_size // c.patch_size) ** 2
+        # no-grad activations of one sample at their widest (adaLN, attention, the 4x MLP)
+        return fit_chunk(tokens * c.hidden_size * 4 * 24, self.device, cpu=512)
 
     def score(self, z: Tensor, classes: Tensor, samples: dict) -> Tensor:
         err = self.errors(z, classes, samples)
@@ -185,8 +236,13 @@ ALIASES = dict(
 
 
 def _load_file(path) -> nn.Module:
-    "A model saved by `save_pretrained`, rebuilt as the family its config describes."
-    cfg = model_meta(path)['config']
+    """A model file: one saved by `save_pretrained` (rebuilt as the family its config describes),
+    or an official checkpoint (rebuilt as the registered model of the same layout). The file is
+    read once: official checkpoints are gigabytes."""
+    d = load_weights(path) if path.suffix == '.safetensors' else _read(path)
+    if not (isinstance(d, Mapping) and 'config' in d and 'model' in d):
+        return _official(load_weights(d), path)
+    cfg = d['config']
     cls = (
         RandAR
         if 'order' in cfg
@@ -194,7 +250,25 @@ def _load_file(path) -> nn.Module:
     )
     if cls is None:
         raise ValueError(f'{path} holds no RandAR, DiT/SiT or tokenizer config')
-    return load_pretrained(cls, path)
+    return _from_record(cls, d, path, {})
+
+
+def _official(sd: dict, path) -> nn.Module:
+    "The registered official model whose state-dict layout is exactly that of `sd`, loaded."
+    lay, names = layout(sd), []
+    for name in list_models(pretrained=True):
+        spec = model_spec(name)
+        if spec.source == 'shipped':
+            continue
+        names.append(name)
+        with torch.device('meta'):  # the layout alone: no memory, no initialisation
+            m = spec.build()
+        if layout(m) == lay:
+            return load_strict(spec.build(), sd, what=f'model {name}').eval()
+    raise ValueError(
+        f'{path} is neither an arclf model file nor a checkpoint in the layout of a registered '
+        f'official model ({", ".join(names)}): a foreign or damaged file?'
+    )
 
 
 def load_model(src, pretrained=True) -> nn.Module:
@@ -212,11 +286,40 @@ def load_model(src, pretrained=True) -> nn.Module:
 
 # %% ../nbs/05_classifiers.ipynb 15
 def create_classifier(
-    model='randar', tokenizer=None, pretrained=True, device=None, **kw
+    model='randar', tokenizer=None, pretrained=True, device=None, crop: str = 'center', **kw
 ) -> GenerativeClassifier:
     """The classifier of `model` (a name, alias, path or model): `RandARClassifier` with its
     tokenizer for AR models (`raster=` defaults to the model's training order),
-    `DiffusionClassifier` for DiT/SiT (`kw`: its options)."""
+    `DiffusionClassifier` for DiT/SiT (`kw`: its options; `encoder=` a module, a registered name
+    or a file of the SD-VAE for latent models). `crop='random'` wraps it in `RandomCropTTA`: a
+    fresh random crop of the original image for every sample, as the official
+    `--use_augmentations`."""
+    if crop not in ('center', 'random'):
+        raise ValueError(f"crop must be 'center' or 'random' (per-sample crops), got {crop!r}")
+    clf = _create(model, tokenizer, pretrained, device, kw)
+    if crop == 'random':
+        size = _image_size(clf)
+        return RandomCropTTA(clf, size)
+    return clf
+
+
+def _encoder(src) -> nn.Module:
+    """The latent encoder of a DiT/SiT classifier: a module, the registered `sd_vae_ft_ema` (its
+    file found or fetched by name), or an SD-VAE file or diffusers folder."""
+    if isinstance(src, nn.Module):
+        return src
+    return load_sd_vae(None if str(src) in ('sd_vae_ft_ema', 'stabilityai/sd-vae-ft-ema') else src)
+
+
+def _image_size(clf) -> int:
+    "The side of the images `clf` reads (the tokenizer's, or the encoder's 8x the latent's)."
+    if isinstance(clf, RandARClassifier):
+        return clf.tokenizer.cfg.image_size
+    c = clf.model.cfg
+    return c.input_size * (8 if clf.encoder is not None else 1)
+
+
+def _create(model, tokenizer, pretrained, device, kw) -> GenerativeClassifier:
     m = load_model(model, pretrained)
     device = check_device(device) if device else torch.device('cpu')
     if hasattr(m, 'token_logprobs'):  # an any-order AR model (RandAR or alike)
@@ -238,5 +341,10 @@ def create_classifier(
         kw.setdefault('raster', m.cfg.order == 'raster')
         return RandARClassifier(m.to(device), tok.to(device).eval(), **kw)
     if hasattr(m, 'predict') and hasattr(getattr(m, 'cfg', None), 'kind'):  # a DiT / SiT
+        enc = kw.pop('encoder', None)
+        if enc is None and m.cfg.in_channels == 4:  # a latent model (DiT-XL/2, SiT-XL/2)
+            enc = 'sd_vae_ft_ema'
+        if enc is not None:
+            kw['encoder'] = _encoder(enc).to(device)
         return DiffusionClassifier(m.to(device), **kw)
     raise TypeError(f'no classifier for a {type(m).__name__}: use a RandAR or DiT/SiT model')

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import arclf
 from .core import list_models, model_spec, model_meta
-from .data import summary, SHIFTS
+from .data import summary, SHIFTS, IMAGENET_VARIANTS
 from .classifiers import ALIASES
 from .core import check_out, check_device
 from .training import train_model, train_tokenizer, DATASET_OF, presets_for, dataset_tag
@@ -413,9 +413,10 @@ def _experiment_parsers(sub, F):
     )
     e.add_argument(
         '--n-per-class',
+        '--per-class',
         type=count(0),
-        default=10,
-        help='first n test images of each class (0: all)',
+        help='first n test images of each class (0: all; default 10, on ImageNet 2: the paper\'s '
+        '2,000-image subset)',
     )
     e.add_argument(
         '--tokenizer', help='the AR model\'s tokenizer (default: the one recorded in the model)'
@@ -437,7 +438,52 @@ def _experiment_parsers(sub, F):
         help='shift severity 1..5 (ImageNet-C / CIFAR-10-C levels)',
     )
     e.add_argument('--bs', type=count(), default=16, help='images per scoring batch')
-    _common(e, None, 'result JSON file (default: print only)')
+    im = e.add_argument_group('ImageNet and its shifts (full scale: official checkpoints)')
+    im.add_argument('--imagenet', metavar='VAL',
+                    help='the ImageNet validation folder (1000 wnid folders): fixes the class ids '
+                    'and is the test set of --variant val')
+    im.add_argument('--variant', choices=IMAGENET_VARIANTS, default='val',
+                    help='val, v2, r, a, s (sketch) or c (needs --corruption)')
+    im.add_argument('--variant-root', metavar='PATH',
+                    help="the variant's folder (ImageNet-C: the folder holding "
+                    '<corruption>/<severity>/; without it ImageNet-C is generated from VAL)')
+    im.add_argument('--corruption', help='ImageNet-C corruption, e.g. gaussian_noise, '
+                    'jpeg_compression')
+    im.add_argument('--size', type=count(), default=256, help='image side (ADM crop)')
+    sp = e.add_argument_group('protocol and speed')
+    sp.add_argument('--raster', action='store_true',
+                    help='AR models: score the raster order (the official --use_raster); default: '
+                    'the order the model was trained on')
+    sp.add_argument('--noise-t', type=share, default=0.0,
+                    help='AR models: test-time latent noise t, (1-t) z + t eps per order (the '
+                    'official --t)')
+    sp.add_argument('--crop', choices=['center', 'random'], default='center',
+                    help='random: a fresh random crop per sample, as the official '
+                    '--use_augmentations')
+    sp.add_argument('--dtype', choices=['auto', 'bf16', 'fp16', 'fp32'], default='auto',
+                    help='autocast dtype (auto: bf16 on a GPU, fp32 on a CPU)')
+    sp.add_argument('--chunk', default='auto',
+                    help='sequences per forward (auto: sized to the free GPU memory)')
+    sp.add_argument('--compile', action='store_true', help='torch.compile the model (GPU runs)')
+    sp.add_argument('--encoder', help='DiT/SiT latent models: the SD-VAE (a registered name or a '
+                    'file; default for latent models: sd_vae_ft_ema)')
+    sp.add_argument('--sample-latent', action='store_true',
+                    help="DiT/SiT: a fresh posterior sample of the VAE latent per timestep (the "
+                    "official script's)")
+    _common(e, None, 'result JSON file (default: print only); scores go beside it (.scores.pt) and '
+            'an interrupted run resumes')
+    pp = sub.add_parser(
+        'prefix',
+        help='beyond the paper: class pruning on order prefixes against the unpruned classifier',
+        formatter_class=F,
+    )
+    pp.add_argument('--model', action='append', metavar='DATASET=MODEL',
+                    help='a dataset and its RandAR model (a name or file); repeat for more '
+                    '(default: fashion_mnist=randar_fmnist)')
+    pp.add_argument('--n-per-class', type=count(), default=100, help='test images per class')
+    pp.add_argument('--K', type=count(), default=20, help='orders of the unpruned classifier')
+    pp.add_argument('--out', default='results/prefix_pruning', help='results folder')
+    pp.add_argument('--threads', type=count(), help='CPU threads')
     r = sub.add_parser(
         'robustness',
         help='Table 2 analogue: clean vs Gaussian noise / JPEG / sketch accuracy',
@@ -534,9 +580,20 @@ def _study_parsers(sub, F):
         formatter_class=F,
     )
     b.add_argument('what', choices=['training', 'scorer', 'tokenizer'])
-    b.add_argument('--full', action='store_true', help='full-size presets too (a GPU job)')
+    b.add_argument('--full', action='store_true', help='training: full-size presets too (GPU)')
     b.add_argument('--device', help='default: cuda if available')
     b.add_argument('--out', help='result JSON (default: results/<what>/bench_<device>.json)')
+    b.add_argument('--models', default='randar_l,randar_xl,dit_xl2,sit_xl2',
+                   help='scorer: comma-separated, of randar_l, randar_xl, dit_xl2, sit_xl2')
+    b.add_argument('--shape', default='auto', choices=['auto', 'full', 'reduced', 'tiny'],
+                   help='scorer: auto is full on CUDA, else reduced (2 blocks, 10 classes)')
+    b.add_argument('--dtype', default='auto', choices=['auto', 'bf16', 'fp32'],
+                   help='scorer: autocast dtype (auto: bf16 on CUDA, fp32 elsewhere)')
+    b.add_argument('--chunks', default='auto', help='scorer: batch sizes, a row each: 64,256,auto')
+    b.add_argument('--compile', action='store_true', help='scorer: torch.compile the model call')
+    b.add_argument('--classes', type=count(), help='scorer: candidate classes (default: by shape)')
+    b.add_argument('--n', type=count(), default=1, help='scorer: orders or timesteps per image')
+    b.add_argument('--reps', type=count(), default=2, help='scorer: timed calls per row')
 
 
 def parser() -> argparse.ArgumentParser:
@@ -695,6 +752,16 @@ def _experiment(a):
             device=a.device,
             models=_own_models(dataset, a.runs) if a.data else None,
         )
+    elif a.cmd == 'prefix':
+        from arclf.experiments import prefix_study
+
+        pairs = [m.split('=', 1) for m in a.model or ['fashion_mnist=randar_fmnist']]
+        if any(len(p) != 2 or not all(p) for p in pairs):
+            raise ValueError(f'--model takes DATASET=MODEL, e.g. cifar10=runs/cifar10/'
+                             f'randar_cifar.pt; got {a.model}')
+        check_out(Path(a.out) / 'results.json', replace_ok=True)  # writable, before any work
+        prefix_study(dict(pairs), a.n_per_class, a.K, out=a.out)
+        print(f'wrote {a.out}/results.md, results.json, prefix_pruning.png')
     elif a.cmd == 'robustness':
         from arclf.experiments import robustness, robustness_table
 
@@ -705,11 +772,25 @@ def _experiment(a):
     elif a.cmd == 'eval':
         from arclf.experiments import run_eval
 
+        if a.imagenet:
+            from arclf.data import imagenet_variant
+
+            if a.data or a.dataset:
+                raise ValueError('give --imagenet VAL or --dataset/--data, not both')
+            per = 2 if a.n_per_class is None else a.n_per_class or None
+            ds = imagenet_variant(a.variant, a.variant_root, a.imagenet, a.size, per,
+                                  a.corruption, a.severity, crop=a.crop, seed=a.seed)
+        else:
+            for flag in ('variant_root', 'corruption'):
+                if getattr(a, flag):
+                    raise ValueError(f"--{flag.replace('_', '-')} needs --imagenet VAL")
+            ds = _dataset(a)
+        per = 10 if a.n_per_class is None else a.n_per_class
         r = run_eval(
             a.model or a.clf,
-            _dataset(a),
+            ds,
             a.n,
-            a.n_per_class or None,
+            per or None,
             a.tokenizer,
             a.seed,
             a.bs,
@@ -719,10 +800,27 @@ def _experiment(a):
             a.device,
             a.prune,
             a.step,
+            clf_kw=_clf_kw(a),
         )
         print(
             json.dumps({k: v for k, v in r.items() if k not in ('acc_vs_n', 'run_info')}, indent=1)
         )
+
+
+def _clf_kw(a) -> dict:
+    "The classifier options of `arclf eval`, only those given (the defaults are the library's)."
+    kw = dict(crop=a.crop, autocast_dtype=a.dtype, compile=a.compile)
+    if a.raster:
+        kw['raster'] = True
+    if a.noise_t:
+        kw['noise_t'] = a.noise_t
+    if a.chunk != 'auto':
+        kw['chunk'] = count()(a.chunk)
+    if a.encoder:
+        kw['encoder'] = a.encoder
+    if a.sample_latent:
+        kw['sample_latent'] = True
+    return kw
 
 
 def _trained_on(f: Path, dataset: str) -> Path:
@@ -777,12 +875,13 @@ def _study(a):
         out = check_out(a.out or 'results/tokenizer/bench.json', replace_ok=True)
         print(json.dumps(benchmark_encode(out=out), indent=1))
     elif a.what == 'scorer':
-        from arclf.bench import scorer_benchmarks
+        from arclf.bench import scorer_benchmarks, scorer_markdown
 
-        check_out(a.out, replace_ok=True)
-        r = scorer_benchmarks(out=a.out, device=a.device)
-        for row in r['rows']:
-            print(row)
+        dev = torch.device(a.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+        out = check_out(a.out or f'results/scorer/bench_{dev.type}.json', replace_ok=True)
+        r = scorer_benchmarks(out, a.models.split(','), a.shape, dev, a.dtype,
+                              a.chunks.split(','), a.compile, a.classes, a.n, reps=a.reps)
+        print(scorer_markdown(r))
     else:
         from arclf.bench import training_benchmarks
 

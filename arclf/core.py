@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb 2
 from __future__ import annotations
-import math, os, random, re, tempfile, time
+import contextlib, gzip, hashlib, math, os, random, re, sys, tempfile, time, urllib.request
 from pathlib import Path
 from collections.abc import Mapping, Callable
 from dataclasses import dataclass
@@ -17,11 +17,11 @@ __all__ = ['PACKAGE_DIR', 'WRAP_KEYS', 'WEIGHTS_DIR', 'RECORD_KEYS', 'default_de
            'num_params', 'slow_enabled', 'run_info', 'provenance', 'check_images', 'check_out', 'check_device',
            'check_count', 'atomic_write', 'atomic_save', 'atomic_write_text', 'load_weights', 'layout', 'layout_diff',
            'load_strict', 'random_state_dict', 'save_pretrained', 'weights_path', 'tensor_digest', 'state_digest',
-           'model_meta', 'load_pretrained', 'ModelSpec', 'register_model', 'list_models', 'model_spec', 'weight_dirs',
-           'find_weights', 'create_model', 'check_rates', 'check_family', 'TensorLoader', 'CancelFitException',
-           'CancelEpochException', 'CancelBatchException', 'Callback', 'run_cbs', 'default_loss', 'param_groups',
-           'adamw', 'Learner', 'lr_factor', 'SchedCB', 'GradClipCB', 'ProgressCB', 'LogCB', 'RecorderCB', 'fit_model',
-           'trained_model']
+           'model_meta', 'load_pretrained', 'DownloadError', 'is_offline', 'file_digest', 'download_file', 'ModelSpec',
+           'register_model', 'list_models', 'model_spec', 'weight_dirs', 'download_dir', 'find_weights', 'create_model',
+           'weights_table', 'check_rates', 'check_family', 'TensorLoader', 'CancelFitException', 'CancelEpochException',
+           'CancelBatchException', 'Callback', 'run_cbs', 'default_loss', 'param_groups', 'adamw', 'Learner',
+           'lr_factor', 'SchedCB', 'GradClipCB', 'ProgressCB', 'LogCB', 'RecorderCB', 'fit_model', 'trained_model']
 
 # %% ../nbs/00_core.ipynb 5
 def default_device() -> torch.device:
@@ -506,20 +506,119 @@ def _from_record(cls, d, p, overrides: dict) -> nn.Module:
     return m.eval()
 
 # %% ../nbs/00_core.ipynb 44
+class DownloadError(FileNotFoundError):
+    "A file not on disk that could not be downloaded; the message names the URL and what to do."
+
+
+def is_offline() -> bool:
+    "Whether downloads are forbidden: `ARCLF_OFFLINE` is '1', 'true' or 'yes' (any case)."
+    return os.environ.get('ARCLF_OFFLINE', '').strip().lower() in ('1', 'true', 'yes')
+
+
+def file_digest(src, algo: str = 'sha256', gunzip: bool = False) -> str:
+    """Hex digest of a file's bytes (of its decompressed bytes with `gunzip`), read in chunks from
+    a path or an open binary file (from its start)."""
+    h = hashlib.new(algo)
+    with contextlib.ExitStack() as st:
+        f = st.enter_context(open(src, 'rb')) if isinstance(src, (str, Path)) else src
+        f.seek(0)
+        f = st.enter_context(gzip.GzipFile(fileobj=f)) if gunzip else f
+        for b in iter(lambda: f.read(1 << 20), b''):
+            h.update(b)
+    return h.hexdigest()
+
+
+def _bar(items, label: str):
+    "A fastprogress bar over `items` labelled `label` (in a notebook and on a terminal)."
+    from fastprogress.fastprogress import progress_bar
+
+    pb = progress_bar(items, leave=False)
+    pb.comment = label
+    return pb
+
+
+def _stream(r, f, total: int, label: str, progress: bool, chunk: int = 1 << 20) -> int:
+    """Copy response `r` into file `f` in chunks, with a progress bar when the size is known;
+    return the number of bytes copied."""
+    steps = range(max(1, -(-total // chunk))) if total else None
+    it = _bar(steps, label) if progress and steps is not None else steps
+    n = 0
+    for _ in it if it is not None else iter(int, 1):
+        b = r.read(chunk)
+        if not b:
+            break
+        n += f.write(b)
+    while b := r.read(chunk):  # a server that under-reported the size
+        n += f.write(b)
+    return n
+
+
+class _Mismatch(ValueError):
+    "A download that is not the published file: its size or checksum differs."
+
+
+def download_file(
+    urls, dest, checksum=None, gunzip: bool = False, timeout: float = 30.0,
+    progress: bool = True, size: int | None = None,
+) -> Path:
+    """Download `dest` from the first of `urls` (a list, or one URL) that answers: streamed into a
+    temporary file beside it with a progress bar, checked against `size` (bytes) and `checksum`
+    (`(algo, hex)`, of the decompressed bytes with `gunzip`), then renamed into place; a failed
+    check deletes the temporary file. Raises a one-line `DownloadError` naming each URL and the
+    network or checksum error it gave; `ARCLF_OFFLINE=1` refuses at once."""
+    dest = Path(dest)
+    urls = [urls] if isinstance(urls, str) else list(urls)
+    if is_offline():
+        raise DownloadError(f'{dest.name}: not downloaded, ARCLF_OFFLINE is set')
+    errors = []
+
+    def fetch(u, f):  # into the temporary file of `atomic_write`: checked before it is renamed
+        with urllib.request.urlopen(u, timeout=timeout) as r:
+            n = _stream(r, f, int(r.headers.get('Content-Length') or 0), dest.name, progress)
+        if size is not None and n != size:
+            raise _Mismatch(f'size mismatch: expected {size} bytes, got {n}')
+        if checksum is not None:
+            f.flush()
+            with open(f.fileno(), 'rb', closefd=False) as back:
+                got = file_digest(back, checksum[0], gunzip)
+            if got != checksum[1]:
+                raise _Mismatch(f'{checksum[0]} mismatch: expected {checksum[1]}, got {got} '
+                                '(the file is not the published one)')
+
+    for u in urls:
+        try:
+            atomic_write(dest, lambda f: fetch(u, f))
+            return dest
+        except Exception as e:
+            why = ' '.join(str(e).split())  # one line, whatever the server or the OS said
+            errors.append(f'{u} ({why})' if isinstance(e, _Mismatch)
+                          else f'{u} ({type(e).__name__}: {why})')
+    raise DownloadError(f'could not download {dest.name} from ' + '; '.join(errors))
+
+# %% ../nbs/00_core.ipynb 48
 @dataclass
 class ModelSpec:
-    "A registered model: its name, family, builder and where its pretrained weights come from."
+    """A registered model: its name, family, builder and where its pretrained weights come from
+    (for an official checkpoint: the URL, and the size and sha256 of the published file)."""
 
     name: str
     family: str  # 'tokenizer', 'randar', 'dit', 'sit', ...
     build: Callable  # build(**overrides) -> nn.Module
     weights: str | None  # file name of the pretrained weights (shipped or official), if any
-    source: str | None  # 'shipped' (in arclf/weights) or where the official file is published
+    source: str | None  # 'shipped' (in arclf/weights) or the page that publishes the official file
     doc: str
     fn: str = ''  # the qualified name of the decorated builder
     module: str = ''  # and its module
+    url: str | None = None  # a direct download URL of the official file
+    sha256: str | None = None  # of the published file; None: not recorded (never a guess)
+    size: int | None = None  # bytes of the published file; None: not recorded
+    key: str | None = None  # the entry that wraps the weights in the file (LlamaGen's 'model')
+    note: str = ''  # a caveat about the file, shown in `weights_table`
+    # load(path, **overrides) for a file whose layout is not the module's (the SD-VAE file holds
+    # the decoder arclf does not build); None: a strict load into `build()`
+    load: Callable | None = None
 
-# %% ../nbs/00_core.ipynb 45
+# %% ../nbs/00_core.ipynb 49
 _MODELS: dict[str, ModelSpec] = {}
 
 
@@ -528,15 +627,34 @@ def register_model(
     name: str | None = None,
     weights: str | None = None,
     source: str | None = None,
+    *,
+    url: str | None = None,
+    sha256: str | None = None,
+    size: int | None = None,
+    key: str | None = None,
+    note: str = '',
+    load: Callable | None = None,
     **defaults,
 ):
     """Decorator: register `fn(**overrides) -> nn.Module` as model `name` (default: the function's
-    name)."""
+    name); `defaults` are config overrides. `weights` names the file of its pretrained weights
+    (looked for in `weight_dirs()`). An official checkpoint also records `url` (a direct download),
+    the `sha256` and `size` (bytes) of the published file (None when not known: never a guess),
+    `key` (the entry that wraps its weights, if any) and `note` (a caveat for `weights_table`);
+    `load(path, **overrides)` reads a file whose layout is not the module's."""
 
     def deco(fn):
-        key = name or fn.__name__
+        mname = name or fn.__name__
+        if url is not None and not weights:
+            raise ValueError(f'model {mname!r}: url {url} needs weights= (the local file name)')
+        if sha256 is not None and not re.fullmatch(r'[0-9a-f]{64}', sha256):
+            raise ValueError(f'model {mname!r}: sha256 must be 64 lowercase hex digits, got '
+                             f'{sha256!r}; leave it None when it is not known')
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise ValueError(f'model {mname!r}: size must be a positive number of bytes, got '
+                             f'{size!r}; leave it None when it is not known')
         where = fn.__qualname__  # a notebook re-running its cell (or its module) registers it again
-        old = _MODELS.get(key)
+        old = _MODELS.get(mname)
         if old is not None and fn.__module__ == '__main__' and old.module != '__main__':
             return fn  # a notebook re-running a library cell: the library's entry stays
         if old is not None and (
@@ -544,17 +662,20 @@ def register_model(
             or (old.module != fn.__module__ and '__main__' not in (old.module, fn.__module__))
         ):
             raise ValueError(
-                f'model {key!r} is registered twice ({old.module}.{old.fn} and '
+                f'model {mname!r} is registered twice ({old.module}.{old.fn} and '
                 f'{fn.__module__}.{where})'
             )
         build = (lambda **kw: fn(**{**defaults, **kw})) if defaults else fn
         doc = (fn.__doc__ or '').strip().splitlines()[0] if fn.__doc__ else ''
-        _MODELS[key] = ModelSpec(key, family, build, weights, source, doc, where, fn.__module__)
+        _MODELS[mname] = ModelSpec(
+            mname, family, build, weights, source, doc, where, fn.__module__,
+            url=url, sha256=sha256, size=size, key=key, note=note, load=load,
+        )
         return fn
 
     return deco
 
-# %% ../nbs/00_core.ipynb 46
+# %% ../nbs/00_core.ipynb 50
 def list_models(
     pattern: str = '*', family: str | None = None, pretrained: bool | None = None
 ) -> list[str]:
@@ -570,7 +691,7 @@ def list_models(
         and (pretrained is None or bool(s.weights) == pretrained)
     )
 
-# %% ../nbs/00_core.ipynb 47
+# %% ../nbs/00_core.ipynb 51
 def model_spec(name: str) -> ModelSpec:
     "The registration of model `name`, or an error listing the close names."
     if name not in _MODELS:
@@ -582,17 +703,30 @@ def model_spec(name: str) -> ModelSpec:
         )
     return _MODELS[name]
 
-# %% ../nbs/00_core.ipynb 48
+# %% ../nbs/00_core.ipynb 52
 def weight_dirs() -> list[Path]:
     """Where pretrained files are looked for: `$ARCLF_WEIGHTS`, `~/.cache/arclf/weights`, the
     package's weights."""
     dirs = [Path(d) for d in os.environ.get('ARCLF_WEIGHTS', '').split(os.pathsep) if d]
     return dirs + [Path.home() / '.cache' / 'arclf' / 'weights', WEIGHTS_DIR]
 
-# %% ../nbs/00_core.ipynb 49
-def find_weights(spec: ModelSpec) -> Path:
-    """The local file of `spec`'s pretrained weights; a one-line error naming the file and where to
-    put it."""
+
+def download_dir() -> Path:
+    """Where `find_weights` downloads official checkpoints: the first folder of `$ARCLF_WEIGHTS`
+    when it is set (a disk chosen for large files, searched first), else
+    `~/.cache/arclf/weights`."""
+    return weight_dirs()[0]
+
+# %% ../nbs/00_core.ipynb 53
+def find_weights(spec: ModelSpec | str, download: bool = True, progress: bool = True) -> Path:
+    """The local file of the pretrained weights of `spec` (a `ModelSpec` or a registered name): the
+    first in `weight_dirs()`; else, if its registration has a URL, `download` is on and
+    `ARCLF_OFFLINE` is not set, downloaded into `download_dir()` (atomically, with a progress bar,
+    checked against the recorded size and sha256; the sha256 of a file that has none recorded is
+    printed). Otherwise a one-line error that names the file, its URL and the folder to put it
+    in."""
+    if isinstance(spec, str):
+        spec = model_spec(spec)
     if not spec.weights:
         raise ValueError(
             f'model {spec.name!r} has no pretrained weights; use pretrained=False '
@@ -601,34 +735,72 @@ def find_weights(spec: ModelSpec) -> Path:
     for d in weight_dirs():
         if (d / spec.weights).is_file():
             return d / spec.weights
-    where = f' (published at {spec.source})' if spec.source and spec.source != 'shipped' else ''
-    raise FileNotFoundError(
-        f'{spec.weights} for model {spec.name!r} not found{where}: put it in '
-        f'{weight_dirs()[-2]} or a folder named by $ARCLF_WEIGHTS, '
-        f'or pass pretrained=PATH'
-    )
+    dest = download_dir() / spec.weights
+    fix = (f'put it in {dest.parent} as {spec.weights} (or in a folder named by $ARCLF_WEIGHTS), '
+           'or pass pretrained=PATH')
+    what = f'{spec.weights} (weights of model {spec.name!r})'
+    if not spec.url:
+        where = f', published at {spec.source}' if spec.source and spec.source != 'shipped' else ''
+        raise FileNotFoundError(f'{what} not found{where}: {fix}')
+    if not download or is_offline():
+        why = 'ARCLF_OFFLINE is set' if download else 'download=False'
+        raise DownloadError(f'{what} is not on disk and {why}: download {spec.url} and {fix}')
+    checksum = ('sha256', spec.sha256) if spec.sha256 else None
+    try:
+        download_file(spec.url, dest, checksum, progress=progress, size=spec.size)
+    except DownloadError as e:
+        raise DownloadError(f'{e}: download it by hand and {fix}') from None
+    if not spec.sha256:
+        digest = file_digest(dest)
+        print(f'downloaded {dest} ({dest.stat().st_size} bytes, sha256 {digest}); arclf has no '
+              f'checksum of it yet: record sha256={digest!r} in the registration of '
+              f'{spec.name!r}', file=sys.stderr)
+    return dest
 
-# %% ../nbs/00_core.ipynb 50
+# %% ../nbs/00_core.ipynb 54
 def create_model(name: str, pretrained: bool | str | Path = False, **overrides) -> nn.Module:
     """Build registered model `name` (`overrides`: config fields); `pretrained=True` loads its
-    weights strictly, `pretrained=PATH` loads that file (an official checkpoint or a
-    `save_pretrained` file)."""
+    weights strictly (found or downloaded by `find_weights`), `pretrained=PATH` loads that file
+    (an official checkpoint or a `save_pretrained` file)."""
     spec = model_spec(name)
     if pretrained is False or pretrained is None:
         return spec.build(**overrides)
     path = find_weights(spec) if pretrained is True else Path(pretrained)
     if not path.is_file():
         raise FileNotFoundError(f'pretrained weights for {name!r} not found: {path}')
+    if spec.load is not None:  # a file of another layout: the family's own loader checks it
+        return spec.load(path, **overrides).eval()
     # the file is read once (official checkpoints are gigabytes): a record, or plain weights
     d = load_weights(path) if path.suffix == '.safetensors' else _read(path)
     if isinstance(d, Mapping) and 'config' in d and 'model' in d:
         with torch.device('meta'):
             cls = type(spec.build(**overrides))
         return _from_record(cls, d, path, overrides)
+    # the registered wrapper key picks the weights of an official file that holds several entries;
+    # any other file is unwrapped by load_weights' rules
+    key = spec.key if spec.key and isinstance(d, Mapping) and spec.key in d else None
     # built on the CPU, not on `meta`: buffers the checkpoint does not hold start initialised
-    return load_strict(spec.build(**overrides), d, what=f'model {name}').eval()
+    return load_strict(spec.build(**overrides), d, key=key, what=f'model {name}').eval()
 
-# %% ../nbs/00_core.ipynb 53
+# %% ../nbs/00_core.ipynb 60
+def weights_table(names=None) -> str:
+    """The official checkpoints as a markdown table: name, family, file (its local name), source
+    URL, size and sha256 ('not recorded' where unknown), and notes. `names`: registered names
+    (default: every registration with a download URL, by family)."""
+    if names is None:
+        names = sorted((n for n, s in _MODELS.items() if s.url),
+                       key=lambda n: (_MODELS[n].family, n.lower()))
+    rows = ['| name | family | file | source URL | size | sha256 | notes |',
+            '|---|---|---|---|---|---|---|']
+    for n in names:
+        s = model_spec(n)
+        size = f'{s.size:,} bytes' if s.size else 'not recorded'
+        sha = f'`{s.sha256}`' if s.sha256 else 'not recorded'
+        url = f'<{s.url}>' if s.url else 'none'
+        rows.append(f'| `{n}` | {s.family} | `{s.weights}` | {url} | {size} | {sha} | {s.note} |')
+    return '\n'.join(rows)
+
+# %% ../nbs/00_core.ipynb 63
 def check_rates(lr: float, wd: float | None = None, ema: float | None = None):
     "Optimizer settings checked before any work: lr > 0, wd >= 0, EMA decay in (0, 1)."
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
@@ -652,7 +824,7 @@ def check_family(name, family: str, what: str):
     if got != family:
         raise ValueError(f'{what} {name} is a {got} model, not a {family} one')
 
-# %% ../nbs/00_core.ipynb 56
+# %% ../nbs/00_core.ipynb 66
 class TensorLoader:
     """Batches of in-memory tensors with seeded shuffling, exact resume (`state_dict`) and rank
     sharding."""
@@ -711,19 +883,19 @@ class TensorLoader:
     def load_state_dict(self, d):
         self.epoch, self.pos, self.seed = d['epoch'], d['pos'], d['seed']
 
-# %% ../nbs/00_core.ipynb 59
+# %% ../nbs/00_core.ipynb 69
 class CancelFitException(Exception):
     pass
 
-# %% ../nbs/00_core.ipynb 60
+# %% ../nbs/00_core.ipynb 70
 class CancelEpochException(Exception):
     pass
 
-# %% ../nbs/00_core.ipynb 61
+# %% ../nbs/00_core.ipynb 71
 class CancelBatchException(Exception):
     pass
 
-# %% ../nbs/00_core.ipynb 62
+# %% ../nbs/00_core.ipynb 72
 class Callback:
     """Base class: override any of before_/after_ fit, epoch, batch, and after_loss, after_backward,
     after_step."""
@@ -731,18 +903,18 @@ class Callback:
     order = 0
     learn: 'Learner' = None
 
-# %% ../nbs/00_core.ipynb 63
+# %% ../nbs/00_core.ipynb 73
 def run_cbs(cbs, name, learn=None):
     for cb in sorted(cbs, key=lambda c: c.order):
         m = getattr(cb, name, None)
         if m is not None:
             m(learn)
 
-# %% ../nbs/00_core.ipynb 64
+# %% ../nbs/00_core.ipynb 74
 def default_loss(model, batch):
     return model.loss(batch)
 
-# %% ../nbs/00_core.ipynb 65
+# %% ../nbs/00_core.ipynb 75
 def param_groups(model: nn.Module, wd: float):
     """AdamW groups as in the RandAR/nanoGPT recipe: weight decay on ≥2-D parameters (matrices,
     embeddings) only."""
@@ -752,13 +924,13 @@ def param_groups(model: nn.Module, wd: float):
         dict(params=[p for p in ps if p.ndim < 2], weight_decay=0.0),
     ]
 
-# %% ../nbs/00_core.ipynb 66
+# %% ../nbs/00_core.ipynb 76
 def adamw(params, lr, betas=(0.9, 0.95), eps=1e-8, **kw):
     "AdamW with the reference betas; fused on CUDA."
     fused = all(p.is_cuda for g in params for p in (g['params'] if isinstance(g, dict) else [g]))
     return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, fused=fused or None)
 
-# %% ../nbs/00_core.ipynb 67
+# %% ../nbs/00_core.ipynb 77
 class Learner:
     """Train `model` on `train_dl` (and report `valid_dl`) with `loss_fn(model, batch)`; behaviour
     comes from callbacks."""
@@ -868,7 +1040,7 @@ class Learner:
         finally:
             self.valid_dl = saved
 
-# %% ../nbs/00_core.ipynb 69
+# %% ../nbs/00_core.ipynb 79
 def lr_factor(
     step: int, total: int, warmup: int = 0, kind: str = 'cosine', min_ratio: float = 0.05
 ) -> float:
@@ -885,7 +1057,7 @@ def lr_factor(
         return 1 - (1 - min_ratio) * p
     raise ValueError(f"unknown schedule {kind!r}: use 'constant', 'cosine' or 'linear'")
 
-# %% ../nbs/00_core.ipynb 70
+# %% ../nbs/00_core.ipynb 80
 class SchedCB(Callback):
     "Set every group's learning rate to `lr * lr_factor(iter, ...)` before each training batch."
 
@@ -901,7 +1073,7 @@ class SchedCB(Callback):
         for g in learn.opt.param_groups:
             g['lr'] = learn.lr * f
 
-# %% ../nbs/00_core.ipynb 71
+# %% ../nbs/00_core.ipynb 81
 class GradClipCB(Callback):
     """Clip the gradient norm to `max_norm`; skip the step if the norm exceeds `skip_above` (after
     `skip_after` steps)."""
@@ -918,7 +1090,7 @@ class GradClipCB(Callback):
         if self.skip_above and learn.iter > self.skip_after and learn.grad_norm > self.skip_above:
             learn.opt.zero_grad(set_to_none=True)  # an all-None step is a no-op for AdamW
 
-# %% ../nbs/00_core.ipynb 72
+# %% ../nbs/00_core.ipynb 82
 class ProgressCB(Callback):
     "fastprogress bars over epochs and batches, with a live plot of the smoothed training loss."
 
@@ -960,7 +1132,7 @@ class ProgressCB(Callback):
             ' '.join(f'{k} {v:.4f}' if isinstance(v, float) else f'{k} {v}' for k, v in r.items())
         )
 
-# %% ../nbs/00_core.ipynb 74
+# %% ../nbs/00_core.ipynb 84
 class LogCB(Callback):
     "Print (and append to `file`) a line every `every` training steps and one per epoch."
 
@@ -990,7 +1162,7 @@ class LogCB(Callback):
     def after_record(self, learn):
         self._w(f'{learn.history[-1]} {time.time() - self.t0:.0f}s')
 
-# %% ../nbs/00_core.ipynb 76
+# %% ../nbs/00_core.ipynb 86
 class RecorderCB(Callback):
     """Record the loss of every training step in `learn.step_losses` (kept in checkpoints and in the
     weights' metadata)."""
@@ -1002,7 +1174,7 @@ class RecorderCB(Callback):
     def after_step(self, learn):
         learn.step_losses.append(learn.loss.item())
 
-# %% ../nbs/00_core.ipynb 77
+# %% ../nbs/00_core.ipynb 87
 def _rank0() -> bool:
     return os.environ.get('RANK', '0') == '0'
 
@@ -1051,7 +1223,7 @@ def fit_model(
     learn.train_seconds = round(time.time() - t0, 1)
     return learn
 
-# %% ../nbs/00_core.ipynb 78
+# %% ../nbs/00_core.ipynb 88
 def trained_model(learn: Learner) -> nn.Module:
     """The weights a fitted run delivers, in eval mode: the EMA copy if the run kept one, else the
     model."""

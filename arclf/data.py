@@ -4,24 +4,25 @@
 
 # %% ../nbs/00_data.ipynb 2
 from __future__ import annotations
-import contextlib, gzip, io, os, pickle, struct, sys, tarfile, hashlib, math, urllib.request
+import gzip, io, os, pickle, struct, sys, tarfile, hashlib, math
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
 from PIL import Image
-from fastprogress.fastprogress import progress_bar
-from .core import TensorLoader, atomic_write
+from .core import TensorLoader, atomic_write, DownloadError, _bar, file_digest
+from .core import download_file as _download
 
 # %% auto 0
 __all__ = ['CHECKSUMS', 'FASHION_CLASSES', 'FASHION_FILES', 'FASHION_URLS', 'ASSETS', 'FASHION_SUBSET', 'FASHION_SUBSET_N',
-           'CIFAR_CLASSES', 'CIFAR_URLS', 'IMG_EXTS', 'CORRUPTION_PARAMS', 'SHIFTS', 'IMAGENET_VARIANTS', 'FOLDER_SIZE',
-           'LOADERS', 'cache_dir', 'candidate_roots', 'DatasetNotFound', 'file_digest', 'download_file', 'ImageSet',
-           'to_float', 'to_uint8', 'read_idx', 'load_fashion_mnist', 'is_image', 'read_cifar_batch', 'cached_arrays',
-           'source_key', 'load_cifar10', 'show_images', 'gaussian_noise', 'jpeg', 'sketch', 'shifted',
-           'center_crop_arr', 'random_crop_arr', 'arr_to_tensor', 'imagenet_wnids', 'ImageFolderSet',
-           'imagenet_variant', 'load_image_folder', 'is_folder_name', 'load_dataset', 'summary']
+           'CIFAR_CLASSES', 'CIFAR_URLS', 'IMG_EXTS', 'CORRUPTION_PARAMS', 'SHIFTS', 'IMAGENET_VARIANTS',
+           'GENERATED_SHIFTS', 'FOLDER_SIZE', 'LOADERS', 'cache_dir', 'candidate_roots', 'DatasetNotFound',
+           'download_file', 'ImageSet', 'to_float', 'to_uint8', 'read_idx', 'load_fashion_mnist', 'is_image',
+           'read_cifar_batch', 'cached_arrays', 'source_key', 'load_cifar10', 'show_images', 'gaussian_noise', 'jpeg',
+           'sketch', 'shifted', 'center_crop_arr', 'random_crop_arr', 'arr_to_tensor', 'imagenet_wnids', 'Originals',
+           'ImageFolderSet', 'imagenet_variant', 'load_image_folder', 'is_folder_name', 'load_dataset', 'summary',
+           'file_digest']
 
 # %% ../nbs/00_data.ipynb 5
 def cache_dir() -> Path:
@@ -72,69 +73,20 @@ CHECKSUMS = {
 }
 
 
-def file_digest(src, algo: str = 'sha256', gunzip: bool = False) -> str:
-    """Hex digest of a file's bytes (of its decompressed bytes with `gunzip`), read in chunks from
-    a path or an open binary file (from its start)."""
-    h = hashlib.new(algo)
-    with contextlib.ExitStack() as st:
-        f = st.enter_context(open(src, 'rb')) if isinstance(src, (str, Path)) else src
-        f.seek(0)
-        f = st.enter_context(gzip.GzipFile(fileobj=f)) if gunzip else f
-        for b in iter(lambda: f.read(1 << 20), b''):
-            h.update(b)
-    return h.hexdigest()
-
-
-def _bar(items, label: str):
-    "A fastprogress bar over `items` labelled `label` (in a notebook and on a terminal)."
-    pb = progress_bar(items, leave=False)
-    pb.comment = label
-    return pb
-
-
-def _stream(r, f, total: int, label: str, progress: bool, chunk: int = 1 << 20):
-    "Copy response `r` into file `f` in chunks, with a progress bar when the size is known."
-    steps = range(max(1, -(-total // chunk))) if total else None
-    it = _bar(steps, label) if progress and steps is not None else steps
-    for _ in it if it is not None else iter(int, 1):
-        b = r.read(chunk)
-        if not b:
-            break
-        f.write(b)
-    while b := r.read(chunk):  # a server that under-reported the size
-        f.write(b)
-
-
 def download_file(
-    urls: list[str], dest, checksum=None, gunzip: bool = False, timeout: float = 30.0,
-    progress: bool = True,
+    urls, dest, checksum=None, gunzip: bool = False, timeout: float = 30.0,
+    progress: bool = True, size: int | None = None,
 ) -> Path:
-    """Download `dest` from the first of `urls` that answers: streamed into a temporary file beside
-    it with a progress bar, checked against `checksum` (`(algo, hex)`, of the decompressed bytes
-    with `gunzip`), then moved into place. Raises `DatasetNotFound` naming each URL and the
-    network or checksum error it gave; `ARCLF_OFFLINE=1` refuses at once."""
-    dest = Path(dest)
-    if os.environ.get('ARCLF_OFFLINE', '').lower() in ('1', 'true', 'yes'):
-        raise DatasetNotFound(f'{dest.name}: not downloaded, ARCLF_OFFLINE is set')
-    errors = []
+    """`arclf.core.download_file` for the dataset loaders: the same checked, atomic download with a
+    progress bar, raising `DatasetNotFound` (what the loaders catch) instead of `DownloadError`."""
+    try:
+        return _download(urls, dest, checksum, gunzip, timeout, progress, size)
+    except DownloadError as e:
+        raise DatasetNotFound(str(e)) from None
 
-    def fetch(u, f):  # into the temporary file of `atomic_write`: checked before it is renamed
-        with urllib.request.urlopen(u, timeout=timeout) as r:
-            _stream(r, f, int(r.headers.get('Content-Length') or 0), dest.name, progress)
-        if checksum is not None:
-            f.flush()
-            with open(f.fileno(), 'rb', closefd=False) as back:
-                got = file_digest(back, checksum[0], gunzip)
-            if got != checksum[1]:
-                raise ValueError(f'{checksum[0]} {got} is not the published {checksum[1]}')
 
-    for u in urls:
-        try:
-            atomic_write(dest, lambda f: fetch(u, f))
-            return dest
-        except Exception as e:
-            errors.append(f'{u}: {type(e).__name__}: {e}')
-    raise DatasetNotFound(f'could not download {dest.name}: ' + '; '.join(errors))
+# arclf.core's file hash, still importable from here (`from arclf.data import file_digest`)
+_all_ = ['file_digest']
 
 # %% ../nbs/00_data.ipynb 9
 @dataclass
@@ -659,9 +611,34 @@ def imagenet_wnids(val_root) -> list[str]:
     return w
 
 # %% ../nbs/00_data.ipynb 35
+class Originals:
+    """A batch of images at their original size (PIL images): the input of a classifier that
+    draws its own view of each image per sample (`RandomCropTTA` in notebook 03)."""
+
+    def __init__(self, images):
+        self.images = list(images)
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, idx) -> 'Originals':
+        if isinstance(idx, slice):
+            return Originals(self.images[idx])
+        return Originals([self.images[int(i)] for i in torch.as_tensor(idx).reshape(-1)])
+
+    def __repr__(self):
+        return f'Originals({len(self)} images)'
+
+
+GENERATED_SHIFTS = ('gaussian_noise', 'jpeg')  # ImageNet-C corruptions arclf can make itself
+
+
 class ImageFolderSet(torch.utils.data.Dataset):
-    """An ImageNet-style folder scored with the paper's protocol: ADM crop, [-1, 1], labels in
-    ImageNet-1k index space."""
+    """An ImageNet-layout folder (`<root>/<wnid>/<image>`) read lazily with the paper's protocol:
+    the first `n_per_class` files of each class in sorted order, ADM center crop to `size`, [-1, 1],
+    labels in ImageNet-1k index space, candidates = the classes present. `crop='random'` gives the
+    originals instead (`Originals`, for per-sample crops); `shift` applies one of arclf's
+    corruptions after the crop (a generated ImageNet-C), seeded per image."""
 
     def __init__(
         self,
@@ -670,10 +647,24 @@ class ImageFolderSet(torch.utils.data.Dataset):
         size: int = 256,
         n_per_class: int | None = None,
         crop: str = 'center',
-        seed: int = 0,
         folder_to_wnid=None,
+        shift: str | None = None,
+        severity: int = 3,
+        seed: int = 0,
+        name: str | None = None,
     ):
         self.root, self.size, self.crop = Path(root), size, crop
+        if crop not in ('center', 'random'):
+            raise ValueError(f"crop must be 'center' or 'random', got {crop!r}")
+        if shift is not None:
+            if shift not in GENERATED_SHIFTS:
+                raise ValueError(f'arclf generates the shifts {GENERATED_SHIFTS}, not {shift!r}')
+            if crop != 'center':
+                raise ValueError('a generated shift is applied to the center crop: use crop=center')
+            _check_sev(severity)
+        self.shift, self.severity, self.seed = shift, severity, seed
+        if n_per_class is not None and n_per_class < 1:
+            raise ValueError(f'n_per_class must be >= 1 (or None for all), got {n_per_class}')
         if not self.root.is_dir():
             raise DatasetNotFound(f'image folder not found: {self.root}')
         idx = {w: i for i, w in enumerate(wnids)}
@@ -685,35 +676,72 @@ class ImageFolderSet(torch.utils.data.Dataset):
                     f'{d}: folder {d.name!r} is not an ImageNet wnid (expected names like '
                     'n01440764)'
                 )
-            files = sorted(p for p in d.iterdir() if is_image(p))
+            files = sorted(p for p in d.iterdir() if is_image(p) and not p.name.startswith('.'))
             self.samples += [(f, idx[w]) for f in files[:n_per_class]]
         if not self.samples:
             raise ValueError(f'{self.root} has no images (expected <root>/<wnid>/*.JPEG)')
-        # candidate classes = classes present
-        self.classes = sorted(set(c for _, c in self.samples))
-        self.generator = torch.Generator().manual_seed(seed)
+        self.classes = list(wnids)  # the label space: class id i is wnids[i]
+        self.candidates = sorted(set(c for _, c in self.samples))  # the paper: classes present
+        self.y = torch.tensor([c for _, c in self.samples], dtype=torch.long)
+        self.name = name or self.root.name
 
     def __len__(self):
         return len(self.samples)
 
-    def __getitem__(self, i):
-        f, y = self.samples[i]
+    def __repr__(self):
+        return (f'ImageFolderSet({self.name!r}: {len(self)} images, {len(self.candidates)} '
+                f'classes, crop={self.crop}, size={self.size})')
+
+    def _open(self, i: int) -> Image.Image:
+        f = self.samples[i][0]
         try:
             pil = Image.open(f)
+            pil.load()
         except Exception as e:
-            raise ValueError(f'corrupt image file {f}: {e}') from e
-        a = (
-            center_crop_arr(pil, self.size)
-            if self.crop == 'center'
-            else random_crop_arr(pil, self.size, generator=self.generator)
-        )
-        return arr_to_tensor(a), y
+            raise ValueError(f'corrupt image file {f}: {e}') from None
+        return pil.convert('RGB')
+
+    def _tensor(self, i: int) -> Tensor:
+        a = center_crop_arr(self._open(i), self.size)  # uint8 [H, W, 3]
+        if self.shift is not None:
+            x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]
+            if self.shift == 'gaussian_noise':
+                g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
+                x = gaussian_noise(x, self.severity, 'imagenet', g)
+            else:
+                x = jpeg(x, self.severity, 'imagenet')
+            return to_float(x[0])
+        return arr_to_tensor(a)
+
+    def __getitem__(self, i):
+        return self._tensor(i), int(self.samples[i][1])
+
+    def images(self, idx):
+        """Images `idx`: float `[B, 3, size, size]` in [-1, 1], or with `crop='random'` the
+        `Originals` that each sample crops anew."""
+        idx = [int(i) for i in torch.as_tensor(idx).reshape(-1)]
+        if self.crop == 'random':
+            return Originals([self._open(i) for i in idx])
+        if not idx:
+            return torch.zeros(0, 3, self.size, self.size)
+        return torch.stack([self._tensor(i) for i in idx])
+
+    def digest(self) -> str:
+        """What an evaluation of this set depends on: the files (path under the root, size in
+        bytes), labels and the protocol (size, crop, shift). File contents are not read."""
+        import hashlib
+
+        h = hashlib.sha256(repr((self.size, self.crop, self.shift, self.severity,
+                                 self.seed if self.shift == 'gaussian_noise' else None)).encode())
+        for f, c in self.samples:
+            h.update(f'{f.relative_to(self.root)}:{f.stat().st_size}:{c};'.encode())
+        return h.hexdigest()[:16]
 
 # %% ../nbs/00_data.ipynb 36
 def imagenet_variant(
     name: str,
-    root,
-    val_root,
+    root=None,
+    val_root=None,
     size: int = 256,
     n_per_class: int | None = 2,
     corruption: str | None = None,
@@ -721,18 +749,27 @@ def imagenet_variant(
     **kw,
 ) -> ImageFolderSet:
     """ImageNet (`'val'`) or a shifted variant: `'v2'` (folders 0..999), `'r'`/`'a'` (200
-    classes), `'s'` (sketch), `'c'` (`<root>/<corruption>/<severity>/<wnid>`). Candidate
-    classes are `.classes` (those present)."""
+    classes), `'s'` (sketch), `'c'` (`<root>/<corruption>/<severity>/<wnid>`, or with no `root`
+    generated from the validation images with arclf's `corruption` and labelled so). Candidate
+    classes are `.candidates` (those present); `n_per_class=2` is the paper's subset."""
     if name not in IMAGENET_VARIANTS:
         raise ValueError(f'unknown ImageNet variant {name!r}: use one of {IMAGENET_VARIANTS}')
+    if val_root is None:
+        raise ValueError('val_root: the ImageNet validation folder fixes the class ids (1000 wnid '
+                         'folders); pass it (arclf eval --imagenet PATH)')
     wnids = imagenet_wnids(val_root)
+    if name == 'val':
+        return ImageFolderSet(root or val_root, wnids, size, n_per_class, name='imagenet', **kw)
+    if root is None and name != 'c':
+        raise ValueError(f'ImageNet-{name.upper()} needs its folder (root=..., --variant-root)')
     if name == 'v2':
         return ImageFolderSet(
             root,
             wnids,
             size,
             n_per_class,
-            folder_to_wnid=lambda d: wnids[int(d)] if d.isdigit() else d,
+            folder_to_wnid=lambda d: wnids[int(d)] if d.isdigit() and int(d) < 1000 else d,
+            name='imagenet-v2',
             **kw,
         )
     if name == 'c':
@@ -740,8 +777,15 @@ def imagenet_variant(
             raise ValueError(
                 "ImageNet-C needs corruption=..., e.g. 'gaussian_noise' or 'jpeg_compression'"
             )
+        if root is None:  # generated here, from the validation images
+            shift = {'jpeg_compression': 'jpeg'}.get(corruption, corruption)
+            return ImageFolderSet(val_root, wnids, size, n_per_class, shift=shift,
+                                  severity=severity,
+                                  name=f'imagenet-c-generated/{shift}@{severity}', **kw)
         root = Path(root) / corruption / str(severity)
-    return ImageFolderSet(root, wnids, size, n_per_class, **kw)
+        return ImageFolderSet(root, wnids, size, n_per_class,
+                              name=f'imagenet-c/{corruption}@{severity}', **kw)
+    return ImageFolderSet(root, wnids, size, n_per_class, name=f'imagenet-{name}', **kw)
 
 # %% ../nbs/00_data.ipynb 40
 FOLDER_SIZE = {1: 28, 3: 32}  # the side the small presets read, by channel count

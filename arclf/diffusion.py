@@ -12,10 +12,11 @@ import torch.nn.functional as F
 from .core import register_model
 
 # %% auto 0
-__all__ = ['DDPM', 'WEIGHTINGS', 'DiTConfig', 'modulate', 'sincos_2d', 'TimestepEmbedder', 'LabelEmbedder', 'PatchEmbed',
-           'Attention', 'Mlp', 'DiTBlock', 'FinalLayer', 'DiT', 'DiT_XL_2', 'SiT_XL_2', 'dit_fmnist', 'sit_fmnist',
-           'dit_cifar', 'sit_cifar', 'DDPMSchedule', 'sit_interp', 'eps_from_v', 'FlowSchedule', 'timestep_grid',
-           'spread_order', 'weighting', 'sd_vae_encoder', 'sample']
+__all__ = ['DDPM', 'WEIGHTINGS', 'SD_VAE_OLD_NAMES', 'SD_VAE_FILE', 'DiTConfig', 'modulate', 'sincos_2d', 'TimestepEmbedder',
+           'LabelEmbedder', 'PatchEmbed', 'Attention', 'Mlp', 'DiTBlock', 'FinalLayer', 'DiT', 'DiT_XL_2', 'dit_xl2_rc',
+           'SiT_XL_2', 'dit_fmnist', 'sit_fmnist', 'dit_cifar', 'sit_cifar', 'DDPMSchedule', 'sit_interp', 'eps_from_v',
+           'FlowSchedule', 'timestep_grid', 'spread_order', 'weighting', 'SDVAEConfig', 'SDVAEEncoder',
+           'sd_vae_new_name', 'sd_vae_layout', 'load_sd_vae', 'sd_vae_ft_ema', 'sd_vae_encoder', 'sample']
 
 # %% ../nbs/04_diffusion.ipynb 6
 @dataclass
@@ -239,10 +240,16 @@ class DiT(nn.Module):
 
 # %% ../nbs/04_diffusion.ipynb 18
 _DIT = 'https://dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-256x256.pt'
-_SIT = 'the SiT release (willisma/SiT, download.py: SiT-XL-2-256x256.pt)'
+# SiT's download.py (willisma/SiT @ 947f95b) fetches its one checkpoint from this Dropbox link
+_SIT = ('https://www.dl.dropboxusercontent.com/scl/fi/as9oeomcbub47de5g4be0/SiT-XL-2-256.pt'
+        '?rlkey=uxzxmpicu46coq3msb17b9ofa&dl=0')
+# the paper's DiT, trained with random-crop augmentation; its file name is not verified on the
+# model card (the official script's default path is the stock DiT's name)
+_DIT_RC = 'https://huggingface.co/iasudakov/ar_classifier'
 
 
-@register_model('dit', weights='DiT-XL-2-256x256.pt', source=_DIT)
+@register_model('dit', weights='DiT-XL-2-256x256.pt', url=_DIT,
+                source='https://github.com/facebookresearch/DiT')
 def DiT_XL_2(**kw) -> DiT:
     "DiT-XL/2 at 256 px (latent 4×32×32): the layout of the released `DiT-XL-2-256x256.pt`."
     return DiT(
@@ -261,11 +268,24 @@ def DiT_XL_2(**kw) -> DiT:
         )
     )
 
+
+@register_model('dit', weights='dit_xl2_rc.pt', source=_DIT_RC,
+                url=f'{_DIT_RC}/resolve/main/DiT-XL-2-256x256.pt',
+                note='file name on the model card not verified')
+def dit_xl2_rc(**kw) -> DiT:
+    """DiT-XL/2 pretrained with random crops by the paper's authors (file name not verified).
+
+    From HF iasudakov/ar_classifier, loaded strictly as the official classifier script does."""
+    return DiT_XL_2(**kw)
+
 # %% ../nbs/04_diffusion.ipynb 19
-@register_model('sit', weights='SiT-XL-2-256x256.pt', source=_SIT)
+@register_model('sit', weights='SiT-XL-2-256x256.pt', source='https://github.com/willisma/SiT',
+                url=_SIT)
 def SiT_XL_2(**kw) -> DiT:
     "SiT-XL/2 at 256 px: the DiT-XL/2 backbone with continuous t (the release keeps learn_sigma)."
     return DiT_XL_2(**{'kind': 'sit', **kw})
+
+
 
 # %% ../nbs/04_diffusion.ipynb 20
 # pixel space, patch 4: the same 7×7 = 49 positions as the small RandAR's token grid
@@ -441,31 +461,332 @@ def weighting(name: str, sched, t) -> Tensor:
     raise ValueError(f'unknown weighting {name!r}: use one of {WEIGHTINGS} (or min_snr<gamma>)')
 
 # %% ../nbs/04_diffusion.ipynb 43
-def sd_vae_encoder(
-    src='stabilityai/sd-vae-ft-ema', device=None, sample: bool = False, scale: float = 0.18215
-):
-    """An encoder `images [-1,1] [B,3,256,256] -> latents [B,4,32,32]` from a local/hub
-    `AutoencoderKL` (needs diffusers)."""
-    try:
-        from diffusers.models import AutoencoderKL
-    except ImportError as e:
-        raise ImportError(
-            'the SD-VAE latent path needs `diffusers` (pip install diffusers) and the '
-            'sd-vae-ft-ema weights '
-            '(a local folder or the hub name); the small pixel-space presets need neither'
-        ) from e
-    # safetensors only: diffusers never falls back to a pickled .bin
-    vae = AutoencoderKL.from_pretrained(src, use_safetensors=True).eval().to(device or 'cpu')
+import json, re
+from collections import Counter
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from .core import check_images, find_weights, layout, layout_diff, load_strict, load_weights
+from .core import model_spec, state_digest
 
-    @torch.no_grad()
-    def encode(x):
-        d = vae.encode(x.to(vae.device, vae.dtype)).latent_dist
-        return (d.sample() if sample else d.mean).float() * scale
 
-    encode.name = f'sd_vae({src}, sample={sample}, scale={scale})'  # in evaluation keys
-    return encode
+@dataclass
+class SDVAEConfig:
+    """The encoder half of a diffusers `AutoencoderKL`; the defaults are Stable Diffusion's VAE
+    (`stabilityai/sd-vae-ft-ema`)."""
+
+    in_channels: int = 3
+    block_out_channels: tuple = (128, 256, 512, 512)
+    layers_per_block: int = 2
+    latent_channels: int = 4
+    norm_num_groups: int = 32
+    # brings the latents to about unit variance for the diffusion model (DiT: `* 0.18215`)
+    scaling_factor: float = 0.18215
+
+    def __post_init__(self):
+        self.block_out_channels = tuple(self.block_out_channels)
+        if not self.block_out_channels or self.layers_per_block < 1:
+            raise ValueError(
+                'SDVAEConfig needs a non-empty block_out_channels and layers_per_block >= 1, got '
+                f'{self.block_out_channels} and {self.layers_per_block}'
+            )
+        if bad := [c for c in self.block_out_channels if c % self.norm_num_groups]:
+            raise ValueError(
+                f'block_out_channels {bad} are not divisible by norm_num_groups '
+                f'{self.norm_num_groups}: choose widths that are multiples of it'
+            )
+
+    @property
+    def factor(self) -> int:
+        "How much smaller the latent is than the image: 8 for the SD VAE (3 stride-2 steps)."
+        return 2 ** (len(self.block_out_channels) - 1)
+
+# %% ../nbs/04_diffusion.ipynb 44
+def _norm(c: int, groups: int) -> nn.GroupNorm:
+    return nn.GroupNorm(groups, c, eps=1e-6)  # the SD VAE uses eps 1e-6 in every norm
+
+
+class _VAEResnet(nn.Module):
+    "diffusers' `ResnetBlock2D` without time embedding: (GroupNorm, SiLU, conv 3×3) twice + skip."
+
+    def __init__(self, c_in: int, c_out: int, groups: int):
+        super().__init__()
+        self.norm1, self.conv1 = _norm(c_in, groups), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.norm2, self.conv2 = _norm(c_out, groups), nn.Conv2d(c_out, c_out, 3, padding=1)
+        if c_in != c_out:  # a width change needs a projected skip (`conv_shortcut` in the file)
+            self.conv_shortcut = nn.Conv2d(c_in, c_out, 1)
+
+    def forward(self, x):  # [B, c_in, H, W] -> [B, c_out, H, W]
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return (self.conv_shortcut(x) if hasattr(self, 'conv_shortcut') else x) + h
+
+
+class _VAEDownsample(nn.Module):
+    "Stride-2 conv 3×3 after padding one row and column at the bottom and right only."
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, stride=2)
+
+    def forward(self, x):  # [B, C, H, W] -> [B, C, H/2, W/2]
+        # the asymmetric pad of the original LDM code (diffusers: padding=0): the weights were
+        # trained with it, a symmetric padding=1 would move the sampling grid by one pixel
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class _VAEDownBlock(nn.Module):
+    "diffusers' `DownEncoderBlock2D`: `n` ResNet blocks, then a stride-2 step if `down`."
+
+    def __init__(self, c_in: int, c_out: int, n: int, groups: int, down: bool):
+        super().__init__()
+        self.resnets = nn.ModuleList(
+            _VAEResnet(c_in if i == 0 else c_out, c_out, groups) for i in range(n)
+        )
+        if down:
+            self.downsamplers = nn.ModuleList([_VAEDownsample(c_out)])
+
+    def forward(self, x):  # [B, c_in, H, W] -> [B, c_out, H/2, W/2] (H, W on the last level)
+        for r in self.resnets:
+            x = r(x)
+        for d in getattr(self, 'downsamplers', []):
+            x = d(x)
+        return x
+
+
+class _VAEAttention(nn.Module):
+    "Single-head self-attention over the H·W positions, with a residual (the mid block's)."
+
+    def __init__(self, c: int, groups: int):
+        super().__init__()
+        self.group_norm = _norm(c, groups)
+        self.to_q, self.to_k, self.to_v = nn.Linear(c, c), nn.Linear(c, c), nn.Linear(c, c)
+        # a list so that the key is `to_out.0` (diffusers keeps a parameterless Dropout at `.1`)
+        self.to_out = nn.ModuleList([nn.Linear(c, c)])
+
+    def forward(self, x):  # [B, C, H, W] -> [B, C, H, W]
+        b, c, h, w = x.shape
+        t = self.group_norm(x).flatten(2).transpose(1, 2)  # [B, H*W, C]
+        q, k, v = (m(t)[:, None] for m in (self.to_q, self.to_k, self.to_v))  # [B, 1, H*W, C]
+        o = F.scaled_dot_product_attention(q, k, v)[:, 0]  # [B, H*W, C], scaled by C^-1/2
+        return x + self.to_out[0](o).transpose(1, 2).reshape(b, c, h, w)
+
+
+class _VAEMid(nn.Module):
+    "diffusers' `UNetMidBlock2D` of the VAE: ResNet block, attention, ResNet block."
+
+    def __init__(self, c: int, groups: int):
+        super().__init__()
+        self.attentions = nn.ModuleList([_VAEAttention(c, groups)])
+        self.resnets = nn.ModuleList([_VAEResnet(c, c, groups), _VAEResnet(c, c, groups)])
+
+    def forward(self, x):  # [B, C, h, w] -> [B, C, h, w]
+        return self.resnets[1](self.attentions[0](self.resnets[0](x)))
+
+
+class _VAEEncoder(nn.Module):
+    "diffusers' VAE `Encoder` (`double_z`): image -> mean and log-variance, before `quant_conv`."
+
+    def __init__(self, cfg: SDVAEConfig):
+        super().__init__()
+        ch, g, n = cfg.block_out_channels, cfg.norm_num_groups, len(cfg.block_out_channels)
+        self.conv_in = nn.Conv2d(cfg.in_channels, ch[0], 3, padding=1)
+        self.down_blocks = nn.ModuleList(
+            _VAEDownBlock(ch[max(i - 1, 0)], c, cfg.layers_per_block, g, i < n - 1)
+            for i, c in enumerate(ch)
+        )
+        self.mid_block = _VAEMid(ch[-1], g)
+        self.conv_norm_out = _norm(ch[-1], g)
+        self.conv_out = nn.Conv2d(ch[-1], 2 * cfg.latent_channels, 3, padding=1)
+
+    def forward(self, x):  # [B, 3, H, W] -> [B, 2*latent, H/f, W/f]
+        h = self.conv_in(x)  # [B, ch[0], H, W]
+        for blk in self.down_blocks:
+            h = blk(h)  # ... -> [B, ch[-1], H/f, W/f]
+        h = self.mid_block(h)
+        return self.conv_out(F.silu(self.conv_norm_out(h)))
 
 # %% ../nbs/04_diffusion.ipynb 45
+class SDVAEEncoder(nn.Module):
+    """The encoder of Stable Diffusion's VAE in the official `AutoencoderKL` layout: images in
+    [-1, 1] `[B, 3, H, W]` -> posterior mean × 0.18215 `[B, 4, H/8, W/8]` (DiT's latents)."""
+
+    config_class = SDVAEConfig
+
+    def __init__(self, cfg: SDVAEConfig | None = None, **kw):
+        super().__init__()
+        cfg = cfg or SDVAEConfig(**kw)
+        self.cfg = cfg
+        self.encoder = _VAEEncoder(cfg)
+        self.quant_conv = nn.Conv2d(2 * cfg.latent_channels, 2 * cfg.latent_channels, 1)
+        # what it is, as plain text: part of an evaluation's key; `load_sd_vae` names the weights
+        self.name = f'sd_vae_encoder(random init, x{cfg.scaling_factor})'
+
+    def moments(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior mean and std `[B, 4, H/8, W/8]`, both × the scaling factor (float32): a latent
+        sample is `mean + std * torch.randn_like(std)`."""
+        check_images(x, self.cfg.in_channels)
+        f = self.cfg.factor
+        if x.shape[-2] % f or x.shape[-1] % f:
+            raise ValueError(
+                f'images: {x.shape[-2]}x{x.shape[-1]} is not a multiple of {f}, the encoder '
+                f'down-sampling factor (resize or crop first, e.g. to 256x256)'
+            )
+        w = self.quant_conv.weight
+        h = self.quant_conv(self.encoder(x.to(w.device, w.dtype))).float()  # [B, 8, H/8, W/8]
+        mean, logvar = h.chunk(2, dim=1)  # [B, 4, H/8, W/8] each
+        # diffusers' DiagonalGaussianDistribution clamps the log-variance before the exp
+        std = torch.exp(0.5 * logvar.clamp(-30.0, 20.0))
+        s = self.cfg.scaling_factor
+        return mean * s, std * s
+
+    def forward(self, x: Tensor) -> Tensor:  # [B, 3, H, W] in [-1, 1] -> [B, 4, H/8, W/8]
+        return self.moments(x)[0]
+
+# %% ../nbs/04_diffusion.ipynb 47
+# older diffusers named the attention linears of the VAE's mid blocks differently; the released
+# sd-vae-ft-ema file (saved with diffusers 0.4.2) very likely still does, and diffusers renames
+# them on load (`_convert_deprecated_attention_blocks`), as here
+SD_VAE_OLD_NAMES = {'query': 'to_q', 'key': 'to_k', 'value': 'to_v', 'proj_attn': 'to_out.0'}
+_OLD_ATTN = re.compile(
+    r'^((?:en|de)coder\.mid_block\.attentions\.\d+)\.(query|key|value|proj_attn)\.(weight|bias)$'
+)
+
+
+def sd_vae_new_name(key: str) -> str:
+    "`key` in today's diffusers naming (`attentions.0.query.bias` -> `attentions.0.to_q.bias`)."
+    m = _OLD_ATTN.match(key)
+    return f'{m[1]}.{SD_VAE_OLD_NAMES[m[2]]}.{m[3]}' if m else key
+
+
+def sd_vae_layout(cfg: SDVAEConfig | None = None) -> dict:
+    """The layout `{key: shape}` of the whole `AutoencoderKL` file for `cfg`: this encoder's keys,
+    then the decoder's (generated from the same blocks on the meta device, never built)."""
+    cfg = cfg or SDVAEConfig()
+    ch, g, z = cfg.block_out_channels, cfg.norm_num_groups, cfg.latent_channels
+    with torch.device('meta'):  # shapes only, no memory
+        full = layout(SDVAEEncoder(cfg))
+        dec, c_in = {'conv_in': nn.Conv2d(z, ch[-1], 3)}, ch[-1]
+        for i, c in enumerate(reversed(ch)):  # the decoder widens back: 512, 512, 256, 128
+            for j in range(cfg.layers_per_block + 1):
+                dec[f'up_blocks.{i}.resnets.{j}'] = _VAEResnet(c_in if j == 0 else c, c, g)
+            if i < len(ch) - 1:
+                dec[f'up_blocks.{i}.upsamplers.0.conv'] = nn.Conv2d(c, c, 3)
+            c_in = c
+        dec['mid_block'] = _VAEMid(ch[-1], g)
+        dec['conv_norm_out'] = _norm(ch[0], g)
+        dec['conv_out'] = nn.Conv2d(ch[0], cfg.in_channels, 3)  # the SD VAE: out = in = RGB
+    for p, m in dec.items():
+        full.update({f'decoder.{p}.{k}': s for k, s in layout(m).items()})
+    full.update({'post_quant_conv.weight': [z, z, 1, 1], 'post_quant_conv.bias': [z]})
+    return full
+
+# %% ../nbs/04_diffusion.ipynb 48
+SD_VAE_FILE = 'diffusion_pytorch_model.safetensors'
+_SD_VAE = 'https://huggingface.co/stabilityai/sd-vae-ft-ema'
+_SD_VAE_HUB = 'stabilityai/sd-vae-ft-ema'  # the hub name diffusers takes: here, the registered file
+
+
+def _sd_vae_file(src) -> Path:
+    "The weights file behind `src`: a file, or a diffusers folder (a model's or a pipeline's)."
+    p = Path(src)
+    if p.is_dir():
+        for f in (p / SD_VAE_FILE, p / 'vae' / SD_VAE_FILE):
+            if f.is_file():
+                return f
+        raise FileNotFoundError(
+            f'{p} holds no {SD_VAE_FILE} (nor vae/{SD_VAE_FILE}): download it from {_SD_VAE} '
+            'and pass the file or its folder'
+        )
+    if not p.is_file():
+        raise FileNotFoundError(
+            f'SD-VAE weights not found: {src} is not a local file or folder (pass src=None for '
+            f'the registered file, downloaded unless ARCLF_OFFLINE is set, or get {SD_VAE_FILE} '
+            f'from {_SD_VAE} and pass its path)'
+        )
+    return p
+
+
+def _check_config(f: Path, cfg: SDVAEConfig):
+    "A diffusers `config.json` beside the weights must describe `cfg`."
+    c = f.parent / 'config.json'
+    if not c.is_file():
+        return
+    d = json.loads(c.read_text())
+    # the SDXL VAE has this very layout but another scaling factor: only the config tells them apart
+    want = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cfg).items()}
+    if bad := [f'{k}={d[k]} (expected {v})' for k, v in want.items() if k in d and d[k] != v]:
+        raise ValueError(
+            f'{c} describes another VAE: {", ".join(bad)}; pass the matching SDVAEConfig fields '
+            'to load_sd_vae (e.g. scaling_factor=...) if that VAE is meant'
+        )
+
+
+def _sd_vae_source(src, cfg: SDVAEConfig) -> tuple[str, dict, Callable]:
+    "What `src` is (for messages), its layout `{key: shape}` and a reader of one tensor by key."
+    if isinstance(src, Mapping):
+        sd = load_weights(src)
+        return 'the state dict', layout(sd), sd.__getitem__
+    hub = src == _SD_VAE_HUB and not Path(src).exists()
+    f = find_weights(model_spec('sd_vae_ft_ema')) if src is None or hub else _sd_vae_file(src)
+    _check_config(f, cfg)
+    if f.suffix != '.safetensors':
+        sd = load_weights(f)
+        return str(f), layout(sd), sd.__getitem__
+    from safetensors import safe_open
+
+    # the header only: tensors are read on demand, so the decoder's never leave the disk
+    h = safe_open(str(f), 'pt')
+    return str(f), {k: h.get_slice(k).get_shape() for k in h.keys()}, h.get_tensor
+
+
+def load_sd_vae(src=None, **overrides) -> SDVAEEncoder:
+    """The SD-VAE encoder (eval mode) with the weights of `src`: the released `AutoencoderKL` file
+    (`diffusion_pytorch_model.safetensors`, or a diffusers folder holding it), checked strictly
+    against all 248 keys and shapes before the encoder's 108 tensors are read; or a state dict.
+    `None` (or the hub name): the registered `sd_vae_ft_ema` file, downloaded by `find_weights`
+    when absent; `overrides`: `SDVAEConfig` fields."""
+    cfg = SDVAEConfig(**overrides)
+    model = SDVAEEncoder(cfg)
+    what, shapes, read = _sd_vae_source(src, cfg)
+    names = {k: sd_vae_new_name(k) for k in shapes}  # file key -> today's key
+    if twice := sorted(n for n, c in Counter(names.values()).items() if c > 1):
+        raise ValueError(
+            f'{what} holds {twice[:4]} under both the old and the new attention names: a merged '
+            'or corrupt file'
+        )
+    got, enc = {names[k]: s for k, s in shapes.items()}, layout(model)
+    # the whole released file, checked key by key; or exactly this encoder's keys (a saved one)
+    if got != enc and (diff := layout_diff(sd_vae_layout(cfg), got)):
+        raise ValueError(
+            f'{what} is not the Stable Diffusion VAE (AutoencoderKL) layout: {diff}. Is this the '
+            'file of another model?'
+        )
+    load_strict(model, {n: read(k) for k, n in names.items() if n in enc}, what='SD-VAE encoder')
+    # the weights, not the path, identify the encoder in evaluation keys
+    model.name = f'sd_vae_encoder({state_digest(model)}, x{cfg.scaling_factor})'
+    return model.eval()
+
+# %% ../nbs/04_diffusion.ipynb 49
+@register_model(
+    'vae',
+    weights=SD_VAE_FILE,
+    source=_SD_VAE,
+    url=f'{_SD_VAE}/resolve/main/{SD_VAE_FILE}',
+    note='the whole AutoencoderKL (83.7M parameters); arclf keeps its encoder',
+    load=lambda path, **kw: load_sd_vae(path, **kw),
+)
+def sd_vae_ft_ema(**kw) -> SDVAEEncoder:
+    """The encoder of Stable Diffusion's VAE (sd-vae-ft-ema), DiT's latent space; load the released
+    file with `load_sd_vae`."""
+    return SDVAEEncoder(SDVAEConfig(**kw))
+
+
+def sd_vae_encoder(src=None, device=None, **overrides) -> SDVAEEncoder:
+    """The diffusion classifier's `encoder` for DiT-XL/2 and SiT-XL/2: `load_sd_vae(src)` (a local
+    file or folder; `None`: the registered file) on `device`, no diffusers needed."""
+    return load_sd_vae(src, **overrides).to(device or 'cpu')
+
+# %% ../nbs/04_diffusion.ipynb 53
 @torch.no_grad()
 def sample(
     model: DiT, y: Tensor, steps: int = 50, generator: torch.Generator | None = None

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_experiments.ipynb 2
 from __future__ import annotations
-import json
+import json, os
 from pathlib import Path
 import torch
 from torch import Tensor
@@ -15,7 +15,10 @@ from arclf.scorer import (
     evaluate,
     accuracy,
     accuracy_vs_n,
+    accuracy_ci,
     prune_evaluate,
+    prefix_prune,
+    check_prefix_plan,
     token_scores,
     to_positions,
     token_accuracy_map,
@@ -25,9 +28,10 @@ from arclf.scorer import (
 from .classifiers import create_classifier, load_model, ALIASES
 
 # %% auto 0
-__all__ = ['write_results', 'read_results', 'parse_plan', 'check_fit', 'run_eval', 'fig6_markdown', 'table2_markdown',
-           'plot_acc_vs_time', 'demo', 'robustness', 'robustness_table', 'order_experiment', 'order_tables',
-           'plot_order_maps', 'sample_images', 'ar_samples']
+__all__ = ['write_results', 'read_results', 'parse_plan', 'check_fit', 'table2_row', 'run_eval', 'fig6_markdown',
+           'table2_markdown', 'plot_acc_vs_time', 'demo', 'robustness', 'robustness_table', 'order_experiment',
+           'order_tables', 'plot_order_maps', 'simulate_prefix_plan', 'plan_cost', 'paired_diff_ci', 'prefix_study',
+           'prefix_markdown', 'plot_prefix_study', 'sample_images', 'ar_samples']
 
 # %% ../nbs/07_experiments.ipynb 6
 def write_results(
@@ -73,20 +77,43 @@ def parse_plan(text: str) -> list[tuple[int, int]]:
 def check_fit(clf, ds, model):
     """A classifier must fit the dataset it scores: the same classes, images it can read (a 10-class
     Fashion-MNIST model on your 3-class folder, or on CIFAR-10, is refused here, not scored)."""
-    if clf.num_classes != len(ds.classes):
+    if clf.num_classes != len(ds.classes) and not hasattr(ds, 'candidates'):
         raise ValueError(
             f'model {model} has {clf.num_classes} classes but {ds.name} has {len(ds.classes)}: '
             'use a model trained on this data (arclf train ... --data PATH)'
         )
+    if hasattr(ds, 'candidates') and clf.num_classes != len(ds.classes):  # an ImageNet folder
+        raise ValueError(f'model {model} has {clf.num_classes} classes but {ds.name} is labelled '
+                         f'in a {len(ds.classes)}-class space: use an ImageNet-1k model')
     try:
         clf.prepare(ds.images(torch.arange(min(2, len(ds)))))
     except (ValueError, TypeError) as e:
         raise ValueError(f'model {model} cannot read {ds.name}: {e}') from None
 
 
+def table2_row(res: dict, info: dict | None = None) -> dict:
+    """The paper's Table 2 row of an evaluation: dataset, model, samples (K orders or timesteps),
+    images, top-1 (lower bound) with its 95% bootstrap interval, seconds per image, hardware,
+    command and revision."""
+    info = info or run_info()
+    ci = res['ci']
+    return dict(
+        dataset=res['dataset'],
+        model=res['model'],
+        samples=res['n'],
+        images=res['images'],
+        top1=round(100 * ci['acc'], 2),
+        ci95=[round(100 * ci['lo'], 2), round(100 * ci['hi'], 2)],
+        seconds_per_image=round(res['seconds_per_image'], 4),
+        hardware=info.get('hardware'),
+        command=info.get('command'),
+        revision=info.get('git_rev'),
+    )
+
+
 def run_eval(
     model: str = 'randar',
-    dataset: str = 'fashion_mnist',
+    dataset='fashion_mnist',
     n: int = 20,
     n_per_class: int | None = 10,
     tokenizer: str | None = None,
@@ -99,22 +126,43 @@ def run_eval(
     prune: str | None = None,
     step: int = 4,
     progress: bool = True,
+    clf_kw: dict | None = None,
 ) -> dict:
-    """Evaluate a classifier (a model name, alias or path) on a dataset; return (and optionally
-    write) the result."""
+    """Evaluate a classifier (a model name, alias or path) on a dataset (a name, a folder, or a
+    dataset object such as an ImageNet `ImageFolderSet`); return (and optionally write) the result
+    with its Table 2 row. With `out=F.json` the scores go to `F.scores.pt`, saved as they come:
+    an interrupted run continues where it stopped. `clf_kw`: classifier options (`crop`,
+    `autocast_dtype`, `chunk`, `compile`, `encoder`, `sample_latent`, ...)."""
     if out is not None and Path(out).suffix != '.json':
         raise ValueError(f'--out {out}: results are written as JSON: name a .json file')
     check_out(out, replace_ok=True)  # a results file is rewritten; but writable, before any work
     check_device(device)
+    if 'RANK' in os.environ:  # under torchrun: images are split across the processes
+        from arclf.training import setup_distributed
+
+        dev = setup_distributed()[2]
+        if device is None or str(device).startswith('cuda'):
+            device = dev  # each process its own GPU (LOCAL_RANK)
     m = load_model(model)  # a misspelt name fails here, with the close ones
     is_ar = hasattr(m, 'token_logprobs')  # AR models take no diffusion options
-    clf = create_classifier(m, tokenizer, device=device, **({} if is_ar else dict(step=step)))
-    ds = load_dataset(dataset, 'test', root, severity=severity, seed=seed, n_per_class=n_per_class)
+    kw = dict(clf_kw or {}, **({} if is_ar else dict(step=step)))
+    wrong = sorted(set(kw) & ({'encoder', 'sample_latent'} if is_ar else {'raster', 'noise_t'}))
+    if wrong:
+        raise ValueError(f"{', '.join(wrong)}: options of {'diffusion' if is_ar else 'AR'} "
+                         f'classifiers, not of {model}')
+    clf = create_classifier(m, tokenizer, device=device, **kw)
+    if isinstance(dataset, (str, Path)):
+        ds = load_dataset(dataset, 'test', root, severity=severity, seed=seed,
+                          n_per_class=n_per_class)
+        name = str(dataset)
+    else:
+        ds, name = dataset, dataset.name
     check_fit(clf, ds, model)
     res = dict(
-        model=ALIASES.get(str(model), str(model)),
+        model=ALIASES.get(str(model), str(model)) if isinstance(model, (str, Path))
+        else type(model).__name__,
         classifier=type(clf).__name__,
-        dataset=dataset,
+        dataset=name,
         images=len(ds),
         n=n,
         seed=seed,
@@ -127,16 +175,22 @@ def run_eval(
             seconds_per_image=r['seconds_per_image'],
             forwards_per_image=r['forwards_per_image'],
         )
-    else:
-        r = evaluate(clf, ds, n, bs=bs, seed=seed, progress=progress)
-        s, c, y = r['scores'], r['classes'], r['y']
-        res.update(
-            acc={rule: accuracy(s, c, y, rule) for rule in RULES},
-            acc_vs_n=[row for rule in RULES for row in accuracy_vs_n(s, c, y, rule=rule)],
-            seconds_per_image=r['seconds_per_image'],
-            forwards_per_image=r['forwards_per_image'],
-        )
-    return write_results(out, res) if out else dict(res, run_info=run_info())
+        return write_results(out, res) if out else dict(res, run_info=run_info())
+    scores = None if out is None else Path(out).with_suffix('.scores.pt')
+    r = evaluate(clf, ds, n, bs=bs, seed=seed, progress=progress, out=scores)
+    s, c, y = r['scores'], r['classes'], r['y']
+    res.update(
+        acc={rule: accuracy(s, c, y, rule) for rule in RULES},
+        ci=accuracy_ci(s, c, y),
+        acc_vs_n=[row for rule in RULES for row in accuracy_vs_n(s, c, y, rule=rule)],
+        seconds_per_image=r['seconds_per_image'],
+        forwards_per_image=r['forwards_per_image'],
+        classes=len(c),
+    )
+    info = run_info()
+    res.update(table2_row=table2_row(res, info), run_info=info)
+    main = os.environ.get('RANK', '0') == '0'  # every process holds the gathered scores
+    return write_results(out, res) if out and main else res
 
 # %% ../nbs/07_experiments.ipynb 14
 def fig6_markdown(rows) -> str:
@@ -451,6 +505,220 @@ def plot_order_maps(res: dict):
     return fig
 
 # %% ../nbs/07_experiments.ipynb 32
+def simulate_prefix_plan(steps: Tensor, stages) -> Tensor:
+    """The choice of `prefix_prune` with `stages`, as indices into the candidates `[I]`, replayed
+    from per-step log-probs `[I, M, K, N]` of full sequences (a causal model's prefix score is a
+    partial sum)."""
+    I, M, K, N = steps.shape
+    cs = steps.cumsum(-1)
+    alive = torch.arange(M).expand(I, M)
+    for L, k, keep in check_prefix_plan(stages, M, N):
+        if k > K:
+            raise ValueError(f'a stage asks for {k} orders but the scores hold {K}')
+        s = cs[:, :, :k, L - 1].mean(-1).gather(1, alive)  # [I, alive]
+        alive = alive.gather(1, s.topk(keep, -1).indices)
+    return alive[:, 0]
+
+
+def plan_cost(stages, M: int, N: int) -> float:
+    "Full-sequence equivalents per image of a prefix plan for `M` candidates and `N` steps."
+    cost, alive = 0.0, M
+    for L, K, keep in stages:
+        cost += alive * K * L / N
+        alive = keep
+    return cost
+
+
+def paired_diff_ci(hit_a: Tensor, hit_b: Tensor, n_boot: int = 2000, seed: int = 0) -> dict:
+    "Accuracy of `hit_a` minus `hit_b` (same images) with a paired 95% bootstrap interval."
+    d = hit_a.float() - hit_b.float()
+    g = torch.Generator().manual_seed(seed)
+    boot = d[torch.randint(0, len(d), (n_boot, len(d)), generator=g)].mean(1)
+    lo, hi = torch.quantile(boot, torch.tensor([0.025, 0.975])).tolist()
+    return dict(diff=d.mean().item(), lo=lo, hi=hi)
+
+# %% ../nbs/07_experiments.ipynb 33
+def _prefix_grid(N: int, K: int, K1s, keeps, finals) -> list:
+    Ls = sorted({max(1, round(N * f)) for f in (1 / 8, 1 / 6, 1 / 4, 1 / 3, 1 / 2)})
+    plans = []
+    for L in Ls:
+        for k1 in K1s:
+            for keep in keeps:
+                if keep == 1:
+                    plans.append([(L, k1, 1)])
+                else:
+                    plans += [[(L, k1, keep), (N, kf, 1)] for kf in finals if kf <= K]
+    return plans
+
+
+def prefix_study(
+    models: dict | None = None,
+    n_per_class: int = 100,
+    K: int = 20,
+    seed: int = 0,
+    out='results/prefix_pruning',
+    K1s=(1, 2, 4, 8),
+    keeps=(1, 2, 3, 5),
+    finals=(5, 10, 20),
+    bs: int = 50,
+) -> dict:
+    """Prefix pruning against the unpruned classifier with `K` orders, on each `dataset: model` of
+    `models`: every plan of a grid replayed exactly from one `token_scores` pass, the cheapest plan
+    with no measurable loss checked with real truncated forwards and timed; writes `out`."""
+    from fastprogress.fastprogress import progress_bar
+
+    models = models or {'fashion_mnist': 'randar_fmnist'}
+    res = dict(K=K, n_per_class=n_per_class, seed=seed, datasets={})
+    for dataset, model in models.items():
+        ds = load_dataset(dataset, 'test').subset(n_per_class)
+        clf = create_classifier(model)
+        M, N = len(ds.classes), clf.n_tokens
+        parts = []
+        bar = progress_bar(range(0, len(ds), bs))
+        bar.comment = f'{dataset}: per-step scores of {M} classes x {K} orders'
+        for s in bar:
+            idx = list(range(s, min(s + bs, len(ds))))
+            parts.append(token_scores(clf, ds.x[idx], range(M), K, seed, bs, indices=idx)[0])
+        steps, y = torch.cat(parts), ds.y  # [I, M, K, N]
+        lb = steps.sum(-1)  # [I, M, K]: log p(x | π_k, c)
+        full_hit = lb.mean(-1).argmax(1) == y
+        d = dict(model=model, images=len(ds), classes=M, steps=N,
+                 unpruned=dict(acc=full_hit.float().mean().item(), forwards=M * K,
+                               ci=accuracy_ci(lb, range(M), y)),
+                 orders=[dict(K=k, forwards=M * k,
+                              acc=(lb[..., :k].mean(-1).argmax(1) == y).float().mean().item())
+                         for k in range(1, K + 1)],
+                 plans=[])
+        for plan in _prefix_grid(N, K, K1s, keeps, finals):
+            hit = simulate_prefix_plan(steps, plan) == y
+            d['plans'].append(dict(plan=plan, forwards=plan_cost(plan, M, N),
+                                   acc=hit.float().mean().item(),
+                                   vs_unpruned=paired_diff_ci(hit, full_hit, seed=seed)))
+        same = [p for p in d['plans']
+                if p['vs_unpruned']['lo'] <= 0 <= p['vs_unpruned']['hi']
+                and p['vs_unpruned']['diff'] > -0.005]
+        best = min(same, key=lambda p: p['forwards']) if same else None
+        if best is not None:  # the replay against real truncated sequences, and the time
+            n_t = min(len(ds), 200)
+            sub = (ds.x[:n_t], ds.y[:n_t])
+            real = prune_evaluate(clf, sub, best['plan'], classes=range(M), bs=bs, seed=seed,
+                                  progress=False, method=prefix_prune)
+            ref = prune_evaluate(clf, sub, [(N, K, 1)], classes=range(M), bs=bs, seed=seed,
+                                 progress=False, method=prefix_prune)
+            replay = simulate_prefix_plan(steps[:n_t], best['plan'])
+            best = dict(best, checked_images=n_t,
+                        replay_agreement=(real['pred'] == replay).float().mean().item(),
+                        seconds_per_image=real['seconds_per_image'],
+                        unpruned_seconds_per_image=ref['seconds_per_image'],
+                        saving=M * K / best['forwards'])
+        d['best'] = best
+        res['datasets'][dataset] = d
+    res['projection'] = _project_prefix(res)
+    cmd = ('python -c "from arclf.experiments import prefix_study; '
+           f'prefix_study({models!r}, {n_per_class}, {K})"')
+    if out:
+        rec = write_results(Path(out) / 'results.json', res, prefix_markdown, command=cmd)
+        plot_prefix_study(rec, Path(out) / 'prefix_pruning.png')
+        return rec
+    return res
+
+
+def _project_prefix(res: dict, M: int = 1000, N: int = 256, K: int = 20) -> list:
+    """Full-sequence equivalents per image at the paper's scale (1,000 classes, K = 20, RandAR-L's
+    256 steps) of each dataset's chosen plan shape: the same prefix fraction and first-stage
+    orders, for several numbers of classes kept (the accuracy at 1,000 classes is not measured)."""
+    rows = []
+    for name, d in res['datasets'].items():
+        if not d['best']:
+            continue
+        (L, k1, _), *rest = d['best']['plan']
+        kf = rest[-1][1] if rest else None
+        L1 = max(1, round(N * L / d['steps']))
+        for keep in (10, 20, 50):
+            plan = [(L1, k1, keep), (N, kf or K, 1)]
+            cost = plan_cost(plan, M, N)
+            rows.append(dict(from_dataset=name, plan=plan, forwards=cost, saving=M * K / cost))
+    return rows
+
+# %% ../nbs/07_experiments.ipynb 34
+def prefix_markdown(rec: dict) -> str:
+    "The prefix-pruning study as a report."
+    out = ['# Prefix pruning (beyond the paper)', '',
+           f"Unpruned: every class with K = {rec['K']} orders. A plan `(L, K, keep)` scores the "
+           'first L steps of K orders and keeps the best; a full last stage finishes the '
+           'survivors. Accuracy with its 95% bootstrap interval; "vs unpruned": the paired '
+           'difference (same images, same orders) and its 95% interval.', '']
+    for name, d in rec['datasets'].items():
+        u = d['unpruned']
+        out += [f"## {name} ({d['model']}, {d['images']} test images, {d['classes']} classes, "
+                f"N = {d['steps']} steps)", '',
+                f"Unpruned K = {rec['K']}: {100 * u['acc']:.1f}% "
+                f"[{100 * u['ci']['lo']:.1f}, {100 * u['ci']['hi']:.1f}] at {u['forwards']} "
+                'full-sequence equivalents per image.', '',
+                '| plan | forwards / image | saving | accuracy (%) | vs unpruned (points) |',
+                '|---|---|---|---|---|']
+        front = []
+        for p in sorted(d['plans'], key=lambda p: (p['forwards'], -p['acc'])):
+            if not front or p['acc'] > front[-1]['acc']:
+                front.append(p)
+        for p in front:  # the Pareto front of the grid
+            v = p['vs_unpruned']
+            saving = u['forwards'] / p['forwards']
+            out.append(f"| {p['plan']} | {p['forwards']:.1f} | {saving:.1f}x "
+                       f"| {100 * p['acc']:.1f} | {100 * v['diff']:+.1f} [{100 * v['lo']:+.1f}, "
+                       f"{100 * v['hi']:+.1f}] |")
+        b = d['best']
+        if b:
+            out += ['', f"Cheapest plan with no measurable loss: `{b['plan']}`, "
+                    f"{b['forwards']:.1f} full-sequence equivalents ({b['saving']:.1f}x fewer), "
+                    f"accuracy {100 * b['acc']:.1f}% "
+                    f"({100 * b['vs_unpruned']['diff']:+.1f} points). "
+                    f"Checked with real truncated forwards on {b['checked_images']} images: the "
+                    f"replay agrees on {100 * b['replay_agreement']:.1f}% of the predictions; "
+                    f"{b['seconds_per_image']:.3f} s per image against "
+                    f"{b['unpruned_seconds_per_image']:.3f} s unpruned "
+                    f"({b['unpruned_seconds_per_image'] / b['seconds_per_image']:.1f}x).", '']
+        else:
+            out += ['', 'No plan of the grid matches the unpruned accuracy within the interval.',
+                    '']
+    if rec.get('projection'):
+        out += ['## Projection to the paper\'s protocol (1,000 classes, K = 20, N = 256)', '',
+                'The chosen plan\'s shape (prefix fraction, first-stage orders) at 1,000 classes, '
+                'for '
+                'several numbers of classes kept. **Cost only**: how many classes must be kept to '
+                'lose nothing at 1,000 classes cannot be measured here.', '',
+                '| from | plan | forwards / image | saving vs 20,000 |', '|---|---|---|---|']
+        out += [f"| {r['from_dataset']} | {r['plan']} | {r['forwards']:.0f} | {r['saving']:.1f}x |"
+                for r in rec['projection']]
+    return '\n'.join(out) + '\n\n' + provenance(rec['run_info']) + '\n'
+
+
+def plot_prefix_study(rec: dict, path=None):
+    "Accuracy against full-sequence equivalents: unpruned K = 1..K, every plan, the chosen one."
+    import matplotlib.pyplot as plt
+
+    ds = rec['datasets']
+    fig, axs = plt.subplots(1, len(ds), figsize=(5.5 * len(ds), 4), squeeze=False)
+    for ax, (name, d) in zip(axs[0], ds.items()):
+        ax.scatter([p['forwards'] for p in d['plans']], [100 * p['acc'] for p in d['plans']],
+                   s=10, alpha=0.4, label='prefix plans')
+        ax.plot([o['forwards'] for o in d['orders']], [100 * o['acc'] for o in d['orders']],
+                'k.-', label='unpruned, K = 1..' + str(rec['K']))
+        u = d['unpruned']['ci']
+        ax.axhspan(100 * u['lo'], 100 * u['hi'], color='k', alpha=0.08, label='unpruned 95% CI')
+        if d['best']:
+            b = d['best']
+            ax.plot(b['forwards'], 100 * b['acc'], 'r*', ms=14, label=f"chosen: {b['plan']}")
+        ax.set(xscale='log', xlabel='full-sequence equivalents per image', ylabel='accuracy (%)',
+               title=f"{name} ({d['images']} images)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+    return fig
+
+# %% ../nbs/07_experiments.ipynb 38
 @torch.no_grad()
 def sample_images(
     model,
@@ -476,7 +744,7 @@ def sample_images(
     )
     return tokenizer.decode(ids.cpu()), y.cpu()
 
-# %% ../nbs/07_experiments.ipynb 33
+# %% ../nbs/07_experiments.ipynb 39
 def ar_samples(
     out='results/randar',
     n: int = 8,

@@ -13,8 +13,8 @@ from .core import register_model
 
 # %% auto 0
 __all__ = ['SMALL', 'find_multiple', 'RandARConfig', 'rope_2d', 'apply_rope', 'RMSNorm', 'KVCache', 'Attention', 'FeedForward',
-           'Block', 'ClassEmbedding', 'random_orders', 'raster_orders', 'RandAR', 'generate', 'randar_l', 'randar_xl',
-           'randar_fmnist', 'randar_cifar']
+           'Block', 'ClassEmbedding', 'random_orders', 'raster_orders', 'RandAR', 'generate', 'randar_l', 'randar_l_rc',
+           'randar_xl', 'randar_fmnist', 'randar_cifar']
 
 # %% ../nbs/02_randar.ipynb 6
 def find_multiple(n: int, k: int) -> int:
@@ -478,17 +478,32 @@ RandAR.generate = generate
 
 # %% ../nbs/02_randar.ipynb 38
 _HF = 'https://huggingface.co/ziqipang/RandAR'
+_RANDAR_L = 'randar_0.3b_llamagen_360k_bs_1024_lr_0.0004.safetensors'
+# the paper's own checkpoints, trained with random-crop augmentation; the RandAR file name is the
+# default of the official classifier script, not verified on the model card
+_RC = 'https://huggingface.co/iasudakov/ar_classifier'
+_RC_NOTE = 'file name on the model card not verified'
 
 
-@register_model(
-    'randar', weights='randar_0.3b_llamagen_360k_bs_1024_lr_0.0004.safetensors', source=_HF
-)
+@register_model('randar', weights=_RANDAR_L, source=_HF, url=f'{_HF}/resolve/main/{_RANDAR_L}')
 def randar_l(**kw) -> RandAR:
     "RandAR-L (0.3B): 24 layers, 16 heads, dim 1024, 16384 tokens on a 16×16 grid, 1000 classes."
     return RandAR(RandARConfig(**{**dict(dim=1024, n_layer=24, n_head=16), **kw}))
 
+
+@register_model('randar', weights='randar_l_rc.pt', source=_RC, note=_RC_NOTE,
+                url=f'{_RC}/resolve/main/model_iters_00360000.pt')
+def randar_l_rc(**kw) -> RandAR:
+    """RandAR-L pretrained with random crops by the paper's authors (file name not verified).
+
+    From HF iasudakov/ar_classifier, loaded strictly as the official classifier script does."""
+    return randar_l(**kw)
+
 # %% ../nbs/02_randar.ipynb 39
-@register_model('randar', weights='randar_0.7b_llamagen.safetensors', source=_HF)
+_RANDAR_XL = 'randar_0.7b_llamagen_360k_bs_1024_lr_0.0004.safetensors'
+
+
+@register_model('randar', weights=_RANDAR_XL, source=_HF, url=f'{_HF}/resolve/main/{_RANDAR_XL}')
 def randar_xl(**kw) -> RandAR:
     "RandAR-XL (0.7B): 36 layers, 20 heads, dim 1280."
     return RandAR(RandARConfig(**{**dict(dim=1280, n_layer=36, n_head=20), **kw}))

@@ -10,14 +10,15 @@ import numpy as np
 import torch
 from torch import nn, Tensor
 from .core import atomic_save, state_digest, tensor_digest, check_images
-from .data import to_float
+from .data import to_float, random_crop_arr, arr_to_tensor, Originals
 
 # %% auto 0
-__all__ = ['RULES', 'expand_classes', 'take', 'GenerativeClassifier', 'image_generator', 'check_classes', 'draw_samples',
-           'sample_scores', 'draw_orders', 'RandARClassifier', 'aggregate', 'predict', 'accuracy', 'accuracy_vs_n',
-           'clf_settings', 'clf_configs', 'eval_key', 'data_digest', 'StaleEvaluation', 'key_diff', 'evaluate',
-           'check_plan', 'prune', 'prune_evaluate', 'to_positions', 'token_scores', 'discriminative_map',
-           'token_accuracy_map', 'prefix_accuracy']
+__all__ = ['RULES', 'SPEED_ONLY', 'expand_classes', 'take', 'GenerativeClassifier', 'image_generator', 'check_classes',
+           'draw_samples', 'sample_scores', 'resolve_autocast', 'fit_chunk', 'draw_orders', 'RandARClassifier',
+           'RandomCropTTA', 'aggregate', 'predict', 'accuracy', 'accuracy_vs_n', 'accuracy_ci', 'clf_settings',
+           'clf_configs', 'eval_key', 'data_digest', 'StaleEvaluation', 'key_diff', 'part_files', 'evaluate',
+           'check_plan', 'prune', 'prune_evaluate', 'check_prefix_plan', 'prefix_prune', 'to_positions', 'token_scores',
+           'discriminative_map', 'token_accuracy_map', 'prefix_accuracy']
 
 # %% ../nbs/03_scorer.ipynb 6
 def expand_classes(classes, B: int, device=None) -> Tensor:
@@ -34,6 +35,8 @@ def take(obj, idx, dim: int = 0):
     "Index a tensor, or every tensor in a dict/tuple, along `dim` (images: dim 0, samples: dim 1)."
     if isinstance(obj, Tensor):
         return obj[(slice(None),) * dim + (idx,)]
+    if isinstance(obj, Originals):
+        return obj[idx]
     if isinstance(obj, dict):
         return {k: take(v, idx, dim) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -58,6 +61,13 @@ class GenerativeClassifier(nn.Module):
     def forwards(self, n_classes: int, n: int) -> int:
         "Model forward passes (sequences) needed to score one image: one per (class, sample)."
         return n_classes * n
+
+    def inputs(self, z, samples: dict, n: int):
+        """The prepared input of every sample, `[B, n, ...]`: the sample's own view when one was
+        drawn (`samples['z']`, e.g. a test-time crop), else the image's input `z` repeated."""
+        if 'z' in samples:
+            return samples['z']
+        return z[:, None].expand(z.shape[0], n, *z.shape[1:])
 
     def predict(
         self, images: Tensor, n: int = 5, classes=None, seed: int = 0, rule: str = 'lower_bound'
@@ -111,7 +121,8 @@ def sample_scores(
     """`[B, M, len(steps)]` scores of `images` for candidate `classes` (`[M]` or `[B, M]`): of
     the `n` samples drawn for image `indices[b]` (default `0..B-1`) from its own generator,
     those in `steps` (default: all)."""
-    if z is None and images.dtype == torch.uint8 and images.ndim == 4:
+    stored = isinstance(images, Tensor) and images.dtype == torch.uint8 and images.ndim == 4
+    if z is None and stored:
         images = to_float(images)  # stored uint8 images: the one conversion
     B = len(images) if z is None else len(z)
     if n < 1:
@@ -128,24 +139,57 @@ def sample_scores(
         samples = take(samples, steps, 1)
     return clf.score(z, cls, samples, **score_kw)
 
-# %% ../nbs/03_scorer.ipynb 15
+# %% ../nbs/03_scorer.ipynb 16
+def resolve_autocast(dtype, device) -> torch.dtype | None:
+    """The autocast dtype of a classifier: `'auto'` is bf16 on a GPU and none (float32) elsewhere;
+    a dtype, a name ('bf16', 'fp16', 'fp32') or None is taken as it is."""
+    names = {'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16, 'fp16': torch.float16,
+             'float16': torch.float16, 'fp32': None, 'float32': None, None: None}
+    if dtype == 'auto':
+        return torch.bfloat16 if torch.device(device).type == 'cuda' else None
+    if isinstance(dtype, torch.dtype):
+        return None if dtype == torch.float32 else dtype
+    if dtype not in names:
+        raise ValueError(f"autocast dtype must be 'auto', 'bf16', 'fp16', 'fp32' or a torch "
+                         f'dtype, got {dtype!r}')
+    return names[dtype]
+
+
+def fit_chunk(bytes_per_item: float, device, cpu: int = 256, share: float = 0.5,
+              cap: int = 8192) -> int:
+    """How many sequences (or samples) to batch: `share` of the free GPU memory over
+    `bytes_per_item`, between 1 and `cap`; `cpu` on other devices."""
+    device = torch.device(device)
+    if device.type != 'cuda':
+        return cpu
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(max(1, min(cap, share * free // max(1, bytes_per_item))))
+
+# %% ../nbs/03_scorer.ipynb 17
 def draw_orders(n: int, N: int, generator: torch.Generator) -> Tensor:
     "`[n, N]` uniformly random orders π, one `randperm` per order, drawn from `generator`."
     return torch.stack([torch.randperm(N, generator=generator) for _ in range(n)])
 
-# %% ../nbs/03_scorer.ipynb 16
+# %% ../nbs/03_scorer.ipynb 18
 class RandARClassifier(GenerativeClassifier):
     """The paper's classifier: `model` (RandAR) scores the VQ tokens of `tokenizer` under K shared
-    orders per image."""
+    orders per image.
+
+    Speed options (they never change which class wins, and only `autocast_dtype` changes scores):
+    `autocast_dtype` `'auto'` is bf16 when the model is on a GPU at construction and float32
+    otherwise (log-probabilities are always accumulated in float32); `chunk` `'auto'` sizes the
+    class x order batch to the free GPU memory (256 on a CPU); `compile` wraps the model's
+    `token_logprobs` in `torch.compile`."""
 
     def __init__(
         self,
         model: nn.Module,
         tokenizer: nn.Module | None = None,
         raster: bool = False,
-        chunk: int = 256,
+        chunk: int | str = 'auto',
         noise_t: float = 0.0,
-        autocast_dtype=None,
+        autocast_dtype='auto',
+        compile: bool = False,
     ):
         super().__init__()
         if not 0.0 <= noise_t <= 1.0:
@@ -155,9 +199,15 @@ class RandARClassifier(GenerativeClassifier):
                 f'the tokenizer has {tokenizer.vocab_size} codes but the model reads '
                 f'{model.cfg.vocab_size}: pass the tokenizer the model was trained on'
             )
+        if chunk != 'auto' and not (isinstance(chunk, int) and chunk >= 1):
+            raise ValueError(f"chunk must be 'auto' or a number of sequences >= 1, got {chunk!r}")
         self.model, self.tokenizer, self.raster, self.chunk = model.eval(), tokenizer, raster, chunk
-        self.noise_t, self.autocast_dtype = noise_t, autocast_dtype
+        self.noise_t, self.compile_model = noise_t, compile
+        # resolved once, here: the setting is part of an evaluation's key, so it must not change
+        # with the device a later call runs on
+        self.autocast_dtype = resolve_autocast(autocast_dtype, next(model.parameters()).device)
         self.num_classes = model.cfg.num_classes
+        self._lp = None
 
     @property
     def n_tokens(self) -> int:
@@ -214,21 +264,52 @@ class RandARClassifier(GenerativeClassifier):
 
     def sample_ids(self, z: Tensor, samples: dict) -> Tensor:
         "Token ids `[B, n, N]` of every sample: the image's ids, or the ids of its noised latents."
-        B, n = samples['order'].shape[:2]
+        n = samples['order'].shape[1]
+        x = self.inputs(z, samples, n)  # [B, n, N] ids, or [B, n, C, h, w] latents
         if 'noise' not in samples:
-            return z[:, None].expand(B, n, -1)
-        t, noise = self.noise_t, samples['noise'].to(z.device)
-        zt = self.tokenizer.noisy_latent(z[:, None], t, noise)  # [B, n, C, h, w]
+            return x.to(self.device)
+        t, noise = self.noise_t, samples['noise'].to(x.device)
+        zt = self.tokenizer.noisy_latent(x, t, noise)  # [B, n, C, h, w]
         ids = self.tokenizer.quantize.ids(zt.flatten(0, 1))  # [B*n, N]
-        return ids.view(B, n, -1).to(self.device)
+        return ids.view(*x.shape[:2], -1).to(self.device)
+
+    def _chunk(self) -> int:
+        if self.chunk != 'auto':
+            return self.chunk
+        if self.device.type != 'cuda':
+            return 256
+        c = self.model.cfg
+        L, ffn = 2 * self.n_tokens, getattr(c, 'ffn_hidden', 4 * c.dim)
+        # no-grad activations of one sequence at their widest (fp32 residual stream, bf16 or
+        # fp32 projections, the FFN's three hidden tensors): a generous bound, in bytes
+        per_seq = L * (16 * c.dim + 12 * ffn)
+        return fit_chunk(per_seq, self.device, cpu=256)
+
+    def _token_logprobs(self):
+        if self._lp is None:
+            f = self.model.token_logprobs
+            self._lp = torch.compile(f, dynamic=True) if self.compile_model else f
+        return self._lp
 
     @torch.no_grad()
-    def score(self, z: Tensor, classes: Tensor, samples: dict, per_token: bool = False) -> Tensor:
+    def score(
+        self,
+        z: Tensor,
+        classes: Tensor,
+        samples: dict,
+        per_token: bool = False,
+        prefix: int | None = None,
+    ) -> Tensor:
         """`[B, M, n]` values of log p(x | π, c); with `per_token`, `[B, M, n, N]` per-step
-        log-probs in the order's steps."""
+        log-probs in the order's steps. `prefix=L` scores only the first L steps of each order
+        (a causal model's truncated sequence costs about L/N of a full one)."""
         dev = self.device
         order, classes = samples['order'].to(dev), classes.to(dev)
         ids = self.sample_ids(z, samples)  # [B, n, N]
+        if prefix is not None:
+            if not 1 <= prefix <= order.shape[2]:
+                raise ValueError(f'prefix must lie in [1, {order.shape[2]}], got {prefix}')
+            order = order[..., :prefix]  # [B, n, L]: the first L steps of each order
         B, M = classes.shape
         n, N = order.shape[1], order.shape[2]
         # one sequence per (image, class, sample), batched in chunks to bound memory
@@ -239,17 +320,56 @@ class RandARClassifier(GenerativeClassifier):
             )
         )
         out = torch.empty(B * M * n, *((N,) if per_token else ()), dtype=torch.float32, device=dev)
-        amp = self.autocast_dtype is not None
+        amp, chunk, lp_fn = self.autocast_dtype is not None, self._chunk(), self._token_logprobs()
         with torch.autocast(dev.type, dtype=self.autocast_dtype, enabled=amp):
-            for s in range(0, len(b), self.chunk):
-                bb, mm, kk = b[s : s + self.chunk], m[s : s + self.chunk], k[s : s + self.chunk]
-                lp = self.model.token_logprobs(
+            for s in range(0, len(b), chunk):
+                bb, mm, kk = b[s : s + chunk], m[s : s + chunk], k[s : s + chunk]
+                lp = lp_fn(
                     ids[bb, kk], classes[bb, mm], order[bb, kk], check=False
                 ).float()  # [chunk, N]
-                out[s : s + self.chunk] = lp if per_token else lp.sum(-1)
+                out[s : s + chunk] = lp if per_token else lp.sum(-1)
         return out.view(B, M, n, *((N,) if per_token else ()))
 
-# %% ../nbs/03_scorer.ipynb 22
+# %% ../nbs/03_scorer.ipynb 24
+class RandomCropTTA(GenerativeClassifier):
+    """Test-time augmentation of the official classifiers: a fresh ADM random crop of the original
+    image for every sample of `clf`, drawn from the image's generator before that sample."""
+
+    def __init__(self, clf: GenerativeClassifier, size: int = 256, min_frac: float = 0.8,
+                 max_frac: float = 1.0):
+        super().__init__()
+        if not 0 < min_frac <= max_frac <= 1:
+            raise ValueError(f'crop fractions must satisfy 0 < min_frac <= max_frac <= 1, got '
+                             f'{min_frac}, {max_frac}')
+        self.clf, self.size, self.min_frac, self.max_frac = clf, size, min_frac, max_frac
+        self.num_classes = clf.num_classes
+
+    def prepare(self, images) -> Originals:
+        if not isinstance(images, Originals):
+            raise ValueError(
+                'random-crop TTA crops the original images: pass Originals (an ImageNet folder '
+                "read with crop='random' gives them), not cropped tensors"
+            )
+        return images
+
+    def draw(self, z: Originals, n: int, generator: torch.Generator) -> dict:
+        "Per sample: a crop, its prepared view `z` `[1, n, ...]`, then the inner classifier's draw."
+        views, draws = [], []
+        for _ in range(n):
+            a = random_crop_arr(z.images[0], self.size, self.min_frac, self.max_frac, generator)
+            v = self.clf.prepare(arr_to_tensor(a)[None])  # [1, ...]
+            views.append(v.cpu())
+            draws.append(self.clf.draw(v, 1, generator))
+        out = {k: torch.cat([d[k] for d in draws], 1) for k in draws[0]}
+        return dict(out, z=torch.stack(views, 1))
+
+    def score(self, z, classes: Tensor, samples: dict, **kw) -> Tensor:
+        return self.clf.score(None, classes, samples, **kw)
+
+    def forwards(self, n_classes: int, n: int) -> int:
+        return self.clf.forwards(n_classes, n)
+
+# %% ../nbs/03_scorer.ipynb 28
 RULES = ('lower_bound', 'likelihood', 'posterior')
 
 
@@ -266,20 +386,20 @@ def aggregate(scores: Tensor, rule: str = 'lower_bound') -> Tensor:
         return scores.log_softmax(-2).logsumexp(-1) - math.log(S)
     raise ValueError(f'unknown rule {rule!r}: use one of {RULES}')
 
-# %% ../nbs/03_scorer.ipynb 23
+# %% ../nbs/03_scorer.ipynb 29
 def predict(scores: Tensor, classes, rule: str = 'lower_bound', k: int = 1) -> Tensor:
     "Top-`k` predicted class ids `[B, k]` (ids from `classes` `[B, M]` or `[M]`)."
     agg = aggregate(scores, rule)
     top = agg.topk(min(k, agg.shape[-1]), -1).indices
     return expand_classes(classes, len(scores), top.device).gather(1, top)
 
-# %% ../nbs/03_scorer.ipynb 24
+# %% ../nbs/03_scorer.ipynb 30
 def accuracy(scores: Tensor, classes, y: Tensor, rule: str = 'lower_bound', k: int = 1) -> float:
     "Top-`k` accuracy of `scores` `[B, M, S]` against labels `y`."
     hit = predict(scores, classes, rule, k) == y.to(scores.device)[:, None]
     return hit.any(1).float().mean().item()
 
-# %% ../nbs/03_scorer.ipynb 27
+# %% ../nbs/03_scorer.ipynb 33
 def accuracy_vs_n(
     scores: Tensor, classes, y: Tensor, ns=None, rule: str = 'lower_bound', k: int = 1
 ) -> list[dict]:
@@ -298,7 +418,24 @@ def accuracy_vs_n(
         )
     return rows
 
-# %% ../nbs/03_scorer.ipynb 29
+# %% ../nbs/03_scorer.ipynb 35
+def accuracy_ci(
+    scores: Tensor, classes, y: Tensor, rule: str = 'lower_bound', level: float = 0.95,
+    n_boot: int = 2000, seed: int = 0,
+) -> dict:
+    """Top-1 accuracy with a percentile-bootstrap interval over images: dict(acc, lo, hi, level,
+    images)."""
+    hit = (predict(scores, classes, rule)[:, 0] == y.to(scores.device)).float().cpu()
+    I = len(hit)
+    if I == 0:
+        raise ValueError('no images: an accuracy needs at least one')
+    g = torch.Generator().manual_seed(seed)
+    boot = hit[torch.randint(0, I, (n_boot, I), generator=g)].mean(1)
+    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=boot.dtype)
+    lo, hi = torch.quantile(boot, q).tolist()
+    return dict(acc=hit.mean().item(), lo=lo, hi=hi, level=level, images=I)
+
+# %% ../nbs/03_scorer.ipynb 37
 def _dist():
     import torch.distributed as dist
 
@@ -310,8 +447,22 @@ def _dist():
 def _candidates(data, clf, classes) -> Tensor:
     if classes is not None:
         return torch.as_tensor(classes, dtype=torch.long)
+    if hasattr(data, 'candidates'):  # a subset of a larger label space (ImageNet-R/A: 200 ids)
+        return torch.as_tensor(data.candidates, dtype=torch.long)
     n = len(data.classes) if hasattr(data, 'classes') else clf.num_classes
     return torch.arange(n)
+
+
+def _source(data, limit=None):
+    """`(images(idx), labels, digest)` of what `evaluate` scores: an `ImageSet` or `(images,
+    labels)` in memory, or a folder read lazily (anything with `images(idx)`, `y`, `digest()`)."""
+    if hasattr(data, 'images') and hasattr(data, 'digest'):  # read from disk, batch by batch
+        y = data.y[:limit] if limit is not None else data.y
+        return data.images, y, data.digest()
+    x, y = (data.x, data.y) if hasattr(data, 'x') else data
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    return (lambda idx: to_float(x[idx])), y, data_digest(x, y)
 
 
 def _check_labels(y: Tensor, classes: Tensor, clf):
@@ -336,12 +487,16 @@ def _check_finite(s: Tensor, idx, clf):
     )
 
 
+# attributes that change only the speed of scoring, never the scores: not part of a key
+SPEED_ONLY = ('training', 'chunk', 'compile_model')
+
+
 def clf_settings(clf: GenerativeClassifier) -> dict:
     """The settings of a classifier that change its scores: every plain attribute (e.g. `raster`,
     `noise_t`, the diffusion `weighting` and timestep grid), not the ones that only change speed."""
     out = {'type': type(clf).__name__}
     for k, v in vars(clf).items():
-        if k.startswith('_') or k in ('training', 'chunk'):
+        if k.startswith('_') or k in SPEED_ONLY:
             continue
         if v is None or isinstance(v, (bool, int, float, str)):
             out[k] = v
@@ -349,6 +504,9 @@ def clf_settings(clf: GenerativeClassifier) -> dict:
             out[k] = str(v)
         elif isinstance(v, Tensor) and v.numel() <= 65536:
             out[k] = v.tolist()
+    for k, child in clf.named_children():  # a wrapper's classifier (e.g. RandomCropTTA's)
+        if isinstance(child, GenerativeClassifier):
+            out[k] = clf_settings(child)
     return out
 
 
@@ -381,7 +539,7 @@ def eval_key(
         images=images,
     )
 
-# %% ../nbs/03_scorer.ipynb 30
+# %% ../nbs/03_scorer.ipynb 38
 def data_digest(x: Tensor, y: Tensor) -> str:
     "A short digest of the images and labels an evaluation scores (a shift or subset differs)."
     return tensor_digest(dict(x=x, y=y))
@@ -412,9 +570,7 @@ def key_diff(stored, key: dict) -> list[str]:
     return out
 
 
-def _resume(part: Path, key: dict, shape: tuple):
-    if not part.exists():
-        return None
+def _read_part(part: Path, key: dict, shape: tuple):
     bad = ValueError(f'{part} (a partial evaluation) is unreadable: delete it and run again')
     try:
         st = torch.load(part, map_location='cpu', weights_only=True)
@@ -440,6 +596,27 @@ def _resume(part: Path, key: dict, shape: tuple):
     return st
 
 
+def part_files(out) -> list[Path]:
+    "The partial files of an evaluation writing `out`: one per rank of any earlier world size."
+    out = Path(out)
+    return sorted(p for p in out.parent.glob(f'{out.name}*.part')
+                  if p.name == f'{out.name}.part' or p.name[len(out.name):].startswith('.rank'))
+
+
+def _resume(out, key: dict, shape: tuple):
+    """The scores every earlier run (any number of ranks) finished, merged: `(scores, done,
+    seconds)`, or None."""
+    parts = [_read_part(p, key, shape) for p in part_files(out)]
+    if not parts:
+        return None
+    scores, done = torch.full(shape, float('nan')), torch.zeros(shape[0], dtype=torch.bool)
+    for st in parts:
+        d = st['done'].bool()
+        scores[d] = st['scores'][d]
+        done |= d
+    return scores, done, max(st['seconds'] for st in parts)
+
+
 @torch.no_grad()
 def evaluate(
     clf: GenerativeClassifier,
@@ -454,21 +631,19 @@ def evaluate(
     limit: int | None = None,
     key: dict | None = None,
 ) -> dict:
-    """Score `data` (an `ImageSet`, or a tuple `(images, labels)`) with `n` shared samples per
-    image. Returns dict(scores [I, M, n], y [I], classes [M], seconds, seconds_per_image,
-    forwards_per_image)."""
-    x, y = (data.x, data.y) if hasattr(data, 'x') else data
-    if limit is not None:
-        x, y = x[:limit], y[:limit]
+    """Score `data` (an `ImageSet`, a tuple `(images, labels)`, or a folder read lazily such as
+    `ImageFolderSet`) with `n` shared samples per image. Returns dict(scores [I, M, n], y [I],
+    classes [M], seconds, seconds_per_image, forwards_per_image)."""
     if bs < 1:
         raise ValueError(f'bs (images per batch) must be at least 1, got {bs}')
     if n < 1:
         raise ValueError(f'n (samples per image: orders K or timesteps) must be >= 1, got {n}')
+    images, y, digest = _source(data, limit)
     classes = _candidates(data, clf, classes)
     if len(classes) == 0:
         raise ValueError('classes= is empty: pass the candidate classes (default: all of them)')
     _check_labels(y, classes, clf)
-    I, M = len(x), len(classes)
+    I, M = len(y), len(classes)
     rank, world = _dist()
     mine = list(range(rank, I, world))
     scores, done, t_prev = (
@@ -479,27 +654,34 @@ def evaluate(
     part = None
     if out is not None:
         part = Path(f'{out}.rank{rank}.part' if world > 1 else f'{out}.part')
-    key = eval_key(clf, n, seed, classes, I, dict(key or {}, data=data_digest(x, y)))
-    if part is not None and (st := _resume(part, key, (I, M, n))) is not None:
-        scores, done, t_prev = st['scores'], st['done'], st['seconds']
+    key = eval_key(clf, n, seed, classes, I, dict(key or {}, data=digest))
+    if out is not None and (st := _resume(out, key, (I, M, n))) is not None:
+        scores, done, t_prev = st
     todo = [i for i in mine if not done[i]]
     batches = [todo[i : i + bs] for i in range(0, len(todo), bs)]
+    steps = range(len(batches))
     if progress and rank == 0 and batches:
         from fastprogress.fastprogress import progress_bar
 
-        batches = progress_bar(batches)
-        batches.comment = f'{type(clf).__name__}: {len(todo)} images x {M} classes x {n} samples'
+        steps = progress_bar(steps)
+        steps.comment = f'{type(clf).__name__}: {len(todo)} images x {M} classes x {n} samples'
+    from concurrent.futures import ThreadPoolExecutor
+
     t0 = time.perf_counter()
-    for j, idx in enumerate(batches):
-        s = sample_scores(clf, to_float(x[idx]), classes, n, seed, indices=idx).float().cpu()
-        _check_finite(s, idx, clf)
-        scores[idx] = s
-        done[idx] = True
-        if part is not None and (j + 1) % save_every == 0:
-            atomic_save(
-                dict(scores=scores, done=done, key=key, seconds=t_prev + time.perf_counter() - t0),
-                part,
-            )
+    # the next batch is read (decoded, cropped) while this one is scored
+    with ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(images, batches[0]) if batches else None
+        for j in steps:
+            idx, x = batches[j], ahead.result()
+            if j + 1 < len(batches):
+                ahead = pool.submit(images, batches[j + 1])
+            s = sample_scores(clf, x, classes, n, seed, indices=idx).float().cpu()
+            _check_finite(s, idx, clf)
+            scores[idx] = s
+            done[idx] = True
+            if part is not None and (j + 1) % save_every == 0:
+                secs = t_prev + time.perf_counter() - t0
+                atomic_save(dict(scores=scores, done=done, key=key, seconds=secs), part)
     secs = t_prev + time.perf_counter() - t0
     if world > 1:
         import torch.distributed as dist
@@ -509,8 +691,6 @@ def evaluate(
         for s_, ids, _ in got:
             scores[ids] = s_
         secs = max(g[2] for g in got)
-    if part is not None and part.exists():
-        part.unlink()
     res = dict(
         scores=scores,
         y=y.clone(),
@@ -524,9 +704,11 @@ def evaluate(
     )
     if out is not None and rank == 0:
         atomic_save(res, out)
+        for p in part_files(out):  # every rank has finished (the gather above): parts are spent
+            p.unlink(missing_ok=True)
     return res
 
-# %% ../nbs/03_scorer.ipynb 35
+# %% ../nbs/03_scorer.ipynb 43
 def check_plan(plan, M: int) -> list[tuple[int, int]]:
     "A sample plan `[(n_cumulative, keep), ...]`: n increasing, keep non-increasing, 1 ≤ keep ≤ M."
     plan = [(int(n), int(k)) for n, k in plan]
@@ -540,7 +722,7 @@ def check_plan(plan, M: int) -> list[tuple[int, int]]:
         )
     return plan
 
-# %% ../nbs/03_scorer.ipynb 36
+# %% ../nbs/03_scorer.ipynb 44
 @torch.no_grad()
 def prune(
     clf: GenerativeClassifier, images: Tensor, classes, plan, seed: int = 0, indices=None
@@ -578,7 +760,7 @@ def prune(
         pred=cls.gather(1, final.argmax(1, keepdim=True))[:, 0], scores=final, forwards=forwards
     )
 
-# %% ../nbs/03_scorer.ipynb 37
+# %% ../nbs/03_scorer.ipynb 45
 def prune_evaluate(
     clf: GenerativeClassifier,
     data,
@@ -587,19 +769,23 @@ def prune_evaluate(
     bs: int = 16,
     seed: int = 0,
     progress: bool = True,
+    method=None,
 ) -> dict:
-    "`prune` over a dataset: dict(pred [I], y [I], acc, forwards_per_image, seconds_per_image)."
-    x, y = (data.x, data.y) if hasattr(data, 'x') else data
+    """`prune` (or `method`, e.g. `prefix_prune`) over a dataset: dict(pred [I], y [I], acc,
+    forwards_per_image (full-sequence equivalents), seconds_per_image)."""
+    method = method or prune
+    images, y, _ = _source(data)
     classes = _candidates(data, clf, classes)
-    check_plan(plan, len(classes))
-    batches = [list(range(i, min(i + bs, len(x)))) for i in range(0, len(x), bs)]
+    if method is prune:
+        check_plan(plan, len(classes))
+    batches = [list(range(i, min(i + bs, len(y)))) for i in range(0, len(y), bs)]
     if progress and batches:
         from fastprogress.fastprogress import progress_bar
 
         batches = progress_bar(batches)
     t0, preds, fw = time.perf_counter(), [], []
     for idx in batches:
-        r = prune(clf, to_float(x[idx]), classes, plan, seed, idx)
+        r = method(clf, images(idx), classes, plan, seed, idx)
         preds.append(r['pred'])
         fw.append(r['forwards'])
     secs = time.perf_counter() - t0
@@ -610,17 +796,58 @@ def prune_evaluate(
         acc=(pred == y).float().mean().item(),
         plan=plan,
         forwards_per_image=torch.cat(fw).float().mean().item(),
-        seconds_per_image=secs / len(x),
+        seconds_per_image=secs / len(y),
     )
 
-# %% ../nbs/03_scorer.ipynb 40
+# %% ../nbs/03_scorer.ipynb 48
+def check_prefix_plan(stages, M: int, N: int) -> list[tuple[int, int, int]]:
+    """Prefix stages `[(L, K, keep), ...]`: 1 <= L <= N steps, K >= 1 orders, classes kept
+    non-increasing from at most the `M` candidates down to 1 in the last stage."""
+    stages = [tuple(int(v) for v in st) for st in stages]
+    ok = bool(stages) and all(len(st) == 3 for st in stages)
+    ok = ok and all(1 <= L <= N and K >= 1 and 1 <= keep <= M for L, K, keep in stages)
+    keeps = [st[2] for st in stages] if ok else []
+    ok = ok and all(a >= b for a, b in zip(keeps, keeps[1:])) and keeps[-1] == 1
+    if not ok:
+        raise ValueError(
+            f'bad prefix plan {stages}: stages (L, K, keep) with 1 <= L <= {N} steps, K >= 1 '
+            f'orders and classes kept non-increasing from at most {M} down to 1 in the last stage'
+        )
+    return stages
+
+
+@torch.no_grad()
+def prefix_prune(
+    clf: GenerativeClassifier, images, classes, stages, seed: int = 0, indices=None
+) -> dict:
+    """Class pruning on order prefixes by `stages` `[(L, K, keep), ...]`; each stage scores the
+    survivors afresh. Returns dict(pred [B], scores [B, M] (the last stage's lower bound; -inf
+    for pruned classes), forwards [B] in full-sequence equivalents)."""
+    B = len(images)
+    cls = expand_classes(classes, B)
+    M, N = cls.shape[1], clf.n_tokens
+    stages = check_prefix_plan(stages, M, N)
+    n = max(K for _, K, _ in stages)
+    z = clf.prepare(images)
+    alive = torch.arange(M).expand(B, M).clone()  # indices into cls of the survivors
+    cost = torch.zeros(B)
+    for L, K, keep in stages:
+        s = sample_scores(clf, images, cls.gather(1, alive), n, seed, indices,
+                          steps=slice(0, K), z=z, prefix=L)  # [B, A, K]
+        top = s.float().cpu().mean(-1).topk(keep, -1)  # sorted: the best first
+        cost += alive.shape[1] * K * L / N
+        alive, best = alive.gather(1, top.indices), top.values
+    final = torch.full((B, M), float('-inf')).scatter_(1, alive, best)
+    return dict(pred=cls.gather(1, alive[:, :1])[:, 0], scores=final, forwards=cost)
+
+# %% ../nbs/03_scorer.ipynb 52
 def to_positions(per_step: Tensor, order: Tensor) -> Tensor:
     """Per-step values `[B, M, n, N]` (order steps) to per-position values (raster) given orders
     `[B, n, N]`."""
     out = torch.empty_like(per_step)
     return out.scatter_(-1, order[:, None].expand_as(per_step).to(per_step.device), per_step)
 
-# %% ../nbs/03_scorer.ipynb 41
+# %% ../nbs/03_scorer.ipynb 53
 @torch.no_grad()
 def token_scores(
     clf: GenerativeClassifier,
@@ -642,7 +869,7 @@ def token_scores(
         orders.append(draw_samples(clf, z, n, seed, idx)['order'])
     return torch.cat(steps), torch.cat(orders)
 
-# %% ../nbs/03_scorer.ipynb 42
+# %% ../nbs/03_scorer.ipynb 54
 def discriminative_map(pos: Tensor, y_idx: Tensor) -> Tensor:
     """Per-position log p(true) − max log p(other), averaged over samples: `[I, N]` from
     per-position `[I, M, n, N]`."""
@@ -651,12 +878,12 @@ def discriminative_map(pos: Tensor, y_idx: Tensor) -> Tensor:
     other = lp.scatter(1, y_idx[:, None, None].expand(-1, 1, lp.shape[-1]), float('-inf')).amax(1)
     return true - other
 
-# %% ../nbs/03_scorer.ipynb 43
+# %% ../nbs/03_scorer.ipynb 55
 def token_accuracy_map(pos: Tensor, y_idx: Tensor) -> Tensor:
     "Accuracy `[N]` of classifying with one position's mean log-probability."
     return (pos.mean(2).argmax(1) == y_idx[:, None]).float().mean(0)
 
-# %% ../nbs/03_scorer.ipynb 44
+# %% ../nbs/03_scorer.ipynb 56
 def prefix_accuracy(steps: Tensor, y_idx: Tensor, ks=None, mode: str = 'prefix') -> list[tuple]:
     """Accuracy using only part of each order's steps, for each k: `'prefix'` keeps the first k
     steps, `'drop_first'` discards the first k, `'drop_last'` discards the last k."""

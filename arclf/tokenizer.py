@@ -439,10 +439,12 @@ _SMALL = dict(
     usage_window=8192,
     dead_code_steps=200,
 )
-_LLAMAGEN = 'https://huggingface.co/FoundationVision/LlamaGen (vq_ds16_c2i.pt)'
+_LLAMAGEN = 'https://huggingface.co/FoundationVision/LlamaGen'
 
 
-@register_model('tokenizer', weights='vq_ds16_c2i.pt', source=_LLAMAGEN)
+# the release is a training checkpoint: its weights are under "model"
+@register_model('tokenizer', weights='vq_ds16_c2i.pt', source=_LLAMAGEN, key='model',
+                url=f'{_LLAMAGEN}/resolve/main/vq_ds16_c2i.pt')
 def vq16(**kw) -> VQModel:
     """The LlamaGen VQ-16 tokenizer: 256×256 RGB images to 16×16 tokens of 16384 codes (official
     layout)."""

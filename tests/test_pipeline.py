@@ -69,9 +69,10 @@ def test_registry_lists_models_by_family():
         'randar_fmnist',
         'randar_fmnist_raster',
         'randar_l',
+        'randar_l_rc',
         'randar_xl',
     ]
-    assert arclf.list_models(family='dit') == ['DiT_XL_2', 'dit_cifar', 'dit_fmnist']
+    assert arclf.list_models(family='dit') == ['DiT_XL_2', 'dit_cifar', 'dit_fmnist', 'dit_xl2_rc']
     assert arclf.list_models(family='sit') == ['SiT_XL_2', 'sit_cifar', 'sit_fmnist']
     assert arclf.list_models('vq_fmnist*') == ['vq_fmnist_l', 'vq_fmnist_s']
     assert 'randar_cifar' not in arclf.list_models(pretrained=True)
@@ -113,6 +114,7 @@ def test_misspelt_names_suggest_the_close_ones():
 def test_official_weights_missing_name_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv('ARCLF_WEIGHTS', str(tmp_path))
     monkeypatch.setenv('HOME', str(tmp_path))  # no ~/.cache/arclf/weights copy either
+    monkeypatch.setenv('ARCLF_OFFLINE', '1')  # not a 1.2 GB download from Hugging Face
     with pytest.raises(FileNotFoundError) as e:
         arclf.create_model('randar_l', pretrained=True)
     msg = str(e.value)
