@@ -561,6 +561,7 @@ def prefix_study(
     keeps=(1, 2, 3, 5),
     finals=(5, 10, 20),
     bs: int = 50,
+    n_timed: int = 50,
 ) -> dict:
     """Prefix pruning against the unpruned classifier with `K` orders, on each `dataset: model` of
     `models`: every plan of a grid replayed exactly from one `token_scores` pass, the cheapest plan
@@ -599,7 +600,7 @@ def prefix_study(
                 and p['vs_unpruned']['diff'] > -0.005]
         best = min(same, key=lambda p: p['forwards']) if same else None
         if best is not None:  # the replay against real truncated sequences, and the time
-            n_t = min(len(ds), 200)
+            n_t = min(len(ds), n_timed)
             sub = (ds.x[:n_t], ds.y[:n_t])
             real = prune_evaluate(clf, sub, best['plan'], classes=range(M), bs=bs, seed=seed,
                                   progress=False, method=prefix_prune)

@@ -285,6 +285,14 @@ class RandARClassifier(GenerativeClassifier):
         per_seq = L * (16 * c.dim + 12 * ffn)
         return fit_chunk(per_seq, self.device, cpu=256)
 
+    def _logit_budget(self) -> dict:
+        """On a GPU, how many logits `token_logprobs` may hold at once: a tenth of the free
+        memory, at about 12 bytes each (float32 logits and the log-softmax's temporaries)."""
+        if self.device.type != 'cuda':
+            return {}  # the model's default (2**26 logits)
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return {'max_elems': int(max(2**24, free // 10 // 12))}
+
     def _token_logprobs(self):
         if self._lp is None:
             f = self.model.token_logprobs
@@ -321,11 +329,12 @@ class RandARClassifier(GenerativeClassifier):
         )
         out = torch.empty(B * M * n, *((N,) if per_token else ()), dtype=torch.float32, device=dev)
         amp, chunk, lp_fn = self.autocast_dtype is not None, self._chunk(), self._token_logprobs()
+        budget = self._logit_budget()
         with torch.autocast(dev.type, dtype=self.autocast_dtype, enabled=amp):
             for s in range(0, len(b), chunk):
                 bb, mm, kk = b[s : s + chunk], m[s : s + chunk], k[s : s + chunk]
                 lp = lp_fn(
-                    ids[bb, kk], classes[bb, mm], order[bb, kk], check=False
+                    ids[bb, kk], classes[bb, mm], order[bb, kk], check=False, **budget
                 ).float()  # [chunk, N]
                 out[s : s + chunk] = lp if per_token else lp.sum(-1)
         return out.view(B, M, n, *((N,) if per_token else ()))

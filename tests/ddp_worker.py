@@ -1,5 +1,5 @@
 """Run by tests/test_distributed.py, once as a plain process and once under torchrun (2 CPU processes, gloo).
-    python tests/ddp_worker.py train|eval OUT.pt"""
+    python tests/ddp_worker.py train|eval|interrupt|resume OUT.pt"""
 import sys, torch
 from torch import nn
 from arclf.core import TensorLoader, fit_model
@@ -23,5 +23,15 @@ if mode == 'train':
 else:
     torch.manual_seed(0); m = randar_fmnist(vocab_size=32, dim=32, n_layer=2, n_head=2).eval()
     x = torch.randint(0, 32, (7, 49), generator=torch.Generator().manual_seed(2)); y = torch.arange(7) % 3
-    r = evaluate(RandARClassifier(m, chunk=5), (x, y), n=3, classes=[0, 1, 2], bs=2, seed=5, progress=False)
-    if is_main(): torch.save({'scores': r['scores'], 'world': world}, out)
+    clf, kw = RandARClassifier(m, chunk=5), dict(n=3, classes=[0, 1, 2], bs=2, seed=5, progress=False)
+    if mode == 'eval':
+        r = evaluate(clf, (x, y), **kw)
+        if is_main(): torch.save({'scores': r['scores'], 'world': world}, out)
+    else:  # interrupt: every rank stops after its first batch; resume: one process finishes
+        score, scored = clf.score, []
+        def counted(z, classes, samples, **k):
+            if mode == 'interrupt' and scored: sys.exit(3)
+            scored.append(len(classes)); return score(z, classes, samples, **k)
+        clf.score = counted  # an instance attribute: the evaluation key is unchanged
+        r = evaluate(clf, (x, y), out=out, save_every=1, **kw)
+        torch.save({'scores': r['scores'], 'scored': sum(scored), 'world': world}, 'resumed.pt')

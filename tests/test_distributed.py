@@ -51,6 +51,21 @@ def test_two_processes_evaluate_like_one(tmp_path):
     torch.testing.assert_close(a['scores'], b['scores'], rtol=1e-5, atol=1e-5)
 
 
+def test_two_interrupted_processes_resume_in_one(tmp_path):
+    """Partial results of any world size: two torchrun processes stop after their first batch;
+    one process then finishes only the images neither scored, and equals an uninterrupted run."""
+    run(['eval', 'one.pt'], tmp_path)
+    with pytest.raises(AssertionError):  # both ranks exit with status 3 after a batch each
+        run(['interrupt', 'scores.pt'], tmp_path, nproc=2)
+    assert sorted(p.name for p in tmp_path.glob('*.part')) == [
+        'scores.pt.rank0.part', 'scores.pt.rank1.part']
+    run(['resume', 'scores.pt'], tmp_path)
+    r, one = torch.load(tmp_path / 'resumed.pt'), torch.load(tmp_path / 'one.pt')
+    assert r['scored'] == 3  # of 7 images, 4 were done by the two ranks (2 each)
+    torch.testing.assert_close(r['scores'], one['scores'], rtol=1e-5, atol=1e-5)
+    assert not list(tmp_path.glob('*.part'))
+
+
 def test_train_model_two_processes_match_one(data_root, tmp_path):
     """`arclf train` under torchrun: 2 gloo processes on half batches end with the weights of 1
     process on whole batches."""

@@ -183,3 +183,27 @@ def test_dit_sit_with_sd_vae_end_to_end(imagenet, tmp_path):
                      clf_kw=dict(encoder=load_sd_vae(vae), sample_latent=True))
         assert r['classes'] == 3 and r['images'] == 3 and r['n'] == 2
         assert 0 <= r['table2_row']['top1'] <= 100
+
+
+def test_dit_posterior_sample_per_timestep_equals_the_official_procedure(imagenet, tmp_path):
+    """Given the same draws, DiT's scores equal the official per-timestep loop: encode, draw the
+    VAE posterior sample, then the noise; q_sample; minus the squared error of the eps head."""
+    from arclf.diffusion import DDPMSchedule
+    from arclf.scorer import image_generator
+
+    torch.manual_seed(0)
+    enc = load_sd_vae(random_state_dict(sd_vae_layout(), torch.Generator().manual_seed(1)))
+    m = DiT_XL_2(depth=1, input_size=8).eval()
+    clf = create_classifier(m, encoder=enc, sample_latent=True, step=250)
+    x = imagenet_variant('val', None, imagenet / 'val', size=64, n_per_class=1).images([0])
+    s = sample_scores(clf, x, [0, 2], 3, seed=7, indices=[5])  # [1, 2 classes, 3 timesteps]
+    g, sched, ref = image_generator(7, 5), DDPMSchedule(), []
+    mean, std = enc.moments(x)
+    with torch.no_grad():
+        for t in clf.timesteps(3).tolist():
+            post = torch.randn(mean.shape[1:], generator=g)
+            noise = torch.randn(mean.shape[1:], generator=g)[None]
+            xt = sched.q_sample(mean + std * post, torch.tensor([t]), noise)
+            ref.append([-((noise - m.predict(xt, torch.tensor([t]), torch.tensor([c]))) ** 2).sum()
+                        for c in (0, 2)])
+    torch.testing.assert_close(s[0], torch.tensor(ref).T, rtol=1e-5, atol=1e-3)
