@@ -4,13 +4,14 @@
 
 # %% ../nbs/07c_bench.ipynb 2
 from __future__ import annotations
-import json, time
+import time
 from contextlib import nullcontext
 import torch
 from torch import nn, Tensor
 from arclf.core import (
     default_device,
     run_info,
+    provenance,
     create_model,
     num_params,
     adamw,
@@ -20,12 +21,14 @@ from arclf.core import (
 from .data import load_dataset
 from .tokenizer import encode_dataset
 from .randar import random_orders
-from .scorer import GenerativeClassifier, RandARClassifier, sample_scores
+from .scorer import GenerativeClassifier, RandARClassifier, sample_scores, resolve_autocast
+from .classifiers import DiffusionClassifier
 from .training import enable_tf32
 from .experiments import write_results
 
 # %% auto 0
-__all__ = ['BF16_PEAK', 'benchmark_scorer', 'randar_flops', 'bf16_peak', 'scorer_benchmarks', 'bench_randar', 'benchmark',
+__all__ = ['BF16_PEAK', 'SCORER_MODELS', 'PROTOCOL', 'SHAPES', 'FLOPS_COUNTED', 'benchmark_scorer', 'randar_flops', 'dit_flops',
+           'forward_flops', 'bf16_peak', 'scorer_benchmarks', 'scorer_markdown', 'bench_randar', 'benchmark',
            'benchmark_dit_xl2', 'benchmark_steps', 'training_benchmarks', 'benchmark_encode']
 
 # %% ../nbs/07c_bench.ipynb 6
@@ -36,15 +39,20 @@ def benchmark_scorer(
     ks=(1, 5, 20),
     reps: int = 1,
     flops_per_sequence: float | None = None,
+    warmup: int = 1,
 ) -> list[dict]:
     """Images/s and sequences/s of `sample_scores` on `images` for each K (optionally achieved
-    TFLOP/s)."""
+    TFLOP/s), after `warmup` untimed calls of the same shapes (their time: `warmup_s`)."""
     dev = getattr(clf, 'device', torch.device('cpu'))
     sync = torch.cuda.synchronize if dev.type == 'cuda' else (lambda: None)
     rows = []
-    sample_scores(clf, images[:1], range(n_classes), 1)  # warm-up
     for k in ks:
         sync()
+        t = time.perf_counter()
+        for _ in range(warmup):
+            sample_scores(clf, images, range(n_classes), k)
+        sync()
+        warm = time.perf_counter() - t
         t = time.perf_counter()
         for _ in range(reps):
             sample_scores(clf, images, range(n_classes), k)
@@ -55,6 +63,7 @@ def benchmark_scorer(
             images=len(images),
             classes=n_classes,
             seconds=dt,
+            warmup_s=warm,
             images_per_s=len(images) / dt,
             sequences_per_s=len(images) * n_classes * k / dt,
             device=str(dev),
@@ -64,22 +73,49 @@ def benchmark_scorer(
         rows.append(r)
     return rows
 
-# %% ../nbs/07c_bench.ipynb 7
-def randar_flops(model, n_tokens: int | None = None) -> float:
-    """Forward FLOPs of one scoring sequence (2·params·tokens for the matmuls + attention), for
-    TFLOP/s figures."""
-    c = model.cfg
-    L = 2 * (n_tokens or c.grid[0] * c.grid[1]) + 1
-    dense = sum(
-        p.numel()
-        for n, p in model.named_parameters()
-        if p.ndim == 2 and 'embedding' not in n and 'tok_emb' not in n
-    )
-    return 2 * dense * L + 4 * c.n_layer * L * L * c.dim
+# %% ../nbs/07c_bench.ipynb 8
+def _linear_weights(module: nn.Module) -> int:
+    "Multiply-adds per input row of all the `nn.Linear` layers inside `module`."
+    return sum(m.weight.numel() for m in module.modules() if isinstance(m, nn.Linear))
 
-# %% ../nbs/07c_bench.ipynb 10
-BF16_PEAK = {
+
+def randar_flops(model, steps: int | None = None) -> float:
+    """Forward FLOPs (2 per multiply-add) of scoring one sequence on `steps` steps of its order
+    (default all N): blocks on 2·steps rows, output head on `steps` rows, causal attention."""
+    c = model.cfg
+    S = steps or c.grid[0] * c.grid[1]
+    L = 2 * S  # [c, p_π1, x_π1, ..., p_πS]: the last token is never fed
+    attn = 2 * c.n_layer * L * L * c.dim  # QKᵀ and AV over the causal lower triangle
+    return 2 * _linear_weights(model.layers) * L + 2 * model.output.weight.numel() * S + attn
+
+
+def dit_flops(model) -> float:
+    """Forward FLOPs (2 per multiply-add) of one DiT/SiT forward: per-token matmuls, per-sample
+    adaLN and timestep MLP, full attention (4·T²·hidden per block)."""
+    c = model.cfg
+    T = c.n_tokens
+    per_token = (
+        sum(_linear_weights(b.attn) + _linear_weights(b.mlp) for b in model.blocks)
+        + model.final_layer.linear.weight.numel()
+        + model.x_embedder.proj.weight.numel()  # a p×p convolution of stride p: one matmul a patch
+    )
+    per_sample = (
+        sum(_linear_weights(b.adaLN_modulation) for b in model.blocks)
+        + _linear_weights(model.final_layer.adaLN_modulation)
+        + _linear_weights(model.t_embedder)
+    )
+    return 2 * per_token * T + 2 * per_sample + 4 * c.depth * T * T * c.hidden_size
+
+
+def forward_flops(model) -> float:
+    "FLOPs of one scored sequence (RandAR) or one network forward (DiT/SiT) of `model`."
+    return randar_flops(model) if hasattr(model, 'token_logprobs') else dit_flops(model)
+
+# %% ../nbs/07c_bench.ipynb 13
+BF16_PEAK = {  # dense (no sparsity) bf16 tensor-core FLOP/s; the more specific names first
+    'H200 NVL': 835e12,
     'H200': 989e12,
+    'H100 NVL': 835e12,
     'H100 PCIe': 756e12,
     'H100': 989e12,
     'A100': 312e12,
@@ -93,46 +129,237 @@ def bf16_peak(name: str) -> float | None:
     or None."""
     return next((v for k, v in BF16_PEAK.items() if k in name), None)
 
-# %% ../nbs/07c_bench.ipynb 11
+# %% ../nbs/07c_bench.ipynb 14
+SCORER_MODELS = {  # key: (registered preset, label)
+    'randar_l': ('randar_l', 'RandAR-L'),
+    'randar_xl': ('randar_xl', 'RandAR-XL'),
+    'dit_xl2': ('DiT_XL_2', 'DiT-XL/2'),
+    'sit_xl2': ('SiT_XL_2', 'SiT-XL/2'),
+}
+# the paper's protocol per image, (classes, samples per class): K = 20 orders, 250 timesteps
+PROTOCOL = {'randar': (1000, 20), 'dit': (1000, 250), 'sit': (1000, 250)}
+# fewer blocks and candidate classes for machines without a GPU: width, sequence and vocabulary
+# stay, so the per-layer work is the real one
+SHAPES = {
+    'full': dict(depth=None, classes=1000),
+    'reduced': dict(depth=2, classes=10),
+    'tiny': dict(depth=1, classes=2),
+}
+FLOPS_COUNTED = (
+    'FLOPs: 2 per multiply-add of the matmuls of one forward. RandAR: the blocks on the 2N = 512 '
+    'rows of a sequence, the output head on its N = 256 prediction rows, causal attention (QKᵀ '
+    'and AV over the lower triangle). DiT/SiT: patch embedding, attention and MLP projections '
+    'and final linear on the 256 tokens, adaLN and timestep MLP once per sample, full attention. '
+    'Not counted: look-ups, norms, RoPE, activations, softmax, biases, log-softmax, ε-error '
+    '(< 1%).'
+)
+
+
+def _family(model) -> str:
+    return 'randar' if hasattr(model, 'token_logprobs') else model.cfg.kind
+
+
+def _build(preset: str, device, **kw) -> nn.Module:
+    "Random weights, built on `device` itself where the constructor allows (0.7B params: faster)."
+    try:
+        with torch.device(device):
+            return create_model(preset, **kw).eval()
+    except (RuntimeError, TypeError):  # a constructor that mixes devices: build on the CPU
+        return create_model(preset, **kw).to(device).eval()
+
+
+def _inputs(model, images: int, seed: int) -> Tensor:
+    """What `sample_scores` takes without tokenizer or encoder: token ids `[B, N]` (RandAR), or
+    latents `[B, C, H, W]` in [-1, 1] (the range the classifier checks; values do not change
+    speed)."""
+    g = torch.Generator().manual_seed(seed)
+    c = model.cfg
+    if _family(model) == 'randar':
+        return torch.randint(0, c.vocab_size, (images, c.grid[0] * c.grid[1]), generator=g)
+    return torch.rand(images, c.in_channels, c.input_size, c.input_size, generator=g) * 2 - 1
+
+
+def _classifier(model, chunk, amp, compile: bool) -> GenerativeClassifier:
+    dtype = 'fp32' if amp is None else amp
+    if _family(model) == 'randar':
+        return RandARClassifier(model, chunk=chunk, autocast_dtype=dtype, compile=compile)
+    # no encoder: the latents are the input; the default grid is the paper's 250 timesteps
+    return DiffusionClassifier(model, chunk=chunk, autocast_dtype=dtype, compile=compile)
+
+
+def _chunk_arg(c):
+    c = str(c).strip()
+    if c == 'auto':
+        return c
+    if not c.isdigit() or int(c) < 1:
+        raise ValueError(f"chunks must be 'auto' or whole numbers >= 1, got {c!r}")
+    return int(c)
+
+
+def _speed_ratio(rows) -> dict | None:
+    "RandAR-L against DiT-XL/2 in one run: each model's fastest projected seconds per image."
+    best = {}
+    for r in rows:
+        k = r['key']
+        if k not in best or r['projected_s_per_image'] < best[k]['projected_s_per_image']:
+            best[k] = r
+    if not {'randar_l', 'dit_xl2'} <= best.keys():
+        return None
+    a, b = best['randar_l'], best['dit_xl2']
+    return dict(
+        randar_l_s_per_image=a['projected_s_per_image'],
+        dit_xl2_s_per_image=b['projected_s_per_image'],
+        dit_over_randar=b['projected_s_per_image'] / a['projected_s_per_image'],
+        rows={k: dict(dtype=r['dtype'], chunk=r['chunk'], compile=r['compile'], shape=r['shape'])
+              for k, r in (('randar_l', a), ('dit_xl2', b))},
+    )
+
+# %% ../nbs/07c_bench.ipynb 15
+def _bench_model(key, shape, dev, amp, chunks, compile, n_classes, n, images, reps, seed, peak):
+    "The rows of one model of `scorer_benchmarks`, one per chunk size."
+    preset, label = SCORER_MODELS[key]
+    with torch.device('meta'):  # the full shape's FLOPs, without its memory
+        full = create_model(preset)
+    fam = _family(full)
+    depth, M = SHAPES[shape]['depth'], n_classes or SHAPES[shape]['classes']
+    full_depth = full.cfg.n_layer if fam == 'randar' else full.cfg.depth
+    torch.manual_seed(seed)
+    over = {('n_layer' if fam == 'randar' else 'depth'): depth} if depth else {}
+    m = _build(preset, dev, **over)
+    f_used, f_full = forward_flops(m), forward_flops(full)
+    PC, PK = PROTOCOL[fam]
+    cuts = [f'{depth} of {full_depth} blocks'] if depth and depth != full_depth else []
+    cuts += [f'{M} of {PC} classes'] if M != PC else []
+    x, rows = _inputs(m, images, seed), []
+    for c in chunks:
+        clf = _classifier(m, c, amp, compile)
+        # with compile, the second call recompiles once (RandAR's RoPE cache is filled by the first)
+        r = benchmark_scorer(clf, x, M, (n,), reps, f_used, warmup=2 if compile else 1)[0]
+        rows.append(dict(
+            model=label, key=key, family=fam,
+            shape=('reduced' if shape == 'full' else shape) if cuts else 'full',
+            reduced=bool(cuts), reduction=', '.join(cuts) or None, params=num_params(m),
+            dtype={None: 'fp32', torch.bfloat16: 'bf16', torch.float16: 'fp16'}[amp],
+            chunk=c, chunk_used=clf._chunk(), compile=compile, n=n, reps=reps,
+            **{k: v for k, v in r.items() if k != 'K'},
+            gflop_per_sequence=f_used / 1e9,
+            peak_fraction=r['tflops'] * 1e12 / peak if peak else None,
+            protocol=dict(classes=PC, per_class=PK, sequences_per_image=PC * PK),
+            gflop_per_sequence_full=f_full / 1e9,
+            # the full shape's FLOPs per image at the rate measured here
+            projected_s_per_image=PC * PK * f_full / (r['sequences_per_s'] * f_used),
+            projection='measured' if f_full == f_used else 'flop-scaled',
+        ))
+        del clf
+    return rows
+
+
 def scorer_benchmarks(
     out=None,
-    presets=('randar_l', 'randar_xl'),
-    images: int = 4,
-    n_classes: int = 100,
-    ks=(1, 5),
-    chunk: int = 256,
+    models=tuple(SCORER_MODELS),
+    shape: str = 'auto',
     device=None,
+    dtype='auto',
+    chunks=('auto',),
+    compile: bool = False,
+    n_classes: int | None = None,
+    n: int = 1,
+    images: int = 1,
     reps: int = 2,
+    seed: int = 0,
+    command: str | None = None,
 ) -> dict:
-    """Scoring throughput of RandAR `presets` (random weights, random token ids; bf16 on CUDA) with
-    TFLOP/s and % of peak."""
+    """Scoring speed of the paper's classifiers `models` (random weights; `shape` 'auto': full on
+    CUDA, reduced elsewhere) through `sample_scores`: sequences/s, TFLOP/s, share of the bf16 peak,
+    projected seconds per image of the paper's protocol; one row per model and chunk. With `out`,
+    written by `write_results` with a markdown table beside it."""
     dev = torch.device(device) if device else default_device()
     cuda = dev.type == 'cuda'
+    shape = ('full' if cuda else 'reduced') if shape == 'auto' else shape
+    if shape not in SHAPES:
+        raise ValueError(f"shape must be 'auto' or one of {list(SHAPES)}, got {shape!r}")
+    unknown = [m for m in models if m not in SCORER_MODELS]
+    if unknown:
+        raise ValueError(f'unknown models {unknown}: choose from {list(SCORER_MODELS)}')
+    chunks, amp = [_chunk_arg(c) for c in chunks], resolve_autocast(dtype, dev)
     name = torch.cuda.get_device_name(dev) if cuda else 'cpu'
     peak = bf16_peak(name) if cuda else None
     rows = []
-    for p in presets:
-        torch.manual_seed(0)
-        m = create_model(p).to(dev).eval()
-        clf = RandARClassifier(m, chunk=chunk, autocast_dtype=torch.bfloat16 if cuda else None)
-        ids = torch.randint(0, m.cfg.vocab_size, (images, clf.n_tokens))
-        for r in benchmark_scorer(
-            clf, ids, n_classes, ks, reps, flops_per_sequence=randar_flops(m)
-        ):
-            rows.append(
-                dict(
-                    preset=p,
-                    chunk=chunk,
-                    dtype='bf16' if cuda else 'fp32',
-                    **r,
-                    peak_fraction=r['tflops'] * 1e12 / peak if peak else None,
-                )
-            )
-        del m, clf
-    res = dict(device=name, bf16_peak=peak, rows=rows)
-    return write_results(out, res) if out else dict(res, run_info=run_info())
+    for key in models:
+        rows += _bench_model(key, shape, dev, amp, chunks, compile, n_classes, n, images, reps,
+                             seed, peak)
+        if cuda:
+            torch.cuda.empty_cache()
+    rl = [r['peak_fraction'] for r in rows if r['key'] == 'randar_l' and r['peak_fraction']]
+    hopper = peak is not None and ('H100' in name or 'H200' in name)
+    res = dict(
+        device=name,
+        device_type=dev.type,
+        bf16_peak=peak,
+        shape=shape,
+        threads=torch.get_num_threads(),
+        tf32=torch.backends.cuda.matmul.allow_tf32,
+        rows=rows,
+        speed_ratio=_speed_ratio(rows),
+        target=dict(
+            what='RandAR-L at >= 50% of the dense bf16 peak on an H100/H200 (reported, not '
+            'asserted)',
+            best_peak_fraction=max(rl) if rl else None,
+            met=max(rl) >= 0.5 if hopper and rl else None,
+        ),
+        flops_counted=FLOPS_COUNTED,
+    )
+    if out is None:
+        return dict(res, run_info=run_info(command))
+    return write_results(out, res, markdown=scorer_markdown, command=command)
 
-# %% ../nbs/07c_bench.ipynb 17
+# %% ../nbs/07c_bench.ipynb 16
+def _pct(v) -> str:
+    return '–' if v is None else f'{100 * v:.1f}'
+
+
+def scorer_markdown(rec: dict) -> str:
+    "A `scorer_benchmarks` record as a markdown report: the table, reductions, ratio, target."
+    peak = rec['bf16_peak']
+    lines = [
+        f"Scorer speed on {rec['device']}, "
+        + (f'dense bf16 peak {peak / 1e12:.0f} TFLOP/s.' if peak else 'no known bf16 peak.'),
+        '',
+        '| model | shape | dtype | chunk (used) | compile | warm-up s | sequences/s | TFLOP/s '
+        '| % of bf16 peak | GFLOP/seq. | projected s/image | protocol |',
+        '|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|',
+    ]
+    for r in rec['rows']:
+        p = r['protocol']
+        lines.append(
+            f"| {r['model']} | {r['shape']} | {r['dtype']} | {r['chunk']} ({r['chunk_used']}) | "
+            f"{'yes' if r['compile'] else 'no'} | {r['warmup_s']:.3g} | "
+            f"{r['sequences_per_s']:.4g} | {r['tflops']:.3g} | "
+            f"{_pct(r['peak_fraction'])} | {r['gflop_per_sequence']:.1f} | "
+            f"{r['projected_s_per_image']:.4g} ({r['projection']}) | "
+            f"{p['classes']} × {p['per_class']} |"
+        )
+    cuts = {r['model']: r['reduction'] for r in rec['rows'] if r['reduced']}
+    notes = []
+    if cuts:
+        notes.append(
+            'Reduced: ' + '; '.join(f'{k} {v}' for k, v in cuts.items()) + '. Projections of '
+            "reduced shapes scale the time by the full shape's FLOPs over the measured shape's."
+        )
+    s = rec['speed_ratio']
+    if s:
+        notes.append(
+            f"RandAR-L {s['randar_l_s_per_image']:.4g} s/image vs DiT-XL/2 "
+            f"{s['dit_xl2_s_per_image']:.4g} s/image (projected, this run): RandAR-L is "
+            f"{s['dit_over_randar']:.2f}× faster."
+        )
+    t = rec['target']
+    got = 'not applicable here' if t['met'] is None else (
+        f"{_pct(t['best_peak_fraction'])}%, {'met' if t['met'] else 'not met'}")
+    notes += [f"Target: {t['what']}: {got}.", rec['flops_counted'], provenance(rec['run_info'])]
+    return '\n'.join(lines) + '\n\n' + '\n\n'.join(notes) + '\n'
+
+# %% ../nbs/07c_bench.ipynb 23
 def _timeit(fn, n: int, sync) -> float:
     fn()
     sync()
@@ -223,7 +450,7 @@ def bench_randar(
     cmd = f'python -c "from arclf.bench import bench_randar; bench_randar(threads={threads})"'
     return write_results(out, res, command=cmd) if out is not None else res
 
-# %% ../nbs/07c_bench.ipynb 23
+# %% ../nbs/07c_bench.ipynb 29
 def _sync(dev):
     if torch.device(dev).type == 'cuda':
         torch.cuda.synchronize()
@@ -255,7 +482,7 @@ def benchmark(
         images=len(images),
     )
 
-# %% ../nbs/07c_bench.ipynb 24
+# %% ../nbs/07c_bench.ipynb 30
 @torch.no_grad()
 def benchmark_dit_xl2(
     n_classes: int = 1000,
@@ -294,7 +521,7 @@ def benchmark_dit_xl2(
         device=str(device),
     )
 
-# %% ../nbs/07c_bench.ipynb 27
+# %% ../nbs/07c_bench.ipynb 33
 def benchmark_steps(
     model: nn.Module,
     batch,
@@ -335,7 +562,7 @@ def benchmark_steps(
         r['tflops'] = flops_per_step / dt / 1e12
     return r
 
-# %% ../nbs/07c_bench.ipynb 30
+# %% ../nbs/07c_bench.ipynb 36
 def _dense_params(m):
     return sum(p.numel() for n, p in m.named_parameters() if p.ndim >= 2 and 'embed' not in n)
 
@@ -398,7 +625,7 @@ def training_benchmarks(
         write_results(out, dict(rows=rows))
     return rows
 
-# %% ../nbs/07c_bench.ipynb 35
+# %% ../nbs/07c_bench.ipynb 41
 @torch.no_grad()
 def _throughput(model, x, bs, reps=1, dtype=None):
     dev = model.quant_conv.weight.device

@@ -296,6 +296,10 @@ class RandARClassifier(GenerativeClassifier):
     def _token_logprobs(self):
         if self._lp is None:
             f = self.model.token_logprobs
+            if self.compile_model and hasattr(self.model, 'rope'):
+                # fill RandAR's RoPE cache first: filling it inside the compiled call would break
+                # a guard and compile everything a second time
+                self.model.rope(self.device, next(self.model.parameters()).dtype)
             self._lp = torch.compile(f, dynamic=True) if self.compile_model else f
         return self._lp
 

@@ -65,6 +65,14 @@ def test_imagenet_folders(imagenet):
     assert c.name == 'imagenet-c-generated/jpeg@3' and len(c) == 6
     with pytest.raises(ValueError, match='needs its folder'):
         imagenet_variant('a', None, imagenet / 'val')
+    # ImageNet-V2 names its folders 0..999 (class ids), ImageNet-C nests corruption/severity
+    v2 = imagenet / 'v2'
+    _jpegs(v2, ['3', '9'], 1, np.random.default_rng(1))
+    assert imagenet_variant('v2', v2, imagenet / 'val').candidates == [3, 9]
+    c = imagenet / 'c' / 'gaussian_noise' / '3'
+    _jpegs(c, [WNIDS[4]], 2, np.random.default_rng(2))
+    got = imagenet_variant('c', imagenet / 'c', imagenet / 'val', corruption='gaussian_noise')
+    assert (got.name, got.y.tolist()) == ('imagenet-c/gaussian_noise@3', [4, 4])
 
 
 def test_randar_l_official_files_through_arclf_eval(imagenet, vq_file, tmp_path):

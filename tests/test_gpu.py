@@ -48,3 +48,20 @@ def test_train_model_on_gpu_bf16_compile(data_root, tmp_path):
     assert all(torch.isfinite(torch.tensor(rec['loss_curve'])))
     back = create_model('dit_fmnist', pretrained=tmp_path / 'd.pt')
     assert back.cfg.input_size == 28 and next(back.parameters()).device.type == 'cpu'
+
+
+def test_scorer_bench_on_cuda(tmp_path):
+    """The scorer benchmark on CUDA: bf16 by default, an auto chunk sized to the GPU, the share of
+    the bf16 peak on a known GPU (the full shapes run in `bash tools/gpu_run.sh bench`)."""
+    import json
+    from arclf.bench import scorer_benchmarks, bf16_peak
+
+    out = tmp_path / 'bench_cuda.json'
+    scorer_benchmarks(out, models=('randar_l', 'dit_xl2'), shape='tiny', device='cuda', reps=1)
+    rec = json.loads(out.read_text())
+    assert rec['bf16_peak'] == bf16_peak(torch.cuda.get_device_name())
+    for r in rec['rows']:
+        assert r['dtype'] == 'bf16' and r['device'].startswith('cuda') and r['chunk_used'] >= 2
+        assert r['sequences_per_s'] > 0 and r['shape'] == 'tiny'
+        assert (r['peak_fraction'] is None) == (rec['bf16_peak'] is None)
+    assert rec['speed_ratio']['dit_over_randar'] > 0
