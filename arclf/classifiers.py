@@ -69,6 +69,8 @@ class DiffusionClassifier(GenerativeClassifier):
             encoder,
             model.cfg.kind,
         )
+        if chunk != 'auto' and not (isinstance(chunk, int) and chunk >= 1):
+            raise ValueError(f"chunk must be 'auto' or a number of samples >= 1, got {chunk!r}")
         if sample_latent and encoder is None:
             raise ValueError('sample_latent draws from the encoder\'s posterior: pass encoder=')
         # None, not False, when off: settings absent from older evaluation keys read as None
@@ -130,6 +132,9 @@ class DiffusionClassifier(GenerativeClassifier):
         indices or SiT τ."""
         t = self.grid[self.order[torch.arange(n) % len(self.grid)]]
         return t if self.kind == 'dit' else t.double() / self.T
+
+    def fixed_samples(self, n: int) -> dict:
+        return {'t': self.timesteps(n)[None]}
 
     def draw(self, z: Tensor, n: int, generator: torch.Generator) -> dict:
         """The image's `n` timesteps `[1, n]` and a fresh noise for each `[1, n, C, H, W]`; with
@@ -254,8 +259,11 @@ def _load_file(path) -> nn.Module:
 
 
 def _official(sd: dict, path) -> nn.Module:
-    "The registered official model whose state-dict layout is exactly that of `sd`, loaded."
-    lay, names = layout(sd), []
+    """The registered official model whose state-dict layout is exactly that of `sd`, loaded; an
+    error if models that compute differently share the layout (DiT-XL/2 and SiT-XL/2)."""
+    import dataclasses
+
+    lay, names, fits = layout(sd), [], {}
     for name in list_models(pretrained=True):
         spec = model_spec(name)
         if spec.source == 'shipped':
@@ -264,7 +272,16 @@ def _official(sd: dict, path) -> nn.Module:
         with torch.device('meta'):  # the layout alone: no memory, no initialisation
             m = spec.build()
         if layout(m) == lay:
-            return load_strict(spec.build(), sd, what=f'model {name}').eval()
+            fits[name] = repr(dataclasses.asdict(m.cfg)) if hasattr(m, 'cfg') else name
+    if len(set(fits.values())) > 1:
+        raise ValueError(
+            f'{path} has the layout of {", ".join(fits)}, which compute differently: name the '
+            f'model and give the file as its weights (--model NAME --weights {path}; in Python '
+            "create_model(NAME, pretrained=PATH))"
+        )
+    if fits:
+        name = next(iter(fits))
+        return load_strict(model_spec(name).build(), sd, what=f'model {name}').eval()
     raise ValueError(
         f'{path} is neither an arclf model file nor a checkpoint in the layout of a registered '
         f'official model ({", ".join(names)}): a foreign or damaged file?'
@@ -346,5 +363,7 @@ def _create(model, tokenizer, pretrained, device, kw) -> GenerativeClassifier:
             enc = 'sd_vae_ft_ema'
         if enc is not None:
             kw['encoder'] = _encoder(enc).to(device)
+            # the official protocol: a fresh posterior sample of the latent for every timestep
+            kw.setdefault('sample_latent', True)
         return DiffusionClassifier(m.to(device), **kw)
     raise TypeError(f'no classifier for a {type(m).__name__}: use a RandAR or DiT/SiT model')

@@ -404,6 +404,9 @@ def _experiment_parsers(sub, F):
     e.add_argument(
         '--model', help='a registered model name or a weights file (instead of --clf; arclf models)'
     )
+    e.add_argument('--weights', metavar='FILE',
+                   help='the weights of the registered --model NAME from this file (e.g. '
+                   '--model SiT_XL_2 --weights SiT-XL-2-256.pt)')
     _data_flags(e, f'fashion_mnist or cifar10, optionally +{"|+".join(SHIFTS)}')
     e.add_argument(
         '--n',
@@ -434,22 +437,21 @@ def _experiment_parsers(sub, F):
         '--severity',
         type=int,
         choices=range(1, 6),
-        default=3,
-        help='shift severity 1..5 (ImageNet-C / CIFAR-10-C levels)',
+        help='shift severity 1..5 (ImageNet-C / CIFAR-10-C levels; default 3)',
     )
     e.add_argument('--bs', type=count(), default=16, help='images per scoring batch')
     im = e.add_argument_group('ImageNet and its shifts (full scale: official checkpoints)')
     im.add_argument('--imagenet', metavar='VAL',
                     help='the ImageNet validation folder (1000 wnid folders): fixes the class ids '
                     'and is the test set of --variant val')
-    im.add_argument('--variant', choices=IMAGENET_VARIANTS, default='val',
-                    help='val, v2, r, a, s (sketch) or c (needs --corruption)')
+    im.add_argument('--variant', choices=IMAGENET_VARIANTS,
+                    help='val (default), v2, r, a, s (sketch) or c (needs --corruption)')
     im.add_argument('--variant-root', metavar='PATH',
                     help="the variant's folder (ImageNet-C: the folder holding "
                     '<corruption>/<severity>/; without it ImageNet-C is generated from VAL)')
     im.add_argument('--corruption', help='ImageNet-C corruption, e.g. gaussian_noise, '
                     'jpeg_compression')
-    im.add_argument('--size', type=count(), default=256, help='image side (ADM crop)')
+    im.add_argument('--size', type=count(), help='image side of the ADM crop (default: 256)')
     sp = e.add_argument_group('protocol and speed')
     sp.add_argument('--raster', action='store_true',
                     help='AR models: score the raster order (the official --use_raster); default: '
@@ -467,9 +469,9 @@ def _experiment_parsers(sub, F):
     sp.add_argument('--compile', action='store_true', help='torch.compile the model (GPU runs)')
     sp.add_argument('--encoder', help='DiT/SiT latent models: the SD-VAE (a registered name or a '
                     'file; default for latent models: sd_vae_ft_ema)')
-    sp.add_argument('--sample-latent', action='store_true',
-                    help="DiT/SiT: a fresh posterior sample of the VAE latent per timestep (the "
-                    "official script's)")
+    sp.add_argument('--latent-mean', action='store_true',
+                    help='DiT/SiT on latents: the posterior mean of the VAE instead of the official '
+                    'fresh posterior sample per timestep')
     _common(e, None, 'result JSON file (default: print only); scores go beside it (.scores.pt) and '
             'an interrupted run resumes')
     pp = sub.add_parser(
@@ -772,16 +774,22 @@ def _experiment(a):
     elif a.cmd == 'eval':
         from arclf.experiments import run_eval
 
+        if a.weights and not a.model:
+            raise ValueError('--weights FILE loads into a registered --model NAME: give --model')
         if a.imagenet:
             from arclf.data import imagenet_variant
 
             if a.data or a.dataset:
                 raise ValueError('give --imagenet VAL or --dataset/--data, not both')
+            variant = a.variant or 'val'
+            if variant != 'c' and (a.corruption or a.severity):
+                raise ValueError('--corruption and --severity are ImageNet-C settings: add '
+                                 '--variant c')
             per = 2 if a.n_per_class is None else a.n_per_class or None
-            ds = imagenet_variant(a.variant, a.variant_root, a.imagenet, a.size, per,
-                                  a.corruption, a.severity, crop=a.crop, seed=a.seed)
+            ds = imagenet_variant(variant, a.variant_root, a.imagenet, a.size or 256, per,
+                                  a.corruption, a.severity or 3, crop=a.crop, seed=a.seed)
         else:
-            for flag in ('variant_root', 'corruption'):
+            for flag in ('variant', 'variant_root', 'corruption', 'size'):
                 if getattr(a, flag):
                     raise ValueError(f"--{flag.replace('_', '-')} needs --imagenet VAL")
             ds = _dataset(a)
@@ -795,12 +803,13 @@ def _experiment(a):
             a.seed,
             a.bs,
             a.out,
-            a.severity,
+            a.severity or 3,
             a.root,
             a.device,
             a.prune,
             a.step,
             clf_kw=_clf_kw(a),
+            weights=a.weights,
         )
         print(
             json.dumps({k: v for k, v in r.items() if k not in ('acc_vs_n', 'run_info')}, indent=1)
@@ -818,8 +827,8 @@ def _clf_kw(a) -> dict:
         kw['chunk'] = count()(a.chunk)
     if a.encoder:
         kw['encoder'] = a.encoder
-    if a.sample_latent:
-        kw['sample_latent'] = True
+    if a.latent_mean:
+        kw['sample_latent'] = False
     return kw
 
 

@@ -5,6 +5,7 @@
 # %% ../nbs/07_experiments.ipynb 2
 from __future__ import annotations
 import json, os
+from contextlib import contextmanager
 from pathlib import Path
 import torch
 from torch import Tensor
@@ -26,6 +27,7 @@ from arclf.scorer import (
     prefix_accuracy,
 )
 from .classifiers import create_classifier, load_model, ALIASES
+from .core import create_model
 
 # %% auto 0
 __all__ = ['write_results', 'read_results', 'parse_plan', 'check_fit', 'table2_row', 'run_eval', 'fig6_markdown',
@@ -111,6 +113,21 @@ def table2_row(res: dict, info: dict | None = None) -> dict:
     )
 
 
+@contextmanager
+def _rank0_first(world: int):
+    "Rank 0 runs the block first (e.g. a download into the cache), the other ranks after it."
+    import torch.distributed as dist
+
+    on = world > 1 and dist.is_available() and dist.is_initialized()
+    if on and dist.get_rank() != 0:
+        dist.barrier()
+    try:
+        yield
+    finally:
+        if on and dist.get_rank() == 0:
+            dist.barrier()
+
+
 def run_eval(
     model: str = 'randar',
     dataset='fashion_mnist',
@@ -127,8 +144,10 @@ def run_eval(
     step: int = 4,
     progress: bool = True,
     clf_kw: dict | None = None,
+    weights=None,
 ) -> dict:
-    """Evaluate a classifier (a model name, alias or path) on a dataset (a name, a folder, or a
+    """Evaluate a classifier (a model name, alias or path; `weights=FILE` loads that file into
+    the registered `model`) on a dataset (a name, a folder, or a
     dataset object such as an ImageNet `ImageFolderSet`); return (and optionally write) the result
     with its Table 2 row. With `out=F.json` the scores go to `F.scores.pt`, saved as they come:
     an interrupted run continues where it stopped. `clf_kw`: classifier options (`crop`,
@@ -137,13 +156,18 @@ def run_eval(
         raise ValueError(f'--out {out}: results are written as JSON: name a .json file')
     check_out(out, replace_ok=True)  # a results file is rewritten; but writable, before any work
     check_device(device)
+    world = int(os.environ.get('WORLD_SIZE', '1')) if 'RANK' in os.environ else 1
+    if world > 1 and prune:
+        raise ValueError('--prune runs in one process: start it without torchrun')
     if 'RANK' in os.environ:  # under torchrun: images are split across the processes
         from arclf.training import setup_distributed
 
         dev = setup_distributed()[2]
         if device is None or str(device).startswith('cuda'):
             device = dev  # each process its own GPU (LOCAL_RANK)
-    m = load_model(model)  # a misspelt name fails here, with the close ones
+    with _rank0_first(world):  # one process fetches a missing checkpoint, the others then read it
+        # a misspelt name fails here, with the close ones
+        m = create_model(model, pretrained=weights) if weights else load_model(model)
     is_ar = hasattr(m, 'token_logprobs')  # AR models take no diffusion options
     kw = dict(clf_kw or {}, **({} if is_ar else dict(step=step)))
     wrong = sorted(set(kw) & ({'encoder', 'sample_latent'} if is_ar else {'raster', 'noise_t'}))

@@ -14,11 +14,11 @@ from .data import to_float, random_crop_arr, arr_to_tensor, Originals
 
 # %% auto 0
 __all__ = ['RULES', 'SPEED_ONLY', 'expand_classes', 'take', 'GenerativeClassifier', 'image_generator', 'check_classes',
-           'draw_samples', 'sample_scores', 'resolve_autocast', 'fit_chunk', 'draw_orders', 'RandARClassifier',
-           'RandomCropTTA', 'aggregate', 'predict', 'accuracy', 'accuracy_vs_n', 'accuracy_ci', 'clf_settings',
-           'clf_configs', 'eval_key', 'data_digest', 'StaleEvaluation', 'key_diff', 'part_files', 'evaluate',
-           'check_plan', 'prune', 'prune_evaluate', 'check_prefix_plan', 'prefix_prune', 'to_positions', 'token_scores',
-           'discriminative_map', 'token_accuracy_map', 'prefix_accuracy']
+           'draw_samples', 'sample_scores', 'resolve_autocast', 'free_memory', 'fit_chunk', 'draw_orders',
+           'RandARClassifier', 'RandomCropTTA', 'aggregate', 'predict', 'accuracy', 'accuracy_vs_n', 'accuracy_ci',
+           'clf_settings', 'clf_configs', 'eval_key', 'data_digest', 'StaleEvaluation', 'key_diff', 'part_files',
+           'evaluate', 'check_plan', 'prune', 'prune_evaluate', 'check_prefix_plan', 'prefix_prune', 'to_positions',
+           'token_scores', 'discriminative_map', 'token_accuracy_map', 'prefix_accuracy']
 
 # %% ../nbs/03_scorer.ipynb 6
 def expand_classes(classes, B: int, device=None) -> Tensor:
@@ -61,6 +61,12 @@ class GenerativeClassifier(nn.Module):
     def forwards(self, n_classes: int, n: int) -> int:
         "Model forward passes (sequences) needed to score one image: one per (class, sample)."
         return n_classes * n
+
+    def fixed_samples(self, n: int) -> dict:
+        """The parts of the first `n` samples that are fixed by their index, not drawn (the
+        diffusion classifiers' timesteps), `[1, n, ...]`: a wrapper that draws sample by sample
+        puts them back."""
+        return {}
 
     def inputs(self, z, samples: dict, n: int):
         """The prepared input of every sample, `[B, n, ...]`: the sample's own view when one was
@@ -155,6 +161,13 @@ def resolve_autocast(dtype, device) -> torch.dtype | None:
     return names[dtype]
 
 
+def free_memory(device) -> int:
+    """Bytes a computation on GPU `device` can still use: the driver's free memory plus what
+    PyTorch's caching allocator holds without using (a later batch reuses it)."""
+    free, _ = torch.cuda.mem_get_info(device)
+    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+
+
 def fit_chunk(bytes_per_item: float, device, cpu: int = 256, share: float = 0.5,
               cap: int = 8192) -> int:
     """How many sequences (or samples) to batch: `share` of the free GPU memory over
@@ -162,8 +175,7 @@ def fit_chunk(bytes_per_item: float, device, cpu: int = 256, share: float = 0.5,
     device = torch.device(device)
     if device.type != 'cuda':
         return cpu
-    free, _ = torch.cuda.mem_get_info(device)
-    return int(max(1, min(cap, share * free // max(1, bytes_per_item))))
+    return int(max(1, min(cap, share * free_memory(device) // max(1, bytes_per_item))))
 
 # %% ../nbs/03_scorer.ipynb 17
 def draw_orders(n: int, N: int, generator: torch.Generator) -> Tensor:
@@ -290,8 +302,7 @@ class RandARClassifier(GenerativeClassifier):
         memory, at about 12 bytes each (float32 logits and the log-softmax's temporaries)."""
         if self.device.type != 'cuda':
             return {}  # the model's default (2**26 logits)
-        free, _ = torch.cuda.mem_get_info(self.device)
-        return {'max_elems': int(max(2**24, free // 10 // 12))}
+        return {'max_elems': int(max(2**24, free_memory(self.device) // 10 // 12))}
 
     def _token_logprobs(self):
         if self._lp is None:
@@ -374,10 +385,15 @@ class RandomCropTTA(GenerativeClassifier):
             views.append(v.cpu())
             draws.append(self.clf.draw(v, 1, generator))
         out = {k: torch.cat([d[k] for d in draws], 1) for k in draws[0]}
-        return dict(out, z=torch.stack(views, 1))
+        # sample k's timestep is the k-th of the sequence, not the first one n times
+        return dict(out, **self.clf.fixed_samples(n), z=torch.stack(views, 1))
 
     def score(self, z, classes: Tensor, samples: dict, **kw) -> Tensor:
         return self.clf.score(None, classes, samples, **kw)
+
+    @property
+    def n_tokens(self) -> int:  # for prefix pruning of a wrapped AR classifier
+        return self.clf.n_tokens
 
     def forwards(self, n_classes: int, n: int) -> int:
         return self.clf.forwards(n_classes, n)
@@ -584,6 +600,7 @@ def key_diff(stored, key: dict) -> list[str]:
 
 
 def _read_part(part: Path, key: dict, shape: tuple):
+    """A partial evaluation: `(rows, scores of those rows, seconds)`, checked against `key`."""
     bad = ValueError(f'{part} (a partial evaluation) is unreadable: delete it and run again')
     try:
         st = torch.load(part, map_location='cpu', weights_only=True)
@@ -597,16 +614,17 @@ def _read_part(part: Path, key: dict, shape: tuple):
             f'{", ".join(diff)}): delete it, or use another out=',
             part,
         )
-    s, d = st.get('scores'), st.get('done')
+    rows, s = st.get('rows'), st.get('scores')
     if not (
-        isinstance(s, Tensor)
-        and isinstance(d, Tensor)
-        and tuple(s.shape) == shape
-        and tuple(d.shape) == shape[:1]
+        isinstance(rows, Tensor)
+        and isinstance(s, Tensor)
+        and rows.ndim == 1
+        and tuple(s.shape) == (len(rows), *shape[1:])
+        and (len(rows) == 0 or 0 <= int(rows.min()) <= int(rows.max()) < shape[0])
         and isinstance(st.get('seconds'), (int, float))
     ):
         raise bad
-    return st
+    return rows.long(), s, st['seconds']
 
 
 def part_files(out) -> list[Path]:
@@ -617,17 +635,23 @@ def part_files(out) -> list[Path]:
 
 
 def _resume(out, key: dict, shape: tuple):
-    """The scores every earlier run (any number of ranks) finished, merged: `(scores, done,
-    seconds)`, or None."""
-    parts = [_read_part(p, key, shape) for p in part_files(out)]
+    """The scores every earlier run (any number of ranks) finished, merged one file at a time:
+    `(scores, done, seconds)`, or None."""
+    parts = part_files(out)
     if not parts:
         return None
     scores, done = torch.full(shape, float('nan')), torch.zeros(shape[0], dtype=torch.bool)
-    for st in parts:
-        d = st['done'].bool()
-        scores[d] = st['scores'][d]
-        done |= d
-    return scores, done, max(st['seconds'] for st in parts)
+    secs = 0.0
+    for p in parts:
+        rows, s, t = _read_part(p, key, shape)
+        scores[rows], done[rows], secs = s, True, max(secs, t)
+    return scores, done, secs
+
+
+def _save_part(part: Path, scores: Tensor, done: Tensor, key: dict, seconds: float):
+    "This rank's finished rows only: a part file is as large as the work it saves."
+    rows = done.nonzero()[:, 0]
+    atomic_save(dict(rows=rows, scores=scores[rows], key=key, seconds=seconds), part)
 
 
 @torch.no_grad()
@@ -693,8 +717,9 @@ def evaluate(
             scores[idx] = s
             done[idx] = True
             if part is not None and (j + 1) % save_every == 0:
-                secs = t_prev + time.perf_counter() - t0
-                atomic_save(dict(scores=scores, done=done, key=key, seconds=secs), part)
+                # every finished row this rank knows (a resumed row of another world size too:
+                # its old part file may be this one, overwritten now)
+                _save_part(part, scores, done, key, t_prev + time.perf_counter() - t0)
     secs = t_prev + time.perf_counter() - t0
     if world > 1:
         import torch.distributed as dist

@@ -188,7 +188,7 @@ def test_dit_sit_with_sd_vae_end_to_end(imagenet, tmp_path):
         torch.manual_seed(0)
         m = DiT_XL_2(depth=1, input_size=16, kind=kind)
         r = run_eval(m, val, n=2, step=500, progress=False,
-                     clf_kw=dict(encoder=load_sd_vae(vae), sample_latent=True))
+                     clf_kw=dict(encoder=load_sd_vae(vae)))  # the official posterior sample: the default
         assert r['classes'] == 3 and r['images'] == 3 and r['n'] == 2
         assert 0 <= r['table2_row']['top1'] <= 100
 
@@ -215,3 +215,34 @@ def test_dit_posterior_sample_per_timestep_equals_the_official_procedure(imagene
             ref.append([-((noise - m.predict(xt, torch.tensor([t]), torch.tensor([c]))) ** 2).sum()
                         for c in (0, 2)])
     torch.testing.assert_close(s[0], torch.tensor(ref).T, rtol=1e-5, atol=1e-3)
+
+
+def test_random_crops_keep_the_timestep_sequence(imagenet):
+    "With per-sample crops, a diffusion classifier's sample k still has the k-th timestep."
+    from arclf.scorer import draw_samples
+
+    enc = load_sd_vae(random_state_dict(sd_vae_layout(), torch.Generator().manual_seed(1)))
+    clf = create_classifier(DiT_XL_2(depth=1, input_size=8), encoder=enc, step=100, crop='random')
+    x = imagenet_variant('val', None, imagenet / 'val', size=64, n_per_class=1, crop='random')
+    s = draw_samples(clf, clf.prepare(x.images([0])), 4, 0, [0])
+    assert torch.equal(s['t'], clf.clf.timesteps(4)[None]) and len(set(s['t'][0].tolist())) == 4
+    assert s['z'].shape == (1, 4, 2, 4, 8, 8)  # a view per sample: posterior mean and std
+
+
+def test_a_file_several_models_could_read_is_refused():
+    "DiT-XL/2 and SiT-XL/2 share a layout: a bare file of it needs its model named."
+    from arclf.classifiers import _official
+
+    with torch.device('meta'):
+        sd = create_model('SiT_XL_2').state_dict()
+    with pytest.raises(ValueError, match='DiT_XL_2, SiT_XL_2.*--model NAME --weights'):
+        _official(sd, 'SiT-XL-2-256.pt')
+
+
+def test_weights_flag_loads_a_file_into_a_named_model(tmp_path):
+    from arclf.core import WEIGHTS_DIR
+
+    out = tmp_path / 'r.json'
+    arclf_cmd('eval', '--model', 'dit_fmnist', '--weights', str(WEIGHTS_DIR / 'dit_fmnist.pt'),
+              '--n', '1', '--step', '500', '--n-per-class', '1', '--out', str(out))
+    assert json.loads(out.read_text())['table2_row']['images'] == 10
