@@ -470,8 +470,8 @@ def _experiment_parsers(sub, F):
     sp.add_argument('--encoder', help='DiT/SiT latent models: the SD-VAE (a registered name or a '
                     'file; default for latent models: sd_vae_ft_ema)')
     sp.add_argument('--latent-mean', action='store_true',
-                    help='DiT/SiT on latents: the posterior mean of the VAE instead of the official '
-                    'fresh posterior sample per timestep')
+                    help='DiT/SiT on latents: the posterior mean of the VAE instead of the '
+                    'official fresh posterior sample per timestep')
     _common(e, None, 'result JSON file (default: print only); scores go beside it (.scores.pt) and '
             'an interrupted run resumes')
     pp = sub.add_parser(

@@ -368,10 +368,11 @@ def layout_diff(expected: dict, got: dict, n: int = 8) -> str:
 
 # %% ../nbs/00_core.ipynb 32
 def load_strict(
-    model: nn.Module, src, key: str | None = None, what: str | None = None
+    model: nn.Module, src, key: str | None = None, what: str | None = None,
+    check_only: bool = False,
 ) -> nn.Module:
     """Load `src` (path or state dict) into `model` strictly; on any mismatch raise an error listing
-    the keys."""
+    the keys. `check_only`: the checks alone (`model` may live on the meta device)."""
     sd = load_weights(src, key)
     diff = layout_diff(layout(model), layout(sd))
     if diff:
@@ -387,7 +388,8 @@ def load_strict(
             f'checkpoint tensors {bad[:4]} are {sd[bad[0]].dtype} where {what or "the model"} '
             'has floating point weights: a corrupt or foreign file'
         )
-    model.load_state_dict(sd, strict=True)
+    if not check_only:
+        model.load_state_dict(sd, strict=True)
     return model
 
 # %% ../nbs/00_core.ipynb 33
@@ -779,8 +781,11 @@ def create_model(name: str, pretrained: bool | str | Path = False, **overrides) 
     # the registered wrapper key picks the weights of an official file that holds several entries;
     # any other file is unwrapped by load_weights' rules
     key = spec.key if spec.key and isinstance(d, Mapping) and spec.key in d else None
+    sd, what = load_weights(d, key), f'model {name}'
+    with torch.device('meta'):  # a wrong file fails before a model of gigabytes is built
+        load_strict(spec.build(**overrides), sd, what=what, check_only=True)
     # built on the CPU, not on `meta`: buffers the checkpoint does not hold start initialised
-    return load_strict(spec.build(**overrides), d, key=key, what=f'model {name}').eval()
+    return load_strict(spec.build(**overrides), sd, what=what).eval()
 
 # %% ../nbs/00_core.ipynb 60
 def weights_table(names=None) -> str:

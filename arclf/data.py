@@ -606,8 +606,8 @@ IMAGENET_VARIANTS = ('val', 'v2', 'r', 'a', 's', 'c')
 def imagenet_wnids(val_root) -> list[str]:
     "The 1000 ImageNet wnids in class-index order (sorted folder names of the validation set)."
     if not Path(val_root).is_dir():
-        raise DatasetNotFound(f'ImageNet validation folder not found: {val_root} (it holds the 1000 '
-                              'wnid folders, e.g. n01440764/)')
+        raise DatasetNotFound(f'ImageNet validation folder not found: {val_root} (it holds the '
+                              '1000 wnid folders, e.g. n01440764/)')
     w = sorted(p.name for p in Path(val_root).iterdir() if p.is_dir())
     if len(w) != 1000:
         raise ValueError(f'{val_root} should hold 1000 class folders (wnids), found {len(w)}')

@@ -33,7 +33,7 @@ case "${1:-}" in
   bench)
     budget=${ARCLF_BENCH_BUDGET:-450}
     if [ -n "$tiny" ]; then  # CPU or GPU, whatever is here; the compile step only on CUDA (inductor on a CPU: minutes)
-      tag=tiny; sc=(--shape tiny --reps 1); tr=()
+      tag=tiny; sc=(--shape tiny --reps 1 --models randar_l,dit_xl2); tr=()  # the two of the ratio
     else
       tag=cuda; sc=(--shape full --device cuda); tr=(--full --device cuda)
     fi
