@@ -410,9 +410,11 @@ def _experiment_parsers(sub, F):
     _data_flags(e, f'fashion_mnist or cifar10, optionally +{"|+".join(SHIFTS)}')
     e.add_argument(
         '--n',
+        '--samples',
         type=count(),
         default=20,
-        help='samples per image: orders K (AR) or timesteps (diffusion)',
+        help='samples per image: orders K (AR) or timesteps (diffusion); under torchrun write '
+        '--samples (torchrun takes --n for its own --nnodes...)',
     )
     e.add_argument(
         '--n-per-class',

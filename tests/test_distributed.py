@@ -66,6 +66,23 @@ def test_two_interrupted_processes_resume_in_one(tmp_path):
     assert not list(tmp_path.glob('*.part'))
 
 
+def test_arclf_eval_under_torchrun(data_root, tmp_path):
+    """`torchrun ... -m arclf.cli eval`: two processes split the images, one writes the result,
+    and it equals one process's."""
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    args = ['-m', 'arclf.cli', 'eval', '--samples', '2', '--n-per-class', '2', '--out']
+    for nproc, out in ((2, 'two.json'), (None, 'one.json')):
+        launch = ['-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}']
+        cmd = [sys.executable, *(launch if nproc else []), *args, str(tmp_path / out)]
+        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr[-3000:]
+    import json
+
+    two, one = (json.loads((tmp_path / f).read_text()) for f in ('two.json', 'one.json'))
+    assert two['images'] == 20 and two['acc'] == one['acc']
+    assert two['table2_row']['top1'] == one['table2_row']['top1']
+
+
 def test_train_model_two_processes_match_one(data_root, tmp_path):
     """`arclf train` under torchrun: 2 gloo processes on half batches end with the weights of 1
     process on whole batches."""
