@@ -516,6 +516,9 @@ def _experiment_parsers(sub, F):
     g.add_argument(
         '--runs', default='runs', help='where trained models and finished evaluations are kept'
     )
+    g.add_argument('--report-only', action='store_true',
+                   help="re-render the plan's README.md, fig6.png and speed ratios from its stored "
+                   'results.json (no model runs)')
     ab = sub.add_parser(
         'ablations',
         help='lower bound vs likelihood, tokenizers, noise augmentation (+ loss '
@@ -702,7 +705,13 @@ def _models(a):
 
 def _experiment(a):
     "The commands that run an experiment of notebooks 07 and 09-11."
-    if a.cmd == 'reproduce' or (a.cmd == 'demo' and a.full):
+    if a.cmd == 'reproduce' and a.report_only:
+        from arclf.reproduce import load_plan, refresh_report
+
+        folder = Path(a.out) / load_plan(a.plan)['name']
+        refresh_report(folder)
+        print(f'wrote {folder}/README.md, results.json, fig6.png')
+    elif a.cmd == 'reproduce' or (a.cmd == 'demo' and a.full):
         from arclf.reproduce import reproduce
 
         out = (

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_reproduce.ipynb 2
 from __future__ import annotations
-import json, os
+import json, math, os
 from pathlib import Path
 import torch
 import arclf
@@ -25,8 +25,8 @@ from .classifiers import create_classifier, ALIASES
 
 # %% auto 0
 __all__ = ['PLANS_DIR', 'PLAN_KEYS', 'EVAL_DEFAULTS', 'NO_EFFECT', 'NAMES', 'SHIFT_NAMES', 'load_plan', 'ensure_trained',
-           'model_file', 'cached_eval', 'budget_rows', 'speed_ratio', 'reproduce', 'speed_summary', 'report',
-           'plot_reproduction']
+           'model_file', 'cached_eval', 'budget_rows', 'time_to_reach', 'speed_ratio', 'reproduce', 'refresh_report',
+           'speed_summary', 'report', 'plot_reproduction']
 
 # %% ../nbs/09_reproduce.ipynb 5
 PLANS_DIR = Path(arclf.__file__).resolve().parent / 'configs' / 'reproduce'  # package data
@@ -271,23 +271,57 @@ def budget_rows(r: dict, kind: str, ns) -> list[dict]:
     ]
 
 # %% ../nbs/09_reproduce.ipynb 14
-def speed_ratio(fast: list[dict], slow: list[dict]) -> list[dict]:
-    """For every budget of the `slow` classifier: its seconds per image over those of the
-    cheapest `fast` budget that is at least as accurate (None where no budget of `fast` is).
-    The paper's "up to 25×" is the largest of these."""
+def _curve(rows: list[dict]) -> list[dict]:
+    "The budgets that raise the best accuracy so far, by seconds per image: a rising curve."
     out = []
+    for r in sorted(rows, key=lambda r: r['s_per_image']):
+        if not out or r['acc'] > out[-1]['acc']:
+            out.append(r)
+    return out
+
+
+def _point(r: dict) -> dict:
+    return {k: r[k] for k in ('n', 'acc', 's_per_image')}
+
+
+def time_to_reach(rows: list[dict], acc: float) -> float | None:
+    """Seconds per image a classifier's budgets `rows` need to reach accuracy `acc`, interpolated in
+    log seconds between the two budgets around it; None outside the accuracies its curve passes
+    through (below its cheapest budget or above its best)."""
+    c = _curve(rows)
+    if not c or not c[0]['acc'] <= acc <= c[-1]['acc']:
+        return None
+    i = next(i for i, r in enumerate(c) if r['acc'] >= acc)
+    if i == 0 or c[i]['acc'] == acc:
+        return c[i]['s_per_image']
+    lo, hi = c[i - 1], c[i]
+    w = (acc - lo['acc']) / (hi['acc'] - lo['acc'])
+    return math.exp((1 - w) * math.log(lo['s_per_image']) + w * math.log(hi['s_per_image']))
+
+
+def speed_ratio(fast: list[dict], slow: list[dict]) -> list[dict]:
+    """For every budget of the `slow` classifier, at its accuracy: the seconds per image the slow
+    curve needs over those the `fast` curve needs (`time_to_reach`); no ratio (None, with `why`)
+    where the fast curve does not pass through that accuracy."""
+    out = []
+    lo = _curve(fast)[0]['acc'] if fast else None
     for s in slow:
-        ok = [f for f in fast if f['acc'] >= s['acc']]
-        f = min(ok, key=lambda f: f['s_per_image']) if ok else None
+        tf, ts = time_to_reach(fast, s['acc']), time_to_reach(slow, s['acc'])
+        why = None if tf else ('fast is more accurate at every budget'
+                               if lo is not None and s['acc'] < lo else 'fast never reaches it')
         out.append(
             dict(
                 slow=s['classifier'],
                 slow_n=s['n'],
                 slow_acc=s['acc'],
-                fast=f and f['classifier'],
-                fast_n=f and f['n'],
-                fast_acc=f and f['acc'],
-                ratio=f and s['s_per_image'] / f['s_per_image'],
+                fast=fast[0]['classifier'] if fast else None,
+                fast_s=tf,
+                slow_s=ts,
+                ratio=ts / tf if tf and ts else None,
+                why=why,
+                fast_best=_point(max(fast, key=lambda f: f['acc'])) if fast else None,
+                fast_cheapest=_point(min(fast, key=lambda f: f['s_per_image'])) if fast else None,
+                slow_best=_point(max(slow, key=lambda f: f['acc'])),
             )
         )
     return out
@@ -406,14 +440,7 @@ def reproduce(
                     )
                     acc = accuracy(r['scores'], r['classes'], r['y'])
                 table2.append(dict(classifier=k, n=n, shift=sh, images=len(sds), acc=acc))
-        speed = {
-            s: speed_ratio(
-                [o for o in fig6 if o['classifier'] == 'randar'],
-                [o for o in fig6 if o['classifier'] == s],
-            )
-            for s in ('dit', 'sit')
-            if s in kinds and 'randar' in kinds
-        }
+        speed = _speeds(fig6)
         res['results'][name] = dict(
             images=len(test),
             fig6=fig6,
@@ -456,20 +483,52 @@ def _budget(k, n):
     return f'K = {n}' if k in ('randar', 'raster') else f'{n} timesteps'
 
 
+def _speeds(fig6: list[dict]) -> dict:
+    "`speed_ratio` of RandAR over each diffusion classifier of a dataset's Fig. 6 rows."
+    kinds = {o['classifier'] for o in fig6}
+    return {
+        s: speed_ratio([o for o in fig6 if o['classifier'] == 'randar'],
+                       [o for o in fig6 if o['classifier'] == s])
+        for s in ('dit', 'sit')
+        if s in kinds and 'randar' in kinds
+    }
+
+
+def refresh_report(folder) -> dict:
+    """Re-render a reproduction's README.md, fig6.png and speed ratios from its stored results
+    (no model runs): the report of the current revision, with the original run's provenance and
+    a line saying when and how it was re-rendered."""
+    f = Path(folder) / 'results.json'
+    res = read_results(f)
+    for r in res['results'].values():
+        r['speed'] = _speeds(r['fig6'])
+    res['report_info'] = run_info()
+    write_results(f, res, report, md_path=Path(folder) / 'README.md')
+    plot_reproduction(res, Path(folder) / 'fig6.png')
+    return res
+
+
 def speed_summary(rows: list[dict]) -> str:
-    """One line: the largest speed-up at matched accuracy, and the one at the slow classifier's best
-    budget."""
+    """One line: the speed-up at matched accuracies (only where both curves pass through the
+    accuracy), or why there is none, with the two classifiers' points."""
     ok = [r for r in rows if r['ratio']]
-    if not ok:
-        return 'no RandAR budget reaches any of its accuracies'
-    top, best = max(ok, key=lambda r: r['ratio']), max(rows, key=lambda r: r['slow_acc'])
-    at_best = (
-        f"{best['ratio']:.1f}× at its best accuracy ({100 * best['slow_acc']:.1f}%, "
-        f"{best['slow_n']} timesteps vs K={best['fast_n']})"
-        if best['ratio']
-        else f"no RandAR budget reaches its best accuracy ({100 * best['slow_acc']:.1f}%)"
-    )
-    return f"up to {top['ratio']:.1f}× ({top['slow_n']} timesteps vs K={top['fast_n']}); {at_best}"
+    if ok:
+        top = max(ok, key=lambda r: r['ratio'])
+        return (f"{top['ratio']:.1f}× at {100 * top['slow_acc']:.1f}% accuracy "
+                f"({top['slow_s']:.3g} s against {top['fast_s']:.3g} s per image); matched at "
+                f"{len(ok)} of {len(rows)} budgets")
+    r = rows[0]
+    c, b = r['fast_cheapest'], r['slow_best']
+    if r['why'] == 'fast is more accurate at every budget':
+        return (f"no matched accuracy: RandAR's cheapest budget (K = {c['n']}, "
+                f"{100 * c['acc']:.1f}%, {c['s_per_image']:.3g} s per image) is already more "
+                f"accurate than the diffusion classifier's best budget ({b['n']} timesteps, "
+                f"{100 * b['acc']:.1f}%, {b['s_per_image']:.3g} s): at those two points RandAR is "
+                f"{b['s_per_image'] / c['s_per_image']:.1f}× faster and "
+                f"{100 * (c['acc'] - b['acc']):.1f} points more accurate")
+    f = r['fast_best']
+    return (f"no matched accuracy: no RandAR budget reaches {100 * b['acc']:.1f}% (its best: "
+            f"{100 * f['acc']:.1f}%)")
 
 # %% ../nbs/09_reproduce.ipynb 19
 def _plan_arg(plan: dict) -> str:
@@ -500,6 +559,9 @@ def report(res: dict) -> str:
         f"{hw}, {info['date']}.",
         '',
     ]
+    if ri := res.get('report_info'):
+        s += [f"This report was re-rendered from the stored results by `{ri['command']}` at git "
+              f"{ri['git_rev']}, {ri['date']} (no model was run again).", '']
     for name, r in res['results'].items():
         t2 = r['table2']
         budgets = {o['classifier']: _budget(o['classifier'], o['n']) for o in t2}
@@ -524,9 +586,9 @@ def report(res: dict) -> str:
             '(none for the largest budget).',
             '',
         ]
-        for k, rows in r['speed'].items():
+        for k, rows in _speeds(r['fig6']).items():
             s += [
-                f"**Speed of RandAR over the {NAMES[k]} at matched accuracy:** "
+                f"**Speed of RandAR over the {NAMES[k]}:** "
                 f"{speed_summary(rows)}.",
                 '',
             ]
