@@ -17,6 +17,7 @@ from arclf.scorer import (
     accuracy,
     accuracy_vs_n,
     accuracy_ci,
+    bootstrap_ci,
     prune_evaluate,
     prefix_prune,
     check_prefix_plan,
@@ -556,9 +557,7 @@ def plan_cost(stages, M: int, N: int) -> float:
 def paired_diff_ci(hit_a: Tensor, hit_b: Tensor, n_boot: int = 2000, seed: int = 0) -> dict:
     "Accuracy of `hit_a` minus `hit_b` (same images) with a paired 95% bootstrap interval."
     d = hit_a.float() - hit_b.float()
-    g = torch.Generator().manual_seed(seed)
-    boot = d[torch.randint(0, len(d), (n_boot, len(d)), generator=g)].mean(1)
-    lo, hi = torch.quantile(boot, torch.tensor([0.025, 0.975])).tolist()
+    lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=seed)
     return dict(diff=d.mean().item(), lo=lo, hi=hi)
 
 # %% ../nbs/07_experiments.ipynb 33

@@ -15,10 +15,10 @@ from .data import to_float, random_crop_arr, arr_to_tensor, Originals
 # %% auto 0
 __all__ = ['RULES', 'SPEED_ONLY', 'expand_classes', 'take', 'GenerativeClassifier', 'image_generator', 'check_classes',
            'draw_samples', 'sample_scores', 'resolve_autocast', 'free_memory', 'fit_chunk', 'draw_orders',
-           'RandARClassifier', 'RandomCropTTA', 'aggregate', 'predict', 'accuracy', 'accuracy_vs_n', 'accuracy_ci',
-           'clf_settings', 'clf_configs', 'eval_key', 'data_digest', 'StaleEvaluation', 'key_diff', 'part_files',
-           'evaluate', 'check_plan', 'prune', 'prune_evaluate', 'check_prefix_plan', 'prefix_prune', 'to_positions',
-           'token_scores', 'discriminative_map', 'token_accuracy_map', 'prefix_accuracy']
+           'RandARClassifier', 'RandomCropTTA', 'aggregate', 'predict', 'accuracy', 'accuracy_vs_n', 'bootstrap_ci',
+           'accuracy_ci', 'clf_settings', 'clf_configs', 'eval_key', 'data_digest', 'StaleEvaluation', 'key_diff',
+           'part_files', 'evaluate', 'check_plan', 'prune', 'prune_evaluate', 'check_prefix_plan', 'prefix_prune',
+           'to_positions', 'token_scores', 'discriminative_map', 'token_accuracy_map', 'prefix_accuracy']
 
 # %% ../nbs/03_scorer.ipynb 6
 def expand_classes(classes, B: int, device=None) -> Tensor:
@@ -448,6 +448,15 @@ def accuracy_vs_n(
     return rows
 
 # %% ../nbs/03_scorer.ipynb 35
+def bootstrap_ci(values: Tensor, level: float = 0.95, n_boot: int = 2000, seed: int = 0):
+    "A percentile-bootstrap interval `(lo, hi)` of the mean of per-image `values` (seeded)."
+    g = torch.Generator().manual_seed(seed)
+    boot = values[torch.randint(0, len(values), (n_boot, len(values)), generator=g)].mean(1)
+    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=boot.dtype)
+    lo, hi = torch.quantile(boot, q).tolist()
+    return lo, hi
+
+
 def accuracy_ci(
     scores: Tensor, classes, y: Tensor, rule: str = 'lower_bound', level: float = 0.95,
     n_boot: int = 2000, seed: int = 0,
@@ -458,10 +467,7 @@ def accuracy_ci(
     I = len(hit)
     if I == 0:
         raise ValueError('no images: an accuracy needs at least one')
-    g = torch.Generator().manual_seed(seed)
-    boot = hit[torch.randint(0, I, (n_boot, I), generator=g)].mean(1)
-    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=boot.dtype)
-    lo, hi = torch.quantile(boot, q).tolist()
+    lo, hi = bootstrap_ci(hit, level, n_boot, seed)
     return dict(acc=hit.mean().item(), lo=lo, hi=hi, level=level, images=I)
 
 # %% ../nbs/03_scorer.ipynb 37
