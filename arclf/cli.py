@@ -192,6 +192,21 @@ def train_model_cli(family: str, argv):
     p.add_argument(
         '--ckpt-every', type=count(), help='also write --ckpt every n steps (default: every epoch)'
     )
+    p.add_argument('--schedule', choices=['cosine', 'constant', 'linear'], default='cosine',
+                   help='learning-rate decay after warmup (constant suits open-ended runs)')
+    p.add_argument('--n-valid', type=count(0), default=0,
+                   help='hold out the last n training images (validation, never trained on)')
+    p.add_argument('--curve', metavar='JSON',
+                   help='record a learning curve here (needs --n-valid); the latest point\'s '
+                   'weights go beside it (.pt)')
+    p.add_argument('--curve-first', type=count(), default=50,
+                   help='first curve point (steps); then every doubling')
+    p.add_argument('--curve-n', type=count(),
+                   help='orders (randar, default 1) or timesteps (dit/sit, default 16) per image')
+    p.add_argument('--curve-images', type=count(),
+                   help='validation images the classifier is scored on (default: all)')
+    p.add_argument('--tol', type=float, default=1.0,
+                   help='stop once a doubling moves the curve\'s accuracy by less (points)')
     p.add_argument('--threads', type=count(), help='CPU threads')
     p.add_argument('--root', help='folder holding the dataset (wins over $ARCLF_DATA)')
     p.add_argument(
@@ -264,6 +279,13 @@ def train_model_cli(family: str, argv):
         log_every=a.log_every,
         root=a.root,
         progress=a.log_every == 0,
+        schedule=a.schedule,
+        n_valid=a.n_valid,
+        curve=a.curve,
+        curve_first=a.curve_first,
+        curve_n=a.curve_n,
+        curve_images=a.curve_images,
+        tol=a.tol,
         **kw,
         **cfg,
     )

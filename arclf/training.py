@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_training.ipynb 2
 from __future__ import annotations
-import copy, dataclasses, json, math, os, random
+import copy, dataclasses, json, math, os, random, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -12,7 +12,9 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from arclf.core import (
     Callback,
+    CancelFitException,
     Learner,
+    atomic_write_text,
     TensorLoader,
     atomic_save,
     default_device,
@@ -36,13 +38,15 @@ from .data import to_float, load_dataset, cache_dir, is_folder_name, file_digest
 from .tokenizer import VQModel, encode_dataset
 from .randar import RandAR, RandARConfig, random_orders, raster_orders
 from .diffusion import DiT, DiTConfig
+from .scorer import RandARClassifier, evaluate, accuracy_ci
+from .classifiers import DiffusionClassifier
 
 # %% auto 0
 __all__ = ['DATASET_OF', 'FAMILY_PRESETS', 'setup_distributed', 'is_main', 'enable_tf32', 'MixedPrecisionCB', 'EMACB',
            'CompileCB', 'GradCheckpointCB', 'rng_state', 'set_rng_state', 'learner_state', 'CheckpointCB', 'resume',
            'ResumeCB', 'DDPCB', 'scale_cbs', 'save_run', 'VQStatsCB', 'reconstruct', 'psnr', 'code_stats',
            'recon_metrics', 'train_tokenizer', 'nll_per_token', 'train_randar', 'dataset_tag', 'encode_tokens',
-           'train_diffusion', 'presets_for', 'train_data', 'train_model']
+           'train_diffusion', 'forward_flops', 'CurveCB', 'presets_for', 'train_data', 'train_model']
 
 # %% ../nbs/06_training.ipynb 5
 def setup_distributed(backend: str | None = None) -> tuple[int, int, torch.device]:
@@ -213,6 +217,7 @@ def learner_state(learn: Learner) -> dict:
         ema=learn.ema.state_dict() if getattr(learn, 'ema', None) is not None else None,
         train_dl=learn.train_dl.state_dict() if hasattr(learn.train_dl, 'state_dict') else None,
         rng=rng_state(),
+        curve=getattr(learn, 'curve', None),  # a learning curve's points (CurveCB)
     )
 
 # %% ../nbs/06_training.ipynb 18
@@ -274,6 +279,8 @@ def resume(learn: Learner, path, key: dict | None = None) -> Learner:
     if s['train_dl'] is not None:
         learn.train_dl.load_state_dict(s['train_dl'])
     set_rng_state(s['rng'])
+    if s.get('curve') is not None:
+        learn.curve = s['curve']
     return learn
 
 # %% ../nbs/06_training.ipynb 20
@@ -382,6 +389,7 @@ def _record(learn, **extra) -> dict:
         train_seconds=learn.train_seconds,
         steps=learn.iter,
         loss_curve=[round(l, 5) for l in learn.step_losses],
+        curve=getattr(learn, 'curve', None),
         **extra,
     )
 
@@ -721,6 +729,7 @@ def train_diffusion(
     wd: float = 0.0,
     cbs=(),
     device=None,
+    schedule: str = 'cosine',
     log_every: int = 0,
     log_file=None,
     progress: bool = False,
@@ -748,6 +757,7 @@ def train_diffusion(
         lr=lr,
         wd=wd,
         warmup=min(warmup, epochs * len(dl) // 10),
+        schedule=schedule,
         clip=1.0,
         device=device,
         cbs=cbs,
@@ -764,6 +774,7 @@ def train_diffusion(
         seed=seed,
         warmup=warmup,
         wd=wd,
+        sched=schedule,
         n_train=len(images),
         overrides=cfg,
     )
@@ -778,6 +789,128 @@ def train_diffusion(
     return model
 
 # %% ../nbs/06_training.ipynb 55
+def forward_flops(model: nn.Module, batch, loss_fn=None) -> int:
+    """FLOPs of one forward pass of `loss_fn(model, batch)` (matmuls, convolutions and attention,
+    counted by torch's `FlopCounterMode`); a training step costs about three times as much."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    loss_fn = loss_fn or (lambda m, b: m.loss(b))
+    was = model.training
+    model.eval()  # (a DDP-wrapped loss takes its own path in training mode)
+    with torch.no_grad(), torch.random.fork_rng(), FlopCounterMode(display=False) as fc:
+        loss_fn(model, batch)
+    model.train(was)
+    return int(fc.get_total_flops())
+
+
+def _valid_loss(model, loss_fn, valid, seed: int, bs: int = 256) -> float:
+    "Mean loss over `valid` (x, y) with seeded randomness (orders, timesteps, noise), RNG restored."
+    was = model.training
+    model.eval()
+    tot, n = 0.0, 0
+    with torch.no_grad(), torch.random.fork_rng():
+        torch.manual_seed(seed)
+        dev = next(model.parameters()).device
+        for s in range(0, len(valid[0]), bs):
+            b = (valid[0][s : s + bs].to(dev), valid[1][s : s + bs].to(dev))
+            tot += loss_fn(model, b).item() * len(b[0])
+            n += len(b[0])
+    model.train(was)
+    return tot / n
+
+# %% ../nbs/06_training.ipynb 56
+class CurveCB(Callback):
+    """Record a learning curve at steps `first`·2^k: the validation loss and the accuracy (with its
+    95% bootstrap interval) of `classifier(model)` on the first `images` of `valid` (x, y; default
+    all) with `n` shared samples per image. With `tol` (points), stop the run once a doubling moves the accuracy by less than that.
+    The curve is `learn.curve` (kept in the training checkpoint) and, on rank 0, `out` (JSON);
+    `snapshot` receives the weights of the latest point with the record `meta`."""
+
+    order = 50  # after EMACB has updated the weights, before CheckpointCB saves them
+
+    def __init__(self, valid, classifier, n: int = 1, first: int = 50, out=None,
+                 tol: float | None = 1.0, seed: int = 0, max_points: int = 30, snapshot=None,
+                 meta: dict | None = None, images: int | None = None):
+        check_count('first', first)
+        check_count('n', n)
+        self.valid, self.classifier, self.n, self.first = valid, classifier, n, first
+        self.out, self.tol, self.seed, self.max_points = out, tol, seed, max_points
+        self.snapshot, self.meta = snapshot, meta or {}
+        self.images = valid if images is None else (valid[0][:images], valid[1][:images])
+
+    def before_fit(self, learn):
+        if getattr(learn, 'curve', None) is None:  # (a resumed run brings its own)
+            dl = learn.train_dl  # one training example, without moving the loader
+            b = tuple(t[:1].to(learn.device) for t in dl.tensors[:2])
+            fl = forward_flops(learn.model, b, learn.loss_fn)
+            learn.curve = dict(points=[], seconds=0.0, converged=False, flops_per_sample=3 * fl,
+                               samples_per_step=dl.bs)
+        self._t = time.time()
+        if learn.curve['converged'] and self.tol is not None:
+            raise CancelFitException  # nothing left to do: the curve already met its tolerance
+
+    def next_step(self, learn) -> int:
+        return self.first * 2 ** len(learn.curve['points'])
+
+    def after_step(self, learn):
+        now = time.time()
+        learn.curve['seconds'] += now - self._t
+        self._t = now
+        if learn.iter == self.next_step(learn):
+            self.measure(learn)
+            self._t = time.time()  # the evaluation is not training time
+
+    def measure(self, learn):
+        m = getattr(learn, 'ema', None) or learn.model
+        was = m.training
+        c = learn.curve
+        vloss = _valid_loss(m, learn.loss_fn, self.valid, self.seed)
+        t0 = time.time()
+        r = evaluate(self.classifier(m), self.images, self.n, seed=self.seed, progress=False)
+        m.train(was)
+        acc = accuracy_ci(r['scores'], r['classes'], r['y'])
+        samples = learn.iter * c['samples_per_step']
+        p = dict(step=learn.iter, samples=samples, epochs=samples / learn.train_dl.n,
+                 train_flops=samples * c['flops_per_sample'], seconds=round(c['seconds'], 1),
+                 valid_loss=vloss, acc=acc['acc'], lo=acc['lo'], hi=acc['hi'],
+                 images=acc['images'], n=self.n, eval_seconds=round(time.time() - t0, 1))
+        c['points'].append(p)
+        if self.tol is not None and len(c['points']) >= 2:
+            c['converged'] = abs(p['acc'] - c['points'][-2]['acc']) * 100 < self.tol
+        self.write(learn)
+        if self.snapshot is not None and is_main():
+            save_pretrained(copy.deepcopy(m).float().cpu(), self.snapshot,
+                            **{**self.meta, 'record': dict(curve=c), 'provenance': run_info()})
+        for cb in learn.cbs:  # the point is part of the state: save it now
+            if isinstance(cb, CheckpointCB):
+                cb.save(learn)
+        if c['converged'] or len(c['points']) >= self.max_points:
+            raise CancelFitException
+
+    def write(self, learn):
+        if self.out is not None and is_main():
+            d = dict(learn.curve, tol=self.tol, first=self.first, provenance=run_info())
+            atomic_write_text(json.dumps(d, indent=1), self.out)
+
+# %% ../nbs/06_training.ipynb 57
+def _curve_cb(family, valid, out, first, n, tol, seed, key, preset, tokenizer,
+              images=None) -> CurveCB:
+    """The learning curve of a `train_model` run: RandAR scored in its own order (raster or K
+    random orders), DiT/SiT over `n` timesteps of the standard grid (spread order)."""
+    if family == 'randar':
+        n = n or 1
+        clf = lambda m: RandARClassifier(m, raster=m.cfg.order == 'raster')  # noqa: E731
+        valid = (valid[0].long(), valid[1].long())  # token ids
+    else:
+        n = n or 16
+        clf = DiffusionClassifier
+        valid = (valid[0], valid[1].long())
+    out = Path(out)
+    meta = dict(family=family, preset=preset, tokenizer=tokenizer, recipe=key)
+    return CurveCB(valid, clf, n, first, out, tol, seed, snapshot=out.with_suffix('.pt'),
+                   meta=meta, images=images)
+
+# %% ../nbs/06_training.ipynb 59
 FAMILY_PRESETS = {
     'fashion_mnist': dict(
         randar='randar_fmnist', dit='dit_fmnist', sit='sit_fmnist', tokenizer='vq_fmnist_s'
@@ -829,7 +962,7 @@ def train_data(
         return ds.images(idx), ds.y[idx]
     raise ValueError(f'unknown family {family!r}: use randar, dit or sit')
 
-# %% ../nbs/06_training.ipynb 56
+# %% ../nbs/06_training.ipynb 60
 def _check_cfg(cfg: dict, config_cls, preset, flags: dict):
     if bad := sorted(set(cfg) & set(flags)):
         raise ValueError(
@@ -878,6 +1011,13 @@ def train_model(
     extra_cbs=(),
     noise_t: float = 0.0,
     overwrite: bool = False,
+    schedule: str = 'cosine',
+    n_valid: int = 0,
+    curve=None,
+    curve_first: int = 50,
+    curve_n: int | None = None,
+    curve_images: int | None = None,
+    tol: float | None = 1.0,
     **cfg,
 ) -> nn.Module:
     """Train a small `family` model ('randar' in `order`, 'dit', 'sit') on `dataset` (a name, or
@@ -885,11 +1025,26 @@ def train_model(
     (rank 0; checked first, see `check_out`) with its record. `cfg` override fields of the
     preset's config; `noise_t` > 0 trains RandAR on the tokens of noisy latents (noise
     augmentation). A `ckpt` written by a run with another recipe is refused, not resumed. Runs
-    unchanged on CPU, one GPU or under `torchrun`."""
+    unchanged on CPU, one GPU or under `torchrun`.
+
+    `n_valid` holds out the last `n_valid` of the images the run reads (validation, never
+    trained on); with `curve` (a JSON path) the run records its learning curve on them
+    (`CurveCB`: every doubling from `curve_first` steps, `curve_n` orders (RandAR, default 1) or
+    timesteps (DiT/SiT, default 16) per image, on the first `curve_images`) and stops once a doubling moves the classifier's
+    accuracy by less than `tol` points; the weights of the latest point go beside it
+    (`<curve>.pt`)."""
     if family not in ('randar', 'dit', 'sit'):
         raise ValueError(f'unknown family {family!r}: use randar, dit or sit')
-    for k, v in dict(epochs=epochs, bs=bs, n_train=n_train, ckpt_every=ckpt_every).items():
+    counts = dict(epochs=epochs, bs=bs, n_train=n_train, ckpt_every=ckpt_every,
+                  curve_first=curve_first, curve_n=curve_n, curve_images=curve_images)
+    for k, v in counts.items():
         check_count(k, v)
+    check_count('n_valid', n_valid, lo=0)
+    if curve is not None and not n_valid:
+        raise ValueError('a learning curve (curve=) is measured on held-out images: set n_valid, '
+                         'e.g. 1000')
+    if schedule not in ('cosine', 'constant', 'linear'):
+        raise ValueError(f"unknown schedule {schedule!r}: use 'cosine', 'constant' or 'linear'")
     check_count('warmup', warmup, lo=0)
     if not 0 <= noise_t <= 1:
         raise ValueError(f'noise_t must be in [0, 1], got {noise_t}')
@@ -908,9 +1063,15 @@ def train_model(
     if family == 'randar':
         tokenizer = tokenizer or fit['tokenizer']
         check_family(tokenizer, 'tokenizer', '--tokenizer')
-    x, y = train_data(family, dataset, 'train', tokenizer, root, noise_t, seed, n_train)
-    if n_train:
-        x, y = x[:n_train], y[:n_train]
+    n_read = n_train + n_valid if n_train else None
+    x, y = train_data(family, dataset, 'train', tokenizer, root, noise_t, seed, n_read)
+    if n_read:
+        x, y = x[:n_read], y[:n_read]
+    if n_valid >= len(x):
+        raise ValueError(f'n_valid={n_valid} leaves no training images of the {len(x)} read')
+    valid = (x[len(x) - n_valid :], y[len(y) - n_valid :]) if n_valid else None
+    if n_valid:
+        x, y = x[: len(x) - n_valid], y[: len(y) - n_valid]
     if bs > len(x):
         raise ValueError(f'batch size {bs} is larger than the {len(x)} training images: use '
                          f'--bs {len(x)} or less')
@@ -919,7 +1080,15 @@ def train_model(
                preset=preset, order=order, cfg=cfg, epochs=epochs, bs=bs, lr=lr, warmup=warmup,
                wd=wd, seed=seed, ema=ema, noise_t=noise_t,
                tokenizer=file_digest(weights_path(tokenizer))[:12] if tokenizer else None)
+    if schedule != 'cosine' or n_valid:  # (absent otherwise: earlier runs' states still resume)
+        key.update(schedule=schedule, n_valid=n_valid)
+    if curve is not None:
+        key.update(curve_first=curve_first, curve_n=curve_n, curve_images=curve_images,
+                   tol=tol)
     cbs = scale_cbs(dev, bf16, ema, compile, grad_ckpt, ckpt, ckpt_every, key) + list(extra_cbs)
+    if curve is not None:
+        cbs.append(_curve_cb(family, valid, curve, curve_first, curve_n, tol, seed, key,
+                             preset, tokenizer, curve_images))
     kw = dict(
         epochs=epochs,
         bs=bs,
@@ -944,12 +1113,14 @@ def train_model(
             tokenizer = str(weights_path(tokenizer).resolve())
         wd = 0.05 if wd is None else wd
         model = train_randar(
-            x, y, preset, order=order, wd=wd, vocab_size=vocab, tokenizer=tokenizer, **kw, **cfg
+            x, y, preset, order=order, wd=wd, vocab_size=vocab, tokenizer=tokenizer,
+            sched=schedule, **kw, **cfg
         )
     else:
         _check_cfg(cfg, DiTConfig, preset, dict(kind='the family (dit or sit)'))
         wd = 0.0 if wd is None else wd
-        model = train_diffusion(x, y.long(), preset, kind=family, wd=wd, **kw, **cfg)
+        model = train_diffusion(x, y.long(), preset, kind=family, wd=wd, schedule=schedule, **kw,
+                                **cfg)
     m = model.meta
     m['recipe'].update(
         dataset=str(dataset),
@@ -958,6 +1129,7 @@ def train_model(
         compile=compile,
         grad_ckpt=grad_ckpt,
         noise_t=noise_t,
+        n_valid=n_valid,
         bf16=any(isinstance(c, MixedPrecisionCB) for c in cbs),
         device=str(dev),
     )
