@@ -16,7 +16,7 @@ from .training import train_model, train_tokenizer, DATASET_OF, presets_for, dat
 
 # %% auto 0
 __all__ = ['CONFIG_DIR', 'FAMILIES', 'list_configs', 'count', 'counts', 'share', 'train_model_cli', 'train_tokenizer_cli',
-           'config_argv', 'parser', 'main', 'train_cli']
+           'config_argv', 'parser', 'main', 'study_train_cli', 'train_cli']
 
 # %% ../nbs/08_cli.ipynb 5
 CONFIG_DIR = (
@@ -589,6 +589,17 @@ def _study_parsers(sub, F):
     t.add_argument('--n-eval', type=count(), default=5000, help='test images')
     t.add_argument('--out', default='results/tokenizer', help='results folder')
     t.add_argument('--threads', type=count(), help='CPU threads')
+    st = sub.add_parser(
+        'study',
+        help='the small-scale study: train a model of it with its learning curve, or report the '
+        'curves (results/training/)',
+        formatter_class=F,
+    )
+    st.add_argument('what', choices=['train', 'report'],
+                    help='train MODEL [--dataset] [--runs] [--threads] [train flags], or report')
+    st.add_argument('folder', help='report: the folder of the curves (RUNS/<dataset>)')
+    st.add_argument('--out', default='results/training/fashion_mnist', help='results folder')
+    st.add_argument('--dataset', default='fashion_mnist', help='the dataset the curves are of')
     d = sub.add_parser(
         'diffusion',
         help='the diffusion study: scores, Table 7, Table 8 and Fig. 6 ' '(results/diffusion/)',
@@ -688,6 +699,8 @@ def main(argv=None):
 def _main(argv: list):
     if argv[:1] == ['train']:  # its flags are the family's: parsed by train_cli
         return train_cli(argv[1:])
+    if argv[:2] == ['study', 'train']:  # its flags are those of `arclf train` too
+        return study_train_cli(argv[2:])
     a = parser().parse_args(argv)
     if getattr(a, 'threads', None):
         torch.set_num_threads(a.threads)
@@ -701,6 +714,13 @@ def _main(argv: list):
         check_device(a.device)  # before any data or model is loaded
     if a.cmd in ('tokenizers', 'diffusion', 'bench'):
         return _study(a)
+    if a.cmd == 'study':
+        from arclf.study import study_report
+
+        r = study_report(a.folder, a.out, a.dataset)
+        for k, v in r['status'].items():
+            print(f'{k}: {v["why"]}')
+        return r
     return _experiment(a)
 
 
@@ -935,6 +955,23 @@ def _study(a):
                 f"{r['model']:14s} batch {r['batch']:4d}  {r['tokens_per_s']:10.0f} tokens/s  "
                 f"{r.get('tflops', 0):.3f} TFLOP/s  {r['device']}"
             )
+
+
+def study_train_cli(argv: list):
+    """`arclf study train MODEL [--dataset D] [--runs R] [--threads T] [train flags]`: one model of
+    the study (`arclf.study.STUDY`) with the study's recipe; later flags override it."""
+    from arclf.study import STUDY, study_argv
+
+    p = _Parser(prog='arclf study train', formatter_class=_Help,
+                description='Train one model of the small-scale study with its learning curve '
+                '(resumes where it stopped); other flags go to `arclf train` and override the '
+                'recipe.')
+    p.add_argument('model', choices=list(STUDY))
+    p.add_argument('--dataset', default='fashion_mnist')
+    p.add_argument('--runs', default='runs/study', help='curves, checkpoints and weights go here')
+    p.add_argument('--threads', type=count(), default=1, help='CPU threads')
+    a, rest = p.parse_known_args(argv)
+    return train_cli(study_argv(a.model, a.dataset, a.runs, a.threads) + rest)
 
 
 def train_cli(argv: list):

@@ -23,18 +23,23 @@ from arclf.scorer import (
     check_prefix_plan,
     token_scores,
     to_positions,
-    token_accuracy_map,
+    false_classes,
     discriminative_map,
-    prefix_accuracy,
+    map_stats,
+    summarize_maps,
+    token_accuracy_map,
+    step_accuracy,
+    drop_accuracy,
 )
 from .classifiers import create_classifier, load_model, ALIASES
 from .core import create_model
 
 # %% auto 0
-__all__ = ['write_results', 'read_results', 'parse_plan', 'check_fit', 'table2_row', 'run_eval', 'fig6_markdown',
-           'table2_markdown', 'plot_acc_vs_time', 'demo', 'robustness', 'robustness_table', 'order_experiment',
-           'order_tables', 'plot_order_maps', 'simulate_prefix_plan', 'plan_cost', 'paired_diff_ci', 'prefix_study',
-           'prefix_markdown', 'plot_prefix_study', 'sample_images', 'ar_samples']
+__all__ = ['FIG_DEFINITIONS', 'write_results', 'read_results', 'parse_plan', 'check_fit', 'table2_row', 'run_eval',
+           'fig6_markdown', 'table2_markdown', 'plot_acc_vs_time', 'demo', 'robustness', 'robustness_table',
+           'paired_diff_ci', 'token_analyses', 'order_experiment', 'per_token_tables', 'order_tables',
+           'plot_order_maps', 'simulate_prefix_plan', 'plan_cost', 'prefix_study', 'prefix_markdown',
+           'plot_prefix_study', 'sample_images', 'ar_samples']
 
 # %% ../nbs/07_experiments.ipynb 6
 def write_results(
@@ -397,6 +402,112 @@ def robustness_table(res: dict) -> str:
     )
 
 # %% ../nbs/07_experiments.ipynb 22
+def paired_diff_ci(hit_a: Tensor, hit_b: Tensor, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Mean of `hit_a` minus `hit_b` (same images: accuracies, or any per-image values) with a
+    paired 95% bootstrap interval."""
+    d = hit_a.float() - hit_b.float()
+    lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=seed)
+    return dict(diff=d.mean().item(), lo=lo, hi=hi)
+
+# %% ../nbs/07_experiments.ipynb 23
+FIG_DEFINITIONS = dict(
+    fig3='Fig. 3: per image and position, max(0, log p(x_p | true class) - log p(x_p | a false '
+         'class drawn at random per image)), per-position log-probs averaged over the K orders',
+    fig4='Fig. 4: per position, the accuracy of the argmax over classes of that position\'s '
+         'log-prob averaged over the K orders',
+    fig5='Fig. 5: the accuracy of the single token generated at step k of each order (its '
+         'log-prob averaged over the K orders) against k',
+    fig8='Fig. 8: the lower-bound accuracy with the first k / last k steps of every order dropped',
+)
+
+
+def _class_heads(y: Tensor, per: int) -> list[int]:
+    "Positions of the first `per` images of each class (in the order of `y`)."
+    seen, idx = {}, []
+    for i, c in enumerate(y.tolist()):
+        if seen.get(c, 0) < per:
+            idx.append(i)
+            seen[c] = seen.get(c, 0) + 1
+    return idx
+
+
+def _tokenizer_of(model) -> str | None:
+    "The tokenizer a saved model reads, from its record (None when it has none)."
+    try:
+        return model_meta(model).get('tokenizer')
+    except (FileNotFoundError, ValueError, TypeError):
+        return None
+
+
+def token_analyses(
+    ds,
+    model,
+    raster_model=None,
+    n_maps: int = 100,
+    map_ks=(1, 5, 20),
+    seed: int = 0,
+    n_examples: int = 4,
+    top: float = 0.1,
+) -> dict:
+    """The paper's Figs. 3, 4, 5 and 8 on the first `n_maps // classes` test images of each class
+    of `ds`: the random-order `model` under the first K orders `evaluate` draws, for each K of
+    `map_ks`, and `raster_model` in raster order (None skips it). Classes are the candidates."""
+    M = len(ds.classes)
+    idx = _class_heads(ds.y, max(1, n_maps // M))
+    x, y = ds.x[idx], ds.y[idx]
+    fc = false_classes(y, M, seed, indices=idx)
+    ks = sorted(set(map_ks))
+    clf = create_classifier(model)
+    steps, orders = token_scores(clf, x, range(M), ks[-1], seed, indices=idx)
+    pos = to_positions(steps, orders)
+    views = {}  # name -> (per-step [I, M, K, N], per-position [I, M, K, N])
+    if raster_model:
+        rs, ro = token_scores(create_classifier(raster_model), x, range(M), 1, seed, indices=idx)
+        views['raster'] = (rs, to_positions(rs, ro))
+    for k in ks:
+        views[f'K={k}'] = (steps[:, :, :k], pos[:, :, :k])
+    # Fig. 3: raster, K = 1 and the largest K, against the same false class per image
+    pos3 = dict({'raster': views['raster'][1]} if raster_model else {},
+                **{'K=1': pos[:, :, :1], f'K={ks[-1]}': pos})
+    maps = {v: discriminative_map(p, y, fc) for v, p in pos3.items()}
+    names3 = list(maps)
+    ref = names3[-1]
+    vs_ref = {}
+    for v in names3[:-1]:
+        a, b = map_stats(maps[v], top), map_stats(maps[ref], top)
+        vs_ref[v] = {}
+        for stat in a:
+            ok = a[stat].isfinite() & b[stat].isfinite()
+            vs_ref[v][stat] = (dict(paired_diff_ci(a[stat][ok], b[stat][ok], seed=seed),
+                                    images=int(ok.sum())) if ok.any() else None)
+    heads = _class_heads(y, 1)[:n_examples]  # one example image per class
+    fig3 = dict(
+        figure='Fig. 3', definition=FIG_DEFINITIONS['fig3'], classifiers=names3, top=top,
+        summary={v: summarize_maps(m, top, seed) for v, m in maps.items()},
+        vs=dict(reference=ref, diffs=vs_ref),
+        mean_map={v: m.mean(0).tolist() for v, m in maps.items()},
+        examples=dict(image=[idx[i] for i in heads], y=y[heads].tolist(),
+                      false_class=fc[heads].tolist(),
+                      maps={v: m[heads].tolist() for v, m in maps.items()}),
+    )
+    N = steps.shape[-1]
+    return dict(
+        model=model, raster_model=raster_model, tokenizer=_tokenizer_of(model),
+        vocab_size=clf.model.cfg.vocab_size, grid=list(clf.model.cfg.grid), steps=N,
+        images=len(idx), image_index=idx, y=y.tolist(), false_class=fc.tolist(),
+        false_class_seed=seed, map_ks=ks,
+        fig3=fig3,
+        fig4=dict(figure='Fig. 4', definition=FIG_DEFINITIONS['fig4'],
+                  maps={v: token_accuracy_map(p, y).tolist() for v, (_, p) in views.items()}),
+        fig5=dict(figure='Fig. 5', definition=FIG_DEFINITIONS['fig5'],
+                  curves={v: step_accuracy(st, y) for v, (st, _) in views.items()}),
+        fig8=dict(figure='Fig. 8', definition=FIG_DEFINITIONS['fig8'],
+                  curves={v: dict(drop_first=drop_accuracy(st, y, mode='drop_first'),
+                                  drop_last=drop_accuracy(st, y, mode='drop_last'))
+                          for v, (st, _) in views.items()}),
+    )
+
+# %% ../nbs/07_experiments.ipynb 24
 def order_experiment(
     n_per_class: int = 30,
     K: int = 20,
@@ -408,9 +519,14 @@ def order_experiment(
     raster_model: str = 'randar_fmnist_raster',
     plans=(((1, 3), (20, 1)), ((2, 2), (20, 1)), ((5, 3), (20, 1)), ((2, 5), (10, 2), (20, 1))),
     out='results/scorer',
+    map_ks=(1, 5, 20),
+    map_models: dict | None = None,
+    n_examples: int = 4,
 ) -> dict:
-    """Tables 1 and 5, per-token analyses and pruning trade-offs at small scale; writes
-    `out`/orders.json."""
+    """Tables 1 and 5 (`model` with K orders, `raster_model`), the paper's Figs. 3, 4, 5 and 8
+    (`token_analyses` of each `label: (random-order model, raster model or None)` of `map_models`,
+    default `model` and `raster_model`, with the orders of `map_ks` capped at K) and pruning
+    trade-offs at small scale; writes `out`/orders.json."""
     ds = load_dataset(dataset, 'test').subset(n_per_class)
     clf = create_classifier(model)
     r = evaluate(clf, ds, K, seed=seed)
@@ -431,19 +547,12 @@ def order_experiment(
     )
     ident = evaluate(create_classifier(model, raster=True), ds, 1, seed=seed, progress=False)
     res['random_model_identity_order'] = accuracy(ident['scores'], ident['classes'], ident['y'])
-    # per-token analyses on the first n_maps images (a spread over classes), with 5 orders each
-    sub = ds.subset(max(1, n_maps // len(c)))
-    steps, orders = token_scores(clf, sub.x, c, n=5, seed=seed)
-    pos, ys, N = to_positions(steps, orders), sub.y, steps.shape[-1]
-    res['maps'] = dict(
-        images=len(sub),
-        grid=list(clf.model.cfg.grid),
-        token_accuracy=token_accuracy_map(pos, ys).tolist(),
-        discriminative=discriminative_map(pos, ys).mean(0).tolist(),
-        prefix=prefix_accuracy(steps, ys),
-        drop_first=prefix_accuracy(steps, ys, list(range(N)), 'drop_first'),
-        drop_last=prefix_accuracy(steps, ys, list(range(N)), 'drop_last'),
-    )
+    # the paper's per-token analyses (Figs. 3, 4, 5, 8) of every model pair
+    mks = sorted({min(int(k), K) for k in map_ks})
+    res['per_token'] = {
+        label: token_analyses(ds, m, rm, n_maps, mks, seed, n_examples)
+        for label, (m, rm) in (map_models or {model: (model, raster_model)}).items()
+    }
     # adaptive pruning: accuracy and forwards per image against full scoring with K orders
     res['pruning'] = [dict(schedule='full', acc=accuracy(s, c, y), forwards=len(c) * K)]
     for plan in plans:
@@ -457,13 +566,15 @@ def order_experiment(
         )
     cmd = (
         'python -c "from arclf.experiments import order_experiment; '
-        f'order_experiment({n_per_class}, {K})"'
+        f'order_experiment({n_per_class}, {K}, ks={tuple(ks)!r}, n_maps={n_maps}, seed={seed}, '
+        f'dataset={dataset!r}, model={model!r}, raster_model={raster_model!r}, plans={plans!r}, '
+        f'map_ks={tuple(map_ks)!r}, map_models={map_models!r}, n_examples={n_examples})"'
     )
     if out:
         return write_results(Path(out) / 'orders.json', res, order_tables(res), command=cmd)
     return res
 
-# %% ../nbs/07_experiments.ipynb 23
+# %% ../nbs/07_experiments.ipynb 25
 def _pm(r) -> str:
     return (
         f"{100 * r['acc']:.1f} ± {100 * r['std']:.1f}"
@@ -472,8 +583,65 @@ def _pm(r) -> str:
     )
 
 
+def _ci(d: dict, scale: float = 100, sign: str = '') -> str:
+    "A mean (or paired difference) with its interval, in percent."
+    if d is None:
+        return 'n/a'
+    v = d['mean'] if 'mean' in d else d['diff']
+    return f"{scale * v:{sign}.1f} [{scale * d['lo']:{sign}.1f}, {scale * d['hi']:{sign}.1f}]"
+
+
+def _at(curve, ks) -> str:
+    "Accuracies (%) of a curve of (k, acc) rows at the steps `ks`."
+    acc = dict((int(k), a) for k, a in curve)
+    return ' | '.join(f'{100 * acc[k]:.1f}' for k in ks)
+
+
+def per_token_tables(pt: dict, label: str) -> str:
+    "Markdown for the paper's Figs. 3, 4, 5 and 8 from one `token_analyses` result."
+    f3, N = pt['fig3'], pt['steps']
+    who = (f"{label}: `{pt['model']}`" + (f" / `{pt['raster_model']}`" if pt['raster_model']
+                                           else '') + f", tokenizer {pt['tokenizer']} "
+           f"({pt['vocab_size']} codes, {N} tokens), {pt['images']} test images")
+    top = round(100 * f3['top'])
+    ref = f3['vs']['reference']
+    s = (f"**Fig. 3 analogue: clipped discriminative maps** ({who}). {FIG_DEFINITIONS['fig3']}. "
+         f"Concentration: the share of an image's total clipped margin in its top {top}% of "
+         'positions; coverage: the fraction of positions with a positive margin; mean over '
+         f'images [95% bootstrap interval], in %, and the paired difference against {ref} '
+         '(points). Averaging over orders gives the more comprehensive signal when concentration '
+         'falls and coverage rises with K.\n\n'
+         '| classifier | concentration | coverage | concentration − ' + ref
+         + ' | coverage − ' + ref + ' |\n|---|---:|---:|---:|---:|\n')
+    for v in f3['classifiers']:
+        sm, d = f3['summary'][v], f3['vs']['diffs'].get(v, {})
+        s += (f"| {v} | {_ci(sm['concentration'])} | {_ci(sm['coverage'])} | "
+              f"{_ci(d.get('concentration'), sign='+') if v != ref else '—'} | "
+              f"{_ci(d.get('coverage'), sign='+') if v != ref else '—'} |\n")
+    s += (f"\n**Fig. 4 analogue: per-token accuracy maps** ({label}). {FIG_DEFINITIONS['fig4']}. "
+          'Accuracy (%) over the token positions (the maps are in the figure).\n\n'
+          '| classifier | mean | best position | worst position |\n|---|---:|---:|---:|\n')
+    for v, m in pt['fig4']['maps'].items():
+        m = torch.tensor(m)
+        s += f'| {v} | {100 * m.mean():.1f} | {100 * m.max():.1f} | {100 * m.min():.1f} |\n'
+    at = sorted({1, max(1, N // 4), max(1, N // 2), max(1, 3 * N // 4), N})
+    s += (f"\n**Fig. 5 analogue: accuracy of the token at step k** ({label}). "
+          f"{FIG_DEFINITIONS['fig5']}. Accuracy (%).\n\n| classifier | "
+          + ' | '.join(f'k={k}' for k in at) + ' |\n|---|' + '---:|' * len(at) + '\n')
+    for v, cv in pt['fig5']['curves'].items():
+        s += f'| {v} | {_at(cv, at)} |\n'
+    dk = sorted({0, N // 4, N // 2, 3 * N // 4, N - 1})
+    s += (f"\n**Fig. 8 analogue: discarding steps** ({label}). {FIG_DEFINITIONS['fig8']}. "
+          'Accuracy (%).\n\n| classifier | dropped | '
+          + ' | '.join(f'k={k}' for k in dk) + ' |\n|---|---|' + '---:|' * len(dk) + '\n')
+    for v, cv in pt['fig8']['curves'].items():
+        for mode in ('drop_first', 'drop_last'):
+            s += f"| {v} | {mode.replace('drop_', '')} k | {_at(cv[mode], dk)} |\n"
+    return s
+
+
 def order_tables(res: dict) -> str:
-    "Markdown for Tables 1 and 5 from an `order_experiment` result."
+    "Markdown of an `order_experiment` result: Tables 1 and 5, pruning, Figs. 3, 4, 5 and 8."
     t5 = {(r['rule'], r['n']): r for r in res['table5']}
     ks = sorted({r['n'] for r in res['table5']})
     head = '| ' + ' | '.join(f'K={k}' for k in ks) + ' |\n|---|' + '---:|' * len(ks) + '\n'
@@ -494,42 +662,77 @@ def order_tables(res: dict) -> str:
     for rule in RULES:
         s += f'| {rule} | ' + ' | '.join(_pm(t5[(rule, k)]) for k in ks) + ' |\n'
     s += (
-        '\n**Adaptive class pruning** (same 20 orders per image)\n\n'
+        f"\n**Adaptive class pruning** (same {res['K']} orders per image)\n\n"
         '| schedule | forwards / image | accuracy |\n|---|---:|---:|\n'
     )
     for p in res['pruning']:
         s += f"| {p['schedule']} | {p['forwards']:.1f} | {100 * p['acc']:.1f} |\n"
+    if 'per_token' in res:
+        for label, pt in res['per_token'].items():
+            s += '\n' + per_token_tables(pt, label)
+    elif 'maps' in res:
+        s += ("\n*The per-token maps of this result predate the paper's definitions of Figs. 3, "
+              '4, 5 and 8 (issue 15): re-run `order_experiment` for them.*\n')
     return s
 
-# %% ../nbs/07_experiments.ipynb 24
-def plot_order_maps(res: dict):
-    """Figs. 3-5 and 8 analogues: per-token accuracy and discriminative maps, prefix and discard
-    curves."""
+# %% ../nbs/07_experiments.ipynb 26
+def plot_order_maps(res: dict, n_examples: int | None = None) -> list:
+    """The paper's Figs. 3, 4, 5 and 8 analogues, two figures per analysed model: example images'
+    clipped discriminative maps side by side (raster / K=1 / largest K), then the per-token
+    accuracy maps, the step-k accuracy and the discard curves. An old result gives none."""
     import matplotlib.pyplot as plt
 
-    mp = res['maps']
-    h, w = mp['grid']
-    fig, axs = plt.subplots(1, 4, figsize=(13, 3))
-    for ax, key, cmap, title in (
-        (axs[0], 'token_accuracy', 'viridis', 'per-token accuracy (Fig. 4)'),
-        (axs[1], 'discriminative', 'magma', 'log p(true) − max log p(other)\nper token (Fig. 3)'),
-    ):
-        plt.colorbar(ax.imshow(torch.tensor(mp[key]).view(h, w), cmap=cmap), ax=ax)
-        ax.set_title(title, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    axs[2].plot(*zip(*mp['prefix']))
-    axs[2].set(xlabel='prefix length k', ylabel='accuracy')
-    axs[2].set_title('first k steps of each order (Fig. 5)', fontsize=9)
-    axs[3].plot(*zip(*mp['drop_first']), label='drop first k')
-    axs[3].plot(*zip(*mp['drop_last']), label='drop last k')
-    axs[3].set_xlabel('k')
-    axs[3].legend(fontsize=8)
-    axs[3].set_title('discarding steps (Fig. 8)', fontsize=9)
-    fig.tight_layout()
-    return fig
+    figs = []
+    if 'per_token' not in res:
+        print('this result predates the paper\'s per-token definitions: re-run order_experiment')
+        return figs
+    for label, pt in res['per_token'].items():
+        h, w = pt['grid']
+        f3, ex = pt['fig3'], pt['fig3']['examples']
+        names, n = f3['classifiers'], len(ex['y'])
+        n = n if n_examples is None else min(n, n_examples)
+        fig, axs = plt.subplots(n, len(names), figsize=(2.4 * len(names) + 0.6, 2.3 * n + 0.6),
+                                squeeze=False, layout='constrained')
+        for i in range(n):
+            row = [torch.tensor(ex['maps'][v][i]).view(h, w) for v in names]
+            top = max(float(m.max()) for m in row) or 1.0  # one scale per image
+            for j, (v, m) in enumerate(zip(names, row)):
+                im = axs[i, j].imshow(m, cmap='magma', vmin=0, vmax=top)
+                axs[i, j].set(xticks=[], yticks=[])
+                if i == 0:
+                    axs[i, j].set_title(v, fontsize=9)
+            axs[i, 0].set_ylabel(f"class {ex['y'][i]} vs {ex['false_class'][i]}", fontsize=8)
+            fig.colorbar(im, ax=axs[i, :], shrink=0.9)
+        summ = ', '.join(f"{v}: {100 * f3['summary'][v]['concentration']['mean']:.0f}% / "
+                         f"{100 * f3['summary'][v]['coverage']['mean']:.0f}%" for v in names)
+        fig.suptitle(f'Fig. 3 ({label}): max(0, log p(true) − log p(random false class)) per '
+                     f'token\nconcentration / coverage: {summ}', fontsize=8)
+        figs.append(fig)
+        acc_maps = pt['fig4']['maps']
+        fig, axs = plt.subplots(1, len(acc_maps) + 2, figsize=(2.6 * (len(acc_maps) + 2), 2.9),
+                                layout='constrained')
+        for ax, (v, m) in zip(axs, acc_maps.items()):
+            im = ax.imshow(torch.tensor(m).view(h, w), cmap='viridis', vmin=0, vmax=1)
+            ax.set(xticks=[], yticks=[])
+            ax.set_title(f'Fig. 4: {v}', fontsize=9)
+        fig.colorbar(im, ax=axs[: len(acc_maps)], shrink=0.8)
+        for v, cv in pt['fig5']['curves'].items():
+            axs[-2].plot(*zip(*cv), label=v, lw=0.9)
+        axs[-2].set(xlabel='step k', ylabel='accuracy')
+        axs[-2].set_title('Fig. 5: the token at step k', fontsize=9)
+        axs[-2].legend(fontsize=6)
+        for v, cv in pt['fig8']['curves'].items():
+            (ln,) = axs[-1].plot(*zip(*cv['drop_first']), label=f'{v}, drop first k', lw=0.9)
+            axs[-1].plot(*zip(*cv['drop_last']), '--', color=ln.get_color(),
+                         label=f'{v}, drop last k', lw=0.9)
+        axs[-1].set(xlabel='k steps dropped')
+        axs[-1].set_title('Fig. 8: discarding steps', fontsize=9)
+        axs[-1].legend(fontsize=5)
+        fig.suptitle(label, fontsize=9)
+        figs.append(fig)
+    return figs
 
-# %% ../nbs/07_experiments.ipynb 32
+# %% ../nbs/07_experiments.ipynb 34
 def simulate_prefix_plan(steps: Tensor, stages) -> Tensor:
     """The choice of `prefix_prune` with `stages`, as indices into the candidates `[I]`, replayed
     from per-step log-probs `[I, M, K, N]` of full sequences (a causal model's prefix score is a
@@ -553,14 +756,7 @@ def plan_cost(stages, M: int, N: int) -> float:
         alive = keep
     return cost
 
-
-def paired_diff_ci(hit_a: Tensor, hit_b: Tensor, n_boot: int = 2000, seed: int = 0) -> dict:
-    "Accuracy of `hit_a` minus `hit_b` (same images) with a paired 95% bootstrap interval."
-    d = hit_a.float() - hit_b.float()
-    lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=seed)
-    return dict(diff=d.mean().item(), lo=lo, hi=hi)
-
-# %% ../nbs/07_experiments.ipynb 33
+# %% ../nbs/07_experiments.ipynb 35
 def _prefix_grid(N: int, K: int, K1s, keeps, finals) -> list:
     Ls = sorted({max(1, round(N * f)) for f in (1 / 8, 1 / 6, 1 / 4, 1 / 3, 1 / 2)})
     plans = []
@@ -664,7 +860,7 @@ def _project_prefix(res: dict, M: int = 1000, N: int = 256, K: int = 20) -> list
             rows.append(dict(from_dataset=name, plan=plan, forwards=cost, saving=M * K / cost))
     return rows
 
-# %% ../nbs/07_experiments.ipynb 34
+# %% ../nbs/07_experiments.ipynb 36
 def prefix_markdown(rec: dict) -> str:
     "The prefix-pruning study as a report."
     out = ['# Prefix pruning (beyond the paper)', '',
@@ -742,7 +938,7 @@ def plot_prefix_study(rec: dict, path=None):
         plt.close(fig)
     return fig
 
-# %% ../nbs/07_experiments.ipynb 38
+# %% ../nbs/07_experiments.ipynb 40
 @torch.no_grad()
 def sample_images(
     model,
@@ -768,7 +964,7 @@ def sample_images(
     )
     return tokenizer.decode(ids.cpu()), y.cpu()
 
-# %% ../nbs/07_experiments.ipynb 39
+# %% ../nbs/07_experiments.ipynb 41
 def ar_samples(
     out='results/randar',
     n: int = 8,

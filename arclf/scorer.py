@@ -18,7 +18,8 @@ __all__ = ['RULES', 'SPEED_ONLY', 'expand_classes', 'take', 'GenerativeClassifie
            'RandARClassifier', 'RandomCropTTA', 'aggregate', 'predict', 'accuracy', 'accuracy_vs_n', 'bootstrap_ci',
            'accuracy_ci', 'clf_settings', 'clf_configs', 'eval_key', 'data_digest', 'StaleEvaluation', 'key_diff',
            'part_files', 'evaluate', 'check_plan', 'prune', 'prune_evaluate', 'check_prefix_plan', 'prefix_prune',
-           'to_positions', 'token_scores', 'discriminative_map', 'token_accuracy_map', 'prefix_accuracy']
+           'to_positions', 'token_scores', 'false_classes', 'discriminative_map', 'map_stats', 'summarize_maps',
+           'token_accuracy_map', 'step_accuracy', 'drop_accuracy']
 
 # %% ../nbs/03_scorer.ipynb 6
 def expand_classes(classes, B: int, device=None) -> Tensor:
@@ -914,35 +915,98 @@ def token_scores(
     return torch.cat(steps), torch.cat(orders)
 
 # %% ../nbs/03_scorer.ipynb 54
-def discriminative_map(pos: Tensor, y_idx: Tensor) -> Tensor:
-    """Per-position log p(true) − max log p(other), averaged over samples: `[I, N]` from
-    per-position `[I, M, n, N]`."""
-    lp = pos.mean(2)  # [I, M, N]
-    true = lp.gather(1, y_idx[:, None, None].expand(-1, 1, lp.shape[-1]))[:, 0]
-    other = lp.scatter(1, y_idx[:, None, None].expand(-1, 1, lp.shape[-1]), float('-inf')).amax(1)
-    return true - other
+def _false_generator(seed: int, index: int) -> torch.Generator:
+    "The generator of image `index`'s false class: its own, apart from the one of its orders."
+    return torch.Generator().manual_seed(2**48 + seed * 1_000_003 + index)
+
+
+def false_classes(y_idx: Tensor, M: int, seed: int = 0, indices=None) -> Tensor:
+    """A false class for each image `[I]` (an index into the `M` candidates), uniform over the
+    `M - 1` that are not `y_idx`, drawn from image `indices[i]`'s own generator seeded by
+    (`seed`, index): an image gets the same false class in any subset or batch."""
+    y_idx = torch.as_tensor(y_idx, dtype=torch.long)
+    indices = range(len(y_idx)) if indices is None else indices
+    if M < 2:
+        raise ValueError(f'a false class needs at least 2 candidate classes, got {M}')
+    if len(indices) != len(y_idx):
+        raise ValueError(f'{len(indices)} indices for {len(y_idx)} labels')
+    if len(y_idx) and (int(y_idx.min()) < 0 or int(y_idx.max()) >= M):
+        raise ValueError(f'true classes must be candidate indices in [0, {M - 1}]')
+    r = torch.tensor([int(torch.randint(0, M - 1, (1,), generator=_false_generator(seed, int(i))))
+                      for i in indices], dtype=torch.long)
+    return r + (r >= y_idx).long()  # skip the true class
 
 # %% ../nbs/03_scorer.ipynb 55
-def token_accuracy_map(pos: Tensor, y_idx: Tensor) -> Tensor:
-    "Accuracy `[N]` of classifying with one position's mean log-probability."
-    return (pos.mean(2).argmax(1) == y_idx[:, None]).float().mean(0)
+def discriminative_map(pos: Tensor, y_idx: Tensor, false_idx: Tensor) -> Tensor:
+    """The paper's Fig. 3 map `[I, N]`: per image and position, max(0, log p(true) − log p(false
+    class `false_idx`)), the per-position log-probs of `pos` `[I, M, n, N]` averaged over the n
+    orders first."""
+    if bool((false_idx == y_idx).any()):
+        raise ValueError('a false class equals the true class: draw them with false_classes')
+    lp = pos.mean(2)  # [I, M, N]
+    i = torch.arange(len(lp))
+    return (lp[i, y_idx] - lp[i, false_idx]).clamp(min=0)
 
 # %% ../nbs/03_scorer.ipynb 56
-def prefix_accuracy(steps: Tensor, y_idx: Tensor, ks=None, mode: str = 'prefix') -> list[tuple]:
-    """Accuracy using only part of each order's steps, for each k: `'prefix'` keeps the first k
-    steps, `'drop_first'` discards the first k, `'drop_last'` discards the last k."""
+def map_stats(maps: Tensor, top: float = 0.1) -> dict:
+    """Per-image statistics `[I]` of clipped maps `[I, N]`: `concentration`, the share of the
+    image's total margin held by its top `top` fraction of positions (NaN when the total is 0),
+    and `coverage`, the fraction of positions with a positive margin."""
+    if not 0 < top <= 1:
+        raise ValueError(f'top must be a fraction in (0, 1], got {top}')
+    if bool((maps < 0).any()):
+        raise ValueError('map_stats takes clipped (non-negative) maps')
+    k = max(1, round(top * maps.shape[-1]))
+    total = maps.sum(-1)
+    conc = maps.topk(k, -1).values.sum(-1) / total
+    conc = torch.where(total > 0, conc, torch.full_like(conc, float('nan')))
+    return dict(concentration=conc, coverage=(maps > 0).float().mean(-1))
+
+
+def summarize_maps(maps: Tensor, top: float = 0.1, seed: int = 0) -> dict:
+    """`map_stats` over images: for each statistic its mean, 95% bootstrap interval and the
+    number of images it is defined for."""
+    out = dict(top=top)
+    for name, v in map_stats(maps, top).items():
+        v = v[v.isfinite()]
+        lo, hi = bootstrap_ci(v, seed=seed) if len(v) else (float('nan'),) * 2
+        mean = v.mean().item() if len(v) else float('nan')
+        out[name] = dict(mean=mean, lo=lo, hi=hi, images=len(v))
+    return out
+
+# %% ../nbs/03_scorer.ipynb 57
+def token_accuracy_map(pos: Tensor, y_idx: Tensor) -> Tensor:
+    """The paper's Fig. 4 map `[N]`: per position, the accuracy of the argmax over classes of that
+    position's log-prob averaged over the orders of `pos` `[I, M, n, N]` (slice them for K)."""
+    return (pos.mean(2).argmax(1) == y_idx[:, None]).float().mean(0)
+
+# %% ../nbs/03_scorer.ipynb 58
+def step_accuracy(steps: Tensor, y_idx: Tensor, ks=None) -> list[tuple]:
+    """The paper's Fig. 5 curve: for each step k (1-based, default 1..N), the accuracy of the
+    argmax over classes of the log-prob of the single token generated at step k of each order,
+    averaged over the orders of per-step `steps` `[I, M, n, N]`. Rows (k, accuracy)."""
     N = steps.shape[-1]
-    cs = steps.cumsum(-1)
-    tot = cs[..., -1]
     rows = []
     for k in ks or range(1, N + 1):
-        if mode == 'prefix':
-            s = cs[..., k - 1]
-        elif mode == 'drop_first':
-            s = tot - (cs[..., k - 1] if k else 0)
-        elif mode == 'drop_last':
-            s = cs[..., N - k - 1] if k < N else torch.zeros_like(tot)
-        else:
-            raise ValueError(f"mode must be 'prefix', 'drop_first' or 'drop_last', got {mode!r}")
-        rows.append((k, (s.mean(-1).argmax(1) == y_idx).float().mean().item()))
+        if not 1 <= k <= N:
+            raise ValueError(f'steps are numbered 1..{N}, got {k}')
+        hit = steps[..., k - 1].mean(-1).argmax(1) == y_idx
+        rows.append((k, hit.float().mean().item()))
+    return rows
+
+# %% ../nbs/03_scorer.ipynb 59
+def drop_accuracy(steps: Tensor, y_idx: Tensor, ks=None, mode: str = 'drop_first') -> list[tuple]:
+    """The paper's Fig. 8 curves: for each k (default 0..N-1), the lower-bound accuracy when
+    `'drop_first'` leaves out the first k steps of every order of `steps` `[I, M, n, N]`, or
+    `'drop_last'` the last k. Rows (k, accuracy)."""
+    if mode not in ('drop_first', 'drop_last'):
+        raise ValueError(f"mode must be 'drop_first' or 'drop_last', got {mode!r}")
+    N = steps.shape[-1]
+    rows = []
+    for k in range(N) if ks is None else ks:
+        if not 0 <= k < N:
+            raise ValueError(f'k steps dropped must lie in [0, {N - 1}], got {k}')
+        kept = steps[..., k:] if mode == 'drop_first' else steps[..., : N - k]
+        hit = kept.sum(-1).mean(-1).argmax(1) == y_idx
+        rows.append((k, hit.float().mean().item()))
     return rows

@@ -822,9 +822,10 @@ def _valid_loss(model, loss_fn, valid, seed: int, bs: int = 256) -> float:
 class CurveCB(Callback):
     """Record a learning curve at steps `first`·2^k: the validation loss and the accuracy (with its
     95% bootstrap interval) of `classifier(model)` on the first `images` of `valid` (x, y; default
-    all) with `n` shared samples per image. With `tol` (points), stop the run once a doubling moves the accuracy by less than that.
-    The curve is `learn.curve` (kept in the training checkpoint) and, on rank 0, `out` (JSON);
-    `snapshot` receives the weights of the latest point with the record `meta`."""
+    all) with `n` shared samples per image. With `tol` (points), stop the run once a doubling
+    moves the accuracy by less than that. The curve is `learn.curve` (kept in the training
+    checkpoint) and, on rank 0, `out` (JSON); `snapshot` receives the weights of the latest
+    point with the record `meta`."""
 
     order = 50  # after EMACB has updated the weights, before CheckpointCB saves them
 
@@ -1030,9 +1031,9 @@ def train_model(
     `n_valid` holds out the last `n_valid` of the images the run reads (validation, never
     trained on); with `curve` (a JSON path) the run records its learning curve on them
     (`CurveCB`: every doubling from `curve_first` steps, `curve_n` orders (RandAR, default 1) or
-    timesteps (DiT/SiT, default 16) per image, on the first `curve_images`) and stops once a doubling moves the classifier's
-    accuracy by less than `tol` points; the weights of the latest point go beside it
-    (`<curve>.pt`)."""
+    timesteps (DiT/SiT, default 16) per image, on the first `curve_images`) and stops once a
+    doubling moves the classifier's accuracy by less than `tol` points; the weights of the
+    latest point go beside it (`<curve>.pt`)."""
     if family not in ('randar', 'dit', 'sit'):
         raise ValueError(f'unknown family {family!r}: use randar, dit or sit')
     counts = dict(epochs=epochs, bs=bs, n_train=n_train, ckpt_every=ckpt_every,
@@ -1043,6 +1044,9 @@ def train_model(
     if curve is not None and not n_valid:
         raise ValueError('a learning curve (curve=) is measured on held-out images: set n_valid, '
                          'e.g. 1000')
+    if curve is not None and out is not None and Path(curve).with_suffix('.pt') == Path(out):
+        raise ValueError(f'{out} would hold both the final weights and those of the curve\'s '
+                         'latest point: pass another --out (e.g. ..._final.pt)')
     if schedule not in ('cosine', 'constant', 'linear'):
         raise ValueError(f"unknown schedule {schedule!r}: use 'cosine', 'constant' or 'linear'")
     check_count('warmup', warmup, lo=0)

@@ -27,7 +27,8 @@ LAYERS = {
     '__main__': 9,
 }
 EXPERIMENT_LAYER = 7
-EXPERIMENT_MODULES = {'bench', 'reproduce', 'ablations', 'wilds', 'tokenizer_study', 'diffusion_study'}
+EXPERIMENT_MODULES = {'bench', 'reproduce', 'ablations', 'wilds', 'tokenizer_study', 'diffusion_study',
+                      'study'}
 MODEL_MODULES = {'tokenizer', 'randar', 'diffusion'}
 
 
