@@ -9,6 +9,7 @@ from pathlib import Path
 from .core import num_params, provenance
 from .experiments import write_results
 from .classifiers import load_model
+from .training import curve_converged
 
 # %% auto 0
 __all__ = ['RECIPE', 'STUDY', 'study_argv', 'read_curves', 'curve_status', 'compute_rows', 'compute_markdown', 'plot_curves',
@@ -57,16 +58,17 @@ def read_curves(folder, names=None) -> dict:
 
 def curve_status(curve: dict, tol: float | None = None) -> dict:
     """Where a curve stands: its last point, the change of accuracy over its last doubling
-    (points), and whether that change is below `tol` (default: the run's own)."""
+    (points), and whether it has converged (`curve_converged` with `tol`, default the run's)."""
     pts = curve['points']
     if not pts:
         return dict(points=0, converged=False, why='no point yet')
     tol = curve.get('tol') if tol is None else tol
     last = pts[-1]
     delta = 100 * (last['acc'] - pts[-2]['acc']) if len(pts) > 1 else None
-    conv = delta is not None and tol is not None and abs(delta) < tol
+    conv = curve_converged(pts, tol, curve.get('chance', 0.0))
     why = (f"converged: the last doubling moved accuracy by {delta:+.1f} points (< {tol:g})" if conv
            else 'one point: no doubling yet' if delta is None
+           else 'not started: at chance level' if last['lo'] <= curve.get('chance', 0.0)
            else f"not converged: the last doubling moved accuracy by {delta:+.1f} points")
     return dict(points=len(pts), step=last['step'], epochs=last['epochs'], acc=last['acc'],
                 lo=last['lo'], hi=last['hi'], delta=delta, converged=conv, why=why)

@@ -46,7 +46,7 @@ __all__ = ['DATASET_OF', 'FAMILY_PRESETS', 'setup_distributed', 'is_main', 'enab
            'CompileCB', 'GradCheckpointCB', 'rng_state', 'set_rng_state', 'learner_state', 'CheckpointCB', 'resume',
            'ResumeCB', 'DDPCB', 'scale_cbs', 'save_run', 'VQStatsCB', 'reconstruct', 'psnr', 'code_stats',
            'recon_metrics', 'train_tokenizer', 'nll_per_token', 'train_randar', 'dataset_tag', 'encode_tokens',
-           'train_diffusion', 'forward_flops', 'CurveCB', 'presets_for', 'train_data', 'train_model']
+           'train_diffusion', 'forward_flops', 'curve_converged', 'CurveCB', 'presets_for', 'train_data', 'train_model']
 
 # %% ../nbs/06_training.ipynb 5
 def setup_distributed(backend: str | None = None) -> tuple[int, int, torch.device]:
@@ -819,11 +819,21 @@ def _valid_loss(model, loss_fn, valid, seed: int, bs: int = 256) -> float:
     return tot / n
 
 # %% ../nbs/06_training.ipynb 56
+def curve_converged(points: list, tol: float | None, chance: float = 0.0) -> bool:
+    """Whether a learning curve has converged: the last doubling moved the classifier's accuracy
+    by less than `tol` points, and the model is past chance (the lower end of its interval above
+    `chance`): two points at chance level say that a model has not started, not that it is done."""
+    if tol is None or len(points) < 2:
+        return False
+    a, b = points[-2], points[-1]
+    return abs(b['acc'] - a['acc']) * 100 < tol and b['lo'] > chance
+
+# %% ../nbs/06_training.ipynb 58
 class CurveCB(Callback):
     """Record a learning curve at steps `first`·2^k: the validation loss and the accuracy (with its
     95% bootstrap interval) of `classifier(model)` on the first `images` of `valid` (x, y; default
     all) with `n` shared samples per image. With `tol` (points), stop the run once a doubling
-    moves the accuracy by less than that. The curve is `learn.curve` (kept in the training
+    moves the accuracy by less than that, past chance (`curve_converged`). The curve is `learn.curve` (kept in the training
     checkpoint) and, on rank 0, `out` (JSON); `snapshot` receives the weights of the latest
     point with the record `meta`."""
 
@@ -846,6 +856,10 @@ class CurveCB(Callback):
             fl = forward_flops(learn.model, b, learn.loss_fn)
             learn.curve = dict(points=[], seconds=0.0, converged=False, flops_per_sample=3 * fl,
                                samples_per_step=dl.bs)
+        # the rule is this run's (a resumed curve is judged again, by the rule of today's code)
+        c = learn.curve
+        c['chance'] = 1 / len(self.images[1].unique())
+        c['converged'] = curve_converged(c['points'], self.tol, c['chance'])
         self._t = time.time()
         if learn.curve['converged'] and self.tol is not None:
             raise CancelFitException  # nothing left to do: the curve already met its tolerance
@@ -876,8 +890,7 @@ class CurveCB(Callback):
                  valid_loss=vloss, acc=acc['acc'], lo=acc['lo'], hi=acc['hi'],
                  images=acc['images'], n=self.n, eval_seconds=round(time.time() - t0, 1))
         c['points'].append(p)
-        if self.tol is not None and len(c['points']) >= 2:
-            c['converged'] = abs(p['acc'] - c['points'][-2]['acc']) * 100 < self.tol
+        c['converged'] = curve_converged(c['points'], self.tol, c['chance'])
         self.write(learn)
         if self.snapshot is not None and is_main():
             save_pretrained(copy.deepcopy(m).float().cpu(), self.snapshot,
@@ -893,7 +906,7 @@ class CurveCB(Callback):
             d = dict(learn.curve, tol=self.tol, first=self.first, provenance=run_info())
             atomic_write_text(json.dumps(d, indent=1), self.out)
 
-# %% ../nbs/06_training.ipynb 57
+# %% ../nbs/06_training.ipynb 59
 def _curve_cb(family, valid, out, first, n, tol, seed, key, preset, tokenizer,
               images=None) -> CurveCB:
     """The learning curve of a `train_model` run: RandAR scored in its own order (raster or K
@@ -911,7 +924,7 @@ def _curve_cb(family, valid, out, first, n, tol, seed, key, preset, tokenizer,
     return CurveCB(valid, clf, n, first, out, tol, seed, snapshot=out.with_suffix('.pt'),
                    meta=meta, images=images)
 
-# %% ../nbs/06_training.ipynb 59
+# %% ../nbs/06_training.ipynb 61
 FAMILY_PRESETS = {
     'fashion_mnist': dict(
         randar='randar_fmnist', dit='dit_fmnist', sit='sit_fmnist', tokenizer='vq_fmnist_s'
@@ -963,7 +976,7 @@ def train_data(
         return ds.images(idx), ds.y[idx]
     raise ValueError(f'unknown family {family!r}: use randar, dit or sit')
 
-# %% ../nbs/06_training.ipynb 60
+# %% ../nbs/06_training.ipynb 62
 def _check_cfg(cfg: dict, config_cls, preset, flags: dict):
     if bad := sorted(set(cfg) & set(flags)):
         raise ValueError(

@@ -4,6 +4,9 @@
 #   bash tools/gpu_run.sh reproduce fashion_mnist   # the gpu plan (or $PLAN) for one dataset: one call each
 #   bash tools/gpu_run.sh bench                     # scorer at full shapes (bf16), training, fp32 and compile variants
 #   bash tools/gpu_run.sh test                      # the GPU-only checks: bf16, compile, CUDA scorer vs CPU
+#   bash tools/gpu_run.sh study fashion_mnist       # the small-scale study (notebook 09a): four models trained side
+#                                                   # by side to convergence or $ARCLF_STUDY_BUDGET s (default 480)
+#   ARCLF_STUDY_TINY=1 bash tools/gpu_run.sh study fashion_mnist  # its dry run here, at a tiny size, in a minute
 #   ARCLF_BENCH_TINY=1 bash tools/gpu_run.sh bench  # dry run of the bench steps at a tiny shape, here, in a minute
 # bench fits one device call: about 4-6 minutes on an H200 (model builds, warm-ups and the timed calls), held under
 # $ARCLF_BENCH_BUDGET seconds (default 450) by `timeout`; each step writes its own JSON, so a step cut short loses only
@@ -12,6 +15,7 @@ set -euo pipefail
 out=${OUT:-gpu_out}; mkdir -p "$out"
 py=${PYTHON:-python3}
 tiny=${ARCLF_BENCH_TINY:-}
+[ "${1:-}" = study ] && tiny=${ARCLF_STUDY_TINY:-}
 if [ -n "$tiny" ]; then
   # the dry run uses this machine's Python and packages as they are: nothing is installed
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -64,8 +68,28 @@ case "${1:-}" in
       echo "== bench done in ${SECONDS}s; results under $out/results"
     } 2>&1 | tee "$out/bench.log"
     ! grep -q '^== failed' "$out/bench.log" ;;  # the exit status says whether every step that ran succeeded
+  study)
+    # the same recipe and curves as the CPU study (arclf.study.RECIPE), for longer: the four models share the GPU (they
+    # are small: one alone leaves it idle), each stops when converged (tol 1 point) or at the budget, and resumes
+    # from its checkpoint in a later call if $STUDY_RUNS is kept
+    ds=${2:?name a dataset}; budget=${ARCLF_STUDY_BUDGET:-480}; runs=${STUDY_RUNS:-.gpu/study}
+    extra=(); dev=()
+    if [ -n "$tiny" ]; then
+      extra=(--n-train 256 --n-valid 64 --bs 32 --epochs 2 --curve-first 2 --curve-images 16 --log-every 0)
+    else
+      dev=(--device cuda)
+    fi
+    echo "GPU: $gpu" | tee "$out/study_$ds.log"
+    for m in randar randar_raster dit sit; do
+      timeout "$budget" $py -m arclf.cli study train $m --dataset "$ds" --runs "$runs" "${dev[@]}" \
+        "${extra[@]}" > "$out/study_${ds}_$m.log" 2>&1 &
+    done
+    wait || true  # a run cut at the budget keeps its curve and checkpoint
+    $py -m arclf.cli study report "$runs/$ds" --out "$out/results/training/$ds" --dataset "$ds" 2>&1 \
+      | tee -a "$out/study_$ds.log"
+    mkdir -p "$out/runs/$ds" && cp "$runs/$ds"/*.json "$runs/$ds"/*.pt "$out/runs/$ds/" ;;
   test)
     echo "$gpu" | tee "$out/gpu.txt"
     $py -m pytest -q tests/test_gpu.py 2>&1 | tee "$out/test.log" ;;
-  *) echo "usage: bash tools/gpu_run.sh reproduce <dataset> | bench | test" >&2; exit 2 ;;
+  *) echo "usage: bash tools/gpu_run.sh reproduce <dataset> | bench | test | study <dataset>" >&2; exit 2 ;;
 esac
