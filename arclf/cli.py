@@ -605,7 +605,8 @@ def _study_parsers(sub, F):
         help='the diffusion study: scores, Table 7, Table 8 and Fig. 6 ' '(results/diffusion/)',
         formatter_class=F,
     )
-    d.add_argument('what', choices=['eval', 'table7', 'report'])
+    d.add_argument('what', choices=['eval', 'table7', 'report', 'diagnose'],
+                   help='diagnose: why the small diffusion classifiers are weak (the evidence)')
     d.add_argument(
         '--kind', default='dit', choices=['dit', 'sit', 'randar'], help='which shipped model'
     )
@@ -923,9 +924,12 @@ def _study(a):
 
         evaluate_tokenizers(a.presets, n_eval=a.n_eval, out_dir=a.out)
     elif a.cmd == 'diffusion':
-        from arclf.diffusion_study import eval_scores, table7, report
+        from arclf.diffusion_study import eval_scores, table7, report, diagnosis
 
-        if a.what == 'eval':
+        if a.what == 'diagnose':
+            diagnosis(a.out)
+            print(Path(a.out) / 'diagnosis.md')
+        elif a.what == 'eval':
             eval_scores(a.kind, a.n_per_class, a.n, out=a.out)
         elif a.what == 'table7':
             table7(a.kind, a.n_per_class, a.budget, out=a.out)

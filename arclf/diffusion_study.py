@@ -16,7 +16,8 @@ from .bench import benchmark
 from .experiments import write_results, read_results
 
 # %% auto 0
-__all__ = ['RESULTS', 'eval_set', 'small_classifier', 'eval_scores', 'table7', 'read_scores', 'report', 'plot_results']
+__all__ = ['RESULTS', 'eval_set', 'small_classifier', 'eval_scores', 'table7', 'read_scores', 'report', 'plot_results',
+           'timestep_profile', 'band_accuracy', 'diagnosis', 'diagnosis_markdown']
 
 # %% ../nbs/07b_diffusion_study.ipynb 5
 RESULTS = Path('results/diffusion')
@@ -283,3 +284,82 @@ def plot_results(out=RESULTS, save: bool = False):
     if save:
         fig.savefig(out / 'fig6_table7.png', dpi=120)
     return fig
+
+# %% ../nbs/07b_diffusion_study.ipynb 16
+def timestep_profile(scores, y, classes, t) -> list[dict]:
+    """Accuracy of classifying with one timestep's score alone, for each timestep, sorted by t:
+    rows (t, acc); `scores` `[I, M, n]` and `t` `[n]` as `eval_scores` stores them."""
+    t = torch.as_tensor(t).double()
+    cls = torch.as_tensor(classes)
+    hit = cls[scores.argmax(1)] == torch.as_tensor(y)[:, None]  # [I, n]
+    acc = hit.double().mean(0)
+    return [dict(t=float(t[i]), acc=float(acc[i])) for i in t.argsort().tolist()]
+
+
+def band_accuracy(scores, y, classes, t, edges) -> list[dict]:
+    """Accuracy of the constant-weight sum over the timesteps in each band [lo, hi) of `edges`."""
+    t = torch.as_tensor(t).double()
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (t >= lo) & (t < hi)
+        if m.any():
+            rows.append(dict(lo=lo, hi=hi, n=int(m.sum()),
+                             acc=accuracy(scores[:, :, m], classes, y)))
+    return rows
+
+# %% ../nbs/07b_diffusion_study.ipynb 18
+def diagnosis(out=RESULTS, curves='results/training/fashion_mnist/curves.json') -> dict:
+    """The evidence on the small diffusion classifiers' weakness from the committed scores,
+    Fig. 6 and the study's learning curves: `out`/diagnosis.json and .md."""
+    out = Path(out)
+    res = dict(models={})
+    for kind in ('dit', 'sit'):
+        f = out / f'scores_{kind}.pt'
+        if not f.exists():
+            continue
+        r = torch.load(f, weights_only=False)  # our own file: tensors and plain data
+        s, y, c = r['scores'], r['y'], r['classes']
+        # one noise axis, 0 = data, 1000 = noise: DiT's t, and 1000·(1 − τ) for SiT (τ = 1: data)
+        t = r['t'].double() if kind == 'dit' else 1000 * (1 - r['t'].double())
+        prof = timestep_profile(s, y, c, t)
+        res['models'][kind] = dict(
+            images=len(y), samples=s.shape[-1], all=accuracy(s, c, y),
+            best_single=max(prof, key=lambda p: p['acc']), profile=prof,
+            bands=band_accuracy(s, y, c, t, [0, 100, 300, 500, 700, 1001]))
+    f6 = out / 'fig6.json'
+    if f6.exists():
+        d = read_results(f6)
+        res['fig6'] = {k: [(row['n'], row['acc']) for row in v['rows']] for k, v in d.items()
+                       if isinstance(v, dict) and 'rows' in v}
+    cf = Path(curves)
+    if cf.exists():
+        cur = read_results(cf)['curves']
+        res['curves'] = {k: [(p['epochs'], p['acc'], p['lo'], p['hi']) for p in c['points']]
+                         for k, c in cur.items()}
+        res['curves_file'] = str(cf)
+    return write_results(out / 'diagnosis.json', res, diagnosis_markdown,
+                         command='arclf diffusion diagnose')
+
+
+def diagnosis_markdown(rec: dict) -> str:
+    s = ('# Why the small diffusion classifiers are weak: the evidence\n\nNoise level: 0 is the '
+         "image, 1000 pure noise (DiT's t; 1000·(1 − τ) for SiT). A band's accuracy sums the "
+         'constant-weight scores of its timesteps only.\n\n')
+    for kind, m in rec['models'].items():
+        b = m['best_single']
+        s += (f"**{kind}** ({m['images']} test images, {m['samples']} timesteps): all timesteps "
+              f"{100 * m['all']:.1f}%; the best single timestep (noise level {b['t']:.0f}) "
+              f"{100 * b['acc']:.1f}%.\n\n| noise level in | timesteps | accuracy % |\n"
+              '|---|---:|---:|\n')
+        for r in m['bands']:
+            s += f"| [{r['lo']}, {r['hi']}) | {r['n']} | {100 * r['acc']:.1f} |\n"
+        s += '\n'
+    if 'fig6' in rec:
+        s += '**Accuracy vs timesteps per class** (Fig. 6): '
+        s += '; '.join(f"{k}: " + ', '.join(f"{n}: {100 * a:.1f}" for n, a in v[-3:])
+                       for k, v in rec['fig6'].items()) + '\n\n'
+    if 'curves' in rec:
+        s += f"**Learning curves** (`{rec['curves_file']}`, held-out images; epochs: accuracy %)\n\n"
+        for k, v in rec['curves'].items():
+            s += f"- {k}: " + ', '.join(f"{e:.2f}: {100 * a:.1f}" for e, a, _, _ in v) + '\n'
+    return s

@@ -46,7 +46,7 @@ __all__ = ['DATASET_OF', 'FAMILY_PRESETS', 'setup_distributed', 'is_main', 'enab
            'CompileCB', 'GradCheckpointCB', 'rng_state', 'set_rng_state', 'learner_state', 'CheckpointCB', 'resume',
            'ResumeCB', 'DDPCB', 'scale_cbs', 'save_run', 'VQStatsCB', 'reconstruct', 'psnr', 'code_stats',
            'recon_metrics', 'train_tokenizer', 'nll_per_token', 'train_randar', 'dataset_tag', 'encode_tokens',
-           'train_diffusion', 'forward_flops', 'curve_converged', 'CurveCB', 'presets_for', 'train_data', 'train_model']
+           'train_diffusion', 'loss_flops', 'curve_converged', 'CurveCB', 'presets_for', 'train_data', 'train_model']
 
 # %% ../nbs/06_training.ipynb 5
 def setup_distributed(backend: str | None = None) -> tuple[int, int, torch.device]:
@@ -789,9 +789,10 @@ def train_diffusion(
     return model
 
 # %% ../nbs/06_training.ipynb 55
-def forward_flops(model: nn.Module, batch, loss_fn=None) -> int:
-    """FLOPs of one forward pass of `loss_fn(model, batch)` (matmuls, convolutions and attention,
-    counted by torch's `FlopCounterMode`); a training step costs about three times as much."""
+def loss_flops(model: nn.Module, batch, loss_fn=None) -> int:
+    """FLOPs of one forward pass of the training loss `loss_fn(model, batch)`, measured (matmuls,
+    convolutions and attention, counted by torch's `FlopCounterMode`; the analytic count of a
+    scoring pass is `arclf.bench.forward_flops`); a training step costs about three times this."""
     from torch.utils.flop_counter import FlopCounterMode
 
     loss_fn = loss_fn or (lambda m, b: m.loss(b))
@@ -853,7 +854,7 @@ class CurveCB(Callback):
         if getattr(learn, 'curve', None) is None:  # (a resumed run brings its own)
             dl = learn.train_dl  # one training example, without moving the loader
             b = tuple(t[:1].to(learn.device) for t in dl.tensors[:2])
-            fl = forward_flops(learn.model, b, learn.loss_fn)
+            fl = loss_flops(learn.model, b, learn.loss_fn)
             learn.curve = dict(points=[], seconds=0.0, converged=False, flops_per_sample=3 * fl,
                                samples_per_step=dl.bs)
         # the rule is this run's (a resumed curve is judged again, by the rule of today's code)

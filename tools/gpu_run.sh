@@ -75,7 +75,7 @@ case "${1:-}" in
     ds=${2:?name a dataset}; budget=${ARCLF_STUDY_BUDGET:-480}; runs=${STUDY_RUNS:-.gpu/study}
     extra=(); dev=()
     if [ -n "$tiny" ]; then
-      extra=(--n-train 256 --n-valid 64 --bs 32 --epochs 2 --curve-first 2 --curve-images 16 --log-every 0)
+      extra=(--n-train 128 --n-valid 32 --bs 32 --epochs 2 --curve-first 2 --curve-images 16 --log-every 0)
     else
       dev=(--device cuda)
     fi
