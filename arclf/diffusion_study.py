@@ -359,7 +359,8 @@ def diagnosis_markdown(rec: dict) -> str:
         s += '; '.join(f"{k}: " + ', '.join(f"{n}: {100 * a:.1f}" for n, a in v[-3:])
                        for k, v in rec['fig6'].items()) + '\n\n'
     if 'curves' in rec:
-        s += f"**Learning curves** (`{rec['curves_file']}`, held-out images; epochs: accuracy %)\n\n"
+        s += (f"**Learning curves** (`{rec['curves_file']}`, held-out images; epochs: "
+              'accuracy %)\n\n')
         for k, v in rec['curves'].items():
             s += f"- {k}: " + ', '.join(f"{e:.2f}: {100 * a:.1f}" for e, a, _, _ in v) + '\n'
     return s

@@ -834,9 +834,9 @@ class CurveCB(Callback):
     """Record a learning curve at steps `first`·2^k: the validation loss and the accuracy (with its
     95% bootstrap interval) of `classifier(model)` on the first `images` of `valid` (x, y; default
     all) with `n` shared samples per image. With `tol` (points), stop the run once a doubling
-    moves the accuracy by less than that, past chance (`curve_converged`). The curve is `learn.curve` (kept in the training
-    checkpoint) and, on rank 0, `out` (JSON); `snapshot` receives the weights of the latest
-    point with the record `meta`."""
+    moves the accuracy by less than that, past chance (`curve_converged`). The curve is
+    `learn.curve` (kept in the training checkpoint) and, on rank 0, `out` (JSON); `snapshot`
+    receives the weights of the latest point with the record `meta`."""
 
     order = 50  # after EMACB has updated the weights, before CheckpointCB saves them
 
