@@ -595,9 +595,11 @@ def _study_parsers(sub, F):
         'curves (results/training/)',
         formatter_class=F,
     )
-    st.add_argument('what', choices=['train', 'report'],
-                    help='train MODEL [--dataset] [--runs] [--threads] [train flags], or report')
-    st.add_argument('folder', help='report: the folder of the curves (RUNS/<dataset>)')
+    st.add_argument('what', choices=['train', 'report', 'findings'],
+                    help='train MODEL [--dataset] [--runs] [--threads] [train flags]; report '
+                    'FOLDER; findings (the paper\'s claims against results/, to '
+                    'results/findings/)')
+    st.add_argument('folder', nargs='?', help='report: the folder of the curves (RUNS/<dataset>)')
     st.add_argument('--out', default='results/training/fashion_mnist', help='results folder')
     st.add_argument('--dataset', default='fashion_mnist', help='the dataset the curves are of')
     d = sub.add_parser(
@@ -715,9 +717,18 @@ def _main(argv: list):
         check_device(a.device)  # before any data or model is loaded
     if a.cmd in ('tokenizers', 'diffusion', 'bench'):
         return _study(a)
+    if a.cmd == 'study' and a.what == 'findings':
+        from arclf.study import write_findings
+
+        r = write_findings('results', 'results/findings')
+        print('results/findings/findings.md:', r['counts'])
+        return r
     if a.cmd == 'study':
         from arclf.study import study_report
 
+        if not a.folder:
+            raise ValueError('arclf study report needs the folder of the curves, e.g. '
+                             'runs/study/fashion_mnist')
         r = study_report(a.folder, a.out, a.dataset)
         for k, v in r['status'].items():
             print(f'{k}: {v["why"]}')

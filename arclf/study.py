@@ -4,16 +4,17 @@
 
 # %% ../nbs/09a_study.ipynb 2
 from __future__ import annotations
-import json
+import json, math
 from pathlib import Path
 from .core import num_params, provenance
-from .experiments import write_results
+from .experiments import write_results, read_results
 from .classifiers import load_model
 from .training import curve_converged
 
 # %% auto 0
-__all__ = ['RECIPE', 'STUDY', 'study_argv', 'read_curves', 'curve_status', 'compute_rows', 'compute_markdown', 'plot_curves',
-           'study_markdown', 'study_report']
+__all__ = ['RECIPE', 'STUDY', 'NAMES', 'study_argv', 'read_curves', 'curve_status', 'compute_rows', 'compute_markdown',
+           'plot_curves', 'study_markdown', 'study_report', 'diff_ci', 'verdict', 'findings', 'findings_markdown',
+           'write_findings']
 
 # %% ../nbs/09a_study.ipynb 5
 RECIPE = dict(epochs=32, bs=128, lr=1e-3, warmup=100, schedule='constant', ema=0.999,
@@ -178,3 +179,183 @@ def study_report(folder, out='results/training/fashion_mnist', dataset: str = 'f
     plot_curves(curves, out / 'curves.png', title=dataset)
     return write_results(out / 'curves.json', rec, study_markdown, command=cmd,
                          md_path=out / 'README.md')
+
+# %% ../nbs/09a_study.ipynb 19
+def diff_ci(a: float, na: int, b: float, nb: int, z: float = 1.96) -> tuple[float, float, float]:
+    """a − b with a normal-approximation interval for two independent accuracies on `na` and
+    `nb` images: (difference, lo, hi)."""
+    se = math.sqrt(a * (1 - a) / na + b * (1 - b) / nb)
+    return a - b, a - b - z * se, a - b + z * se
+
+
+def verdict(lo: float, hi: float) -> str:
+    "The fate of a claim 'a > b' from the interval of a − b."
+    return 'reproduced' if lo > 0 else 'contradicted' if hi < 0 else 'inconclusive'
+
+
+NAMES = dict(dit='DiT', sit='SiT', randar='RandAR', raster='raster AR')
+
+
+def _row(claim, ref, a, b, n_a, n_b, source, training, note='') -> dict:
+    (la, xa), (lb, xb) = a, b
+    d, lo, hi = diff_ci(xa, n_a, xb, n_b)
+    return dict(claim=claim, ref=ref, a=la, acc_a=xa, b=lb, acc_b=xb, images=min(n_a, n_b),
+                diff=d, lo=lo, hi=hi, verdict=verdict(lo, hi), source=source, training=training,
+                note=note)
+
+
+def _missing(claim, ref, why) -> dict:
+    return dict(claim=claim, ref=ref, verdict='not measured', note=why)
+
+
+def _epochs(models: dict, *names) -> str:
+    ep = sorted({m['recipe'].get('epochs') for k, m in models.items() if k in names})
+    return f"{'/'.join(str(e) for e in ep)} epoch(s)"
+
+# %% ../nbs/09a_study.ipynb 21
+def _reproduce_rows(f: Path) -> list[dict]:
+    rows = []
+    for ds, r in read_results(f)['results'].items():
+        fig6, models = r['fig6'], r['models']
+        best = {c: max((o for o in fig6 if o['classifier'] == c), key=lambda o: o['n'])
+                for c in {o['classifier'] for o in fig6}}
+        n, src = r['images'], f'{f} ({ds})'
+        if {'randar', 'raster'} <= set(best):
+            a, b = best['randar'], best['raster']
+            rows.append(_row(f'random orders beat raster for K > 1 ({ds})', 'Table 1',
+                             (f"RandAR K={a['n']}", a['acc']), ('raster AR', b['acc']), n, n, src,
+                             _epochs(models, 'randar', 'raster')))
+        for s in ('dit', 'sit'):
+            if {'randar', s} <= set(best):
+                a, b = best['randar'], best[s]
+                rows.append(_row(f'the AR classifier beats {NAMES[s]} ({ds})', 'Table 2, Fig. 6',
+                                 (f"RandAR K={a['n']}", a['acc']),
+                                 (f"{NAMES[s]} {b['n']} timesteps", b['acc']), n, n, src,
+                                 _epochs(models, 'randar', s)))
+        t2 = r['table2']
+        clean = {o['classifier']: o for o in t2 if o['shift'] == 'none'}
+        for sh in sorted({o['shift'] for o in t2} - {'none'}):
+            shifted = {o['classifier']: o for o in t2 if o['shift'] == sh}
+            for s in ('dit', 'sit'):
+                if {'randar', s} <= set(shifted) & set(clean):
+                    a, b = shifted['randar'], shifted[s]
+                    rows.append(_row(f'AR is more accurate than {NAMES[s]} under {sh} ({ds})',
+                                     'Table 2', (f"RandAR K={a['n']}", a['acc']),
+                                     (f"{NAMES[s]} {b['n']} timesteps", b['acc']), a['images'],
+                                     b['images'], src, _epochs(models, 'randar', s),
+                                     note=(f"clean: {100 * clean['randar']['acc']:.1f} vs "
+                                           f"{100 * clean[s]['acc']:.1f}")))
+        for s, sp in r.get('speed', {}).items():
+            fast, slow = sp[-1]['fast_cheapest'], sp[-1]['slow_best']
+            ratio = [x['ratio'] for x in sp if x.get('ratio')]
+            why = (f"{max(ratio):.1f}x faster at matched accuracy" if ratio else
+                   f"no matched accuracy: RandAR's cheapest ({100 * fast['acc']:.1f}%, "
+                   f"{fast['s_per_image']:.2f} s) beats {NAMES[s]}'s best "
+                   f"({100 * slow['acc']:.1f}%, {slow['s_per_image']:.2f} s)")
+            faster = bool(ratio) or (fast['acc'] > slow['acc']
+                                     and fast['s_per_image'] < slow['s_per_image'])
+            rows.append(dict(claim=f'the AR classifier is faster than {NAMES[s]} ({ds})',
+                             ref='Fig. 6', verdict='reproduced' if faster else 'contradicted',
+                             note=why, source=src, images=n,
+                             training=_epochs(models, 'randar', s)))
+    return rows
+
+
+def _ablation_rows(f: Path, shipped: str) -> list[dict]:
+    d = read_results(f)
+    rows = []
+    ks = [r['n'] for r in d['rules'] if r['variant'] == 'base']
+    K = max(ks)
+    acc = {r['rule']: r['acc'] for r in d['rules'] if r['variant'] == 'base' and r['n'] == K}
+    n = d['images']
+    if {'lower_bound', 'likelihood'} <= set(acc):
+        rows.append(_row('the lower bound beats the likelihood (log-mean-exp)', 'Table 5',
+                         (f'lower bound, K={K}', acc['lower_bound']),
+                         (f'likelihood, K={K}', acc['likelihood']), n, n, str(f), shipped))
+    noise = {(o['variant'], o['shift'], o['test_noise_t']): o for o in d['noise']}
+    for sh in sorted({k[1] for k in noise}):
+        a, b = noise.get(('noise_aug', sh, 0.0)), noise.get(('base', sh, 0.0))
+        if a and b:
+            rows.append(_row(f"noise augmentation helps ({'clean' if sh == 'none' else sh})",
+                             'Table 4', ('noise-augmented', a['acc']), ('clean-trained', b['acc']),
+                             a['images'], b['images'], str(f), shipped,
+                             note='augmented on the 256-code tokenizer; the paper augments the '
+                                  'large codebook'))
+    return rows
+
+
+def _diffusion_rows(folder: Path, shipped: str) -> list[dict]:
+    rows = []
+    f8 = folder / 'table8.json'
+    if f8.exists():
+        t8 = read_results(f8)['rows']
+        n = read_results(folder / 'fig6.json')['dit_fmnist']['images']
+        for mdl, sp in dict.fromkeys((r['model'], r['space']) for r in t8):
+            accs = {r['weighting']: r['acc'] for r in t8 if (r['model'], r['space']) == (mdl, sp)}
+            other = max((w for w in accs if w != 'constant'), key=accs.get)
+            rows.append(_row(f'constant weighting is best ({mdl}, {sp}-space)', 'Table 8',
+                             ('constant', accs['constant']), (f'best other: {other}', accs[other]),
+                             n, n, str(f8), shipped))
+    for f7 in sorted(folder.glob('table7_*.json')):
+        d = read_results(f7)
+        one = min(d['rows'], key=lambda r: r['T'])  # one timestep, all noise draws
+        many = max(d['rows'], key=lambda r: r['T'])  # one draw at each of the most timesteps
+        rows.append(_row(f"more timesteps beat more noise draws ({d['kind']})", 'Table 7',
+                         (f"T={many['T']} x N={many['N']}", many['acc']),
+                         (f"T={one['T']} x N={one['N']}", one['acc']), d['images'], d['images'],
+                         str(f7), shipped, note=f"{d['budget']} forwards per class"))
+    return rows
+
+
+def findings(root='results') -> list[dict]:
+    """Every claim of the paper that a committed small-scale result tests, with its verdict (rows
+    of `_row`); claims nothing here tests are listed as not measured."""
+    from arclf.core import model_meta, weights_path
+
+    root = Path(root)
+    shipped = f"{model_meta(weights_path('randar_fmnist'))['recipe']['epochs']} epoch(s) (shipped)"
+    rows = []
+    if (root / 'reproduce/cpu/results.json').exists():
+        rows += _reproduce_rows(root / 'reproduce/cpu/results.json')
+    if (root / 'ablations/results.json').exists():
+        rows += _ablation_rows(root / 'ablations/results.json', shipped)
+    rows += _diffusion_rows(root / 'diffusion', shipped)
+    if not any(r['ref'] == 'Table 3' for r in rows):
+        rows.append(_missing('the large codebook tolerates token flips', 'Table 3',
+                             'no committed flip-rate grid for both codebooks yet'))
+    return rows
+
+
+def findings_markdown(rows: list[dict]) -> str:
+    s = ('| claim | paper | this scale | difference, points (95% CI) | images | verdict | models '
+         '| source |\n|---|---|---|---|---:|---|---|---|\n')
+    for r in rows:
+        if 'acc_a' in r:
+            nums = f"{r['a']} {100 * r['acc_a']:.1f} vs {r['b']} {100 * r['acc_b']:.1f}"
+            ci = f"{100 * r['diff']:+.1f} ({100 * r['lo']:+.1f}, {100 * r['hi']:+.1f})"
+        else:
+            nums, ci = '-', '-'
+        if r.get('note'):
+            nums += f"; {r['note']}"
+        v = f"**{r['verdict']}**"
+        if r['verdict'] == 'inconclusive' and r['diff'] < 0:
+            v += ' (the estimate goes against the paper)'
+        s += (f"| {r['claim']} | {r['ref']} | {nums} | {ci} | {r.get('images', '-')} | {v} | "
+              f"{r.get('training', '-')} | {r.get('source', '-')} |\n")
+    return s
+
+# %% ../nbs/09a_study.ipynb 22
+def write_findings(root='results', out='results/findings') -> dict:
+    """`findings` of the committed results under `root`, written to `out`/findings.json and
+    findings.md (`arclf study findings`)."""
+    rows = findings(root)
+    n = {v: sum(r['verdict'] == v for r in rows) for v in
+         ('reproduced', 'contradicted', 'inconclusive', 'not measured')}
+    head = ('# The paper\'s claims at small scale\n\n'
+            + ', '.join(f'{k} {v}' for k, v in n.items()) + ' (rows).\n\n'
+            'Verdicts from the 95% interval of the difference (normal approximation, two '
+            'independent accuracies). The models are those each source was made with: far from '
+            'converged ones say little about the method; see `results/training/` for the learning '
+            'curves.\n\n')
+    return write_results(Path(out) / 'findings.json', dict(rows=rows, counts=n),
+                         head + findings_markdown(rows), command='arclf study findings')
