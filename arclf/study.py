@@ -144,7 +144,7 @@ def _points_markdown(name: str, c: dict) -> str:
 
 
 def study_markdown(rec: dict) -> str:
-    s = (f"# Learning curves: {rec['dataset']} (Fig. 6's models, trained to convergence)\n\n"
+    s = (f"# Learning curves: {rec['dataset']}, the study's four models under one recipe\n\n"
          f"Made by `{rec['command']}` from the curves that `arclf study train` wrote.\n"
          "Every model: the same recipe "
          f"(`{json.dumps(rec['recipe'])}`) on the same images.\n\n"
