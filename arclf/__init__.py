@@ -15,6 +15,8 @@ from .data import load_dataset
 from .scorer import (GenerativeClassifier, RandARClassifier, sample_scores, evaluate, prune,
                      prune_evaluate, aggregate, predict, accuracy, RULES)
 from .classifiers import create_classifier, DiffusionClassifier
+# model families that nothing above imports: importing them registers their presets
+from . import llamagen, maskgit  # noqa: F401
 
 __all__ = ['create_model', 'list_models', 'model_meta', 'register_model', 'seed_everything',
            'load_dataset', 'GenerativeClassifier', 'RandARClassifier', 'DiffusionClassifier',

@@ -9,13 +9,15 @@ from pathlib import Path
 import torch
 from .core import run_info, provenance, weights_path, default_device, model_meta
 from .experiments import write_results
-from .data import load_dataset
-from .scorer import RULES, accuracy, accuracy_vs_n
+from .data import load_dataset, to_float
+from .scorer import RULES, accuracy_vs_n, accuracy_ci, draw_samples
 from .classifiers import create_classifier
 from .reproduce import ensure_trained, cached_eval
+from .tokenizer_study import t_for_flip_rate, flip_rate
 
 # %% auto 0
-__all__ = ['RECIPE', 'VARIANTS', 'RULE_NAMES', 'variant_file', 'ablations', 'report', 'plot_ablations']
+__all__ = ['RECIPE', 'VARIANTS', 'RULE_NAMES', 'RERUN', 'variant_file', 'classifier_flip_rate', 'ablations', 'report',
+           'plot_ablations']
 
 # %% ../nbs/10_ablations.ipynb 5
 # the recipe of the shipped randar_fmnist
@@ -28,7 +30,14 @@ VARIANTS = {
         train=dict(tokenizer='vq_fmnist_l', **RECIPE), about='vq_fmnist_l tokens (4096 codes)'
     ),
     'noise_aug': dict(
-        train=dict(noise_t=0.05, **RECIPE), about='vq_fmnist_s tokens of latents noised at t = 0.05'
+        train=dict(noise_t=0.05, **RECIPE),
+        about='vq_fmnist_s tokens of latents noised at t = 0.05 (the small-codebook contrast)',
+    ),
+    # the paper's setting: augmentation on the large codebook; t = 0.025 flips about as many of its
+    # tokens (25%) as t = 0.05 flips of vq_fmnist_s's (24%)
+    'vq_l_noise_aug': dict(
+        train=dict(tokenizer='vq_fmnist_l', noise_t=0.025, **RECIPE),
+        about='vq_fmnist_l tokens of latents noised at t = 0.025 (the paper\'s large codebook)',
     ),
 }
 
@@ -60,6 +69,22 @@ def _tokenizer_summary(path) -> dict:
     )
 
 # %% ../nbs/10_ablations.ipynb 7
+@torch.no_grad()
+def classifier_flip_rate(clf, images, n: int, seed: int = 0, bs: int = 100) -> float:
+    """Fraction of the token ids changed by the test-time latent noise of `clf` over the `n`
+    samples of each image, drawn as `evaluate` draws them (image i from its generator (seed, i))."""
+    if not clf.noise_t:
+        return 0.0
+    flips = total = 0
+    for b in range(0, len(images), bs):
+        z = clf.prepare(to_float(images[b : b + bs]))  # the continuous latents
+        ids0 = clf.tokenizer.quantize.ids(z).to(clf.device)  # [B, N] clean ids
+        ids = clf.sample_ids(z, draw_samples(clf, z, n, seed, range(b, b + len(z))))  # [B, n, N]
+        flips += int((ids != ids0[:, None]).sum())
+        total += ids.numel()
+    return flips / total
+
+# %% ../nbs/10_ablations.ipynb 8
 def ablations(
     variants=None,
     out='results/ablations',
@@ -67,8 +92,11 @@ def ablations(
     n_per_class: int = 50,
     K: int = 10,
     ks=(1, 2, 5, 10),
-    noise_variants=('base', 'noise_aug'),
+    noise_variants=('base', 'noise_aug', 'vq_l', 'vq_l_noise_aug'),
     test_noise=(0.0, 0.05),
+    flip_targets=(0.1, 0.2, 0.3, 0.42),
+    flip_variants=('base', 'vq_l'),
+    flip_tol: float = 0.005,
     shifts=('none', 'gaussian_noise'),
     noise_n_per_class: int = 20,
     noise_K: int = 5,
@@ -81,12 +109,17 @@ def ablations(
     table8='results/diffusion/table8.json',
 ) -> dict:
     """Train (or load) each variant, evaluate it, and write `out/{results.json, README.md,
-    ablations.png}`; the loss-weighting rows are read from `table8` (the diffusion study's
-    Table 8) when that file exists."""
+    ablations.png}`: the rules and tokenizers (Table 5), the accuracy at each flip rate in
+    `flip_targets` for `flip_variants` (Table 3), the noise-augmentation grid of `noise_variants`
+    (Table 4); the loss-weighting rows are read from `table8` (the diffusion study's Table 8) when
+    that file exists."""
     variants = variants or VARIANTS
     device = torch.device(device) if device else default_device()
-    if bad := [v for v in noise_variants if v not in variants]:
-        raise ValueError(f'noise_variants {bad} are not in the variants {list(variants)}')
+    for name, vs in (('noise_variants', noise_variants), ('flip_variants', flip_variants)):
+        if bad := [v for v in vs if v not in variants]:
+            raise ValueError(f'{name} {bad} are not in the variants {list(variants)}')
+    if bad := [f for f in flip_targets if not 0 < f < 1]:
+        raise ValueError(f'flip_targets must lie in (0, 1), got {bad}')
     rdir = Path(runs) / 'ablations'
     files = {k: variant_file(k, s, runs, device, progress) for k, s in variants.items()}
     test = load_dataset('fashion_mnist', 'test', root, n_per_class=n_per_class)
@@ -112,9 +145,9 @@ def ablations(
                     rule=rule,
                 )
             ]
-    noise = []
-    for sh in shifts:  # noise augmentation: train-time x test-time noise
-        ds = load_dataset(
+
+    def shifted(sh):
+        return load_dataset(
             'fashion_mnist' + ('' if sh == 'none' else f'+{sh}'),
             'test',
             root,
@@ -122,20 +155,19 @@ def ablations(
             seed=seed,
             n_per_class=noise_n_per_class,
         )
+
+    def noisy_eval(k, sh, ds, t):  # K = noise_K orders, a fresh latent noise t for each
+        clf = create_classifier(str(files[k]), device=device, raster=False, noise_t=float(t))
+        path = rdir / f'eval_{k}_{sh}_t{t:g}_{len(ds)}_K{noise_K}_sev{severity}_s{seed}.pt'
+        r = cached_eval(clf, ds, noise_K, path, seed, bs, progress)
+        return clf, accuracy_ci(r['scores'], r['classes'], r['y'], seed=seed)
+
+    noise = []
+    for sh in shifts:  # Table 4, noise augmentation: train-time x test-time noise
+        ds = shifted(sh)
         for k in noise_variants:
             for t in test_noise:
-                clf = create_classifier(
-                    str(files[k]), device=device, raster=False, noise_t=float(t)
-                )
-                r = cached_eval(
-                    clf,
-                    ds,
-                    noise_K,
-                    rdir / f'eval_{k}_{sh}_t{t:g}_{len(ds)}_K{noise_K}_sev{severity}_s{seed}.pt',
-                    seed,
-                    bs,
-                    progress,
-                )
+                ci = noisy_eval(k, sh, ds, float(t))[1]
                 noise.append(
                     dict(
                         variant=k,
@@ -143,9 +175,33 @@ def ablations(
                         test_noise_t=float(t),
                         K=noise_K,
                         images=len(ds),
-                        acc=accuracy(r['scores'], r['classes'], r['y']),
+                        acc=ci['acc'],
+                        lo=ci['lo'],
+                        hi=ci['hi'],
                     )
                 )
+    flip = []
+    clean = shifted('none') if flip_variants else None
+    for k in flip_variants:  # Table 3: test-time noise calibrated to flip rates, clean images
+        tok = create_classifier(str(files[k]), device='cpu', raster=False).tokenizer
+        for target in (0.0, *flip_targets):  # 0: the reference without noise
+            t = t_for_flip_rate(tok, clean.x, target, seed=seed, tol=flip_tol) if target else 0.0
+            clf, ci = noisy_eval(k, 'none', clean, t)
+            flip.append(
+                dict(
+                    variant=k,
+                    codebook=tok.vocab_size,
+                    target=float(target),
+                    t=t,
+                    flip=classifier_flip_rate(clf, clean.x, noise_K, seed),
+                    flip_calibration=flip_rate(tok, clean.x, t, seed),
+                    K=noise_K,
+                    images=len(clean),
+                    acc=ci['acc'],
+                    lo=ci['lo'],
+                    hi=ci['hi'],
+                )
+            )
     t8 = Path(table8) if table8 else None
     res = dict(
         images=len(test),
@@ -160,6 +216,7 @@ def ablations(
         },
         rules=rules,
         noise=noise,
+        flip=flip,
         weighting=json.loads(t8.read_text())['rows'] if t8 and t8.exists() else None,
         settings=dict(
             n_per_class=n_per_class,
@@ -168,6 +225,12 @@ def ablations(
             noise_K=noise_K,
             test_noise=list(test_noise),
             shifts=list(shifts),
+            flip_targets=list(flip_targets),
+            flip_variants=list(flip_variants),
+            flip_tol=flip_tol,
+            # how test-time latent noise is drawn (results written before this key drew it once
+            # per image from the global RNG)
+            test_noise_draw='a fresh noise per order, from the image generator (seed, i)',
             severity=severity,
             seed=seed,
         ),
@@ -181,7 +244,7 @@ def ablations(
     plt.close(plot_ablations(res, o / 'ablations.png'))
     return res
 
-# %% ../nbs/10_ablations.ipynb 8
+# %% ../nbs/10_ablations.ipynb 9
 RULE_NAMES = dict(
     lower_bound='lower bound (mean log p)',
     likelihood='likelihood (log-mean-exp)',
@@ -192,6 +255,95 @@ RULE_NAMES = dict(
 def _acc(rows, **kw):
     r = [o for o in rows if all(o[k] == v for k, v in kw.items())]
     return r[0] if r else None
+
+
+RERUN = 'not measured yet, re-run `arclf ablations`'
+
+
+def _ci(o) -> str:
+    "An accuracy, %, with its 95% interval when the row has one (rows written before had none)."
+    if o is None:
+        return ''
+    s = f"{100 * o['acc']:.1f}"
+    return s + (f" [{100 * o['lo']:.1f}, {100 * o['hi']:.1f}]" if 'lo' in o else '')
+
+
+def _table3(res: dict) -> list:
+    st = res['settings']
+    s = ['', '## Table 3: accuracy vs flipped tokens (test-time latent noise set by flip rate)', '']
+    if not res.get('flip'):
+        return s + [
+            f'Table 3 is {RERUN}: it sets the test-time latent noise t of each variant so that '
+            'a target fraction of the tokens flips (the paper\'s 10–42% regime).'
+        ]
+    f = res['flip']
+    s += [
+        f"Lower bound, K = {f[0]['K']} orders with a fresh latent noise each, {f[0]['images']} "
+        'clean test images. t is calibrated on these images (`t_for_flip_rate`, tolerance '
+        f"{st.get('flip_tol', 0.005):g}) for each variant's own tokenizer; *measured* is the "
+        "fraction of token ids the classifier's own noise draws changed. Accuracy, %, with its "
+        '95% bootstrap interval over images.',
+        '',
+        '| variant | codebook | target flipped | t | measured flipped | accuracy [95% CI] |',
+        '|---|---:|---:|---:|---:|---:|',
+    ]
+    s += [
+        f"| {o['variant']} | {o['codebook']} | {100 * o['target']:.0f}% | {o['t']:.4f} | "
+        f"{100 * o['flip']:.1f}% | {_ci(o)} |"
+        for o in f
+    ]
+    return s
+
+
+def _table4(res: dict) -> list:
+    st = res['settings']
+    noise = res['noise']
+    head = '## Table 4: noise augmentation (train) × latent noise (test)'
+    if not noise:
+        return ['', head, '', f'Table 4 is {RERUN}.']
+    ts, shs = st['test_noise'], st['shifts']
+    V = res['variants']
+    s = [
+        '',
+        f"{head} (lower bound, K = {st['noise_K']}, {noise[0]['images']} images per column)",
+        '',
+    ]
+    nt = [t for t in ts if t]
+    if nt and 'test_noise_draw' not in st:
+        cols = ', '.join(f'`test t = {t:g}`' for t in nt)
+        s += [
+            f"> **Stale columns.** The {cols} columns below were made at git "
+            f"{res['run_info'].get('git_rev', '?')}, when the test-time latent noise was drawn "
+            'once per image (from the global RNG) and shared by its K orders. arclf now draws a '
+            "fresh noise per order from the image's own generator, as the official script does "
+            '(notebook 03); these columns have not been re-run since. Every other number here is '
+            'unaffected (no test-time noise).',
+            '',
+        ]
+    s += [
+        '| variant | codebook | train t | '
+        + ' | '.join(
+            f"{'clean' if sh == 'none' else sh}, test t = {t:g}" for sh in shs for t in ts
+        )
+        + ' |',
+        '|---|---:|---:|' + '---:|' * (len(shs) * len(ts)),
+    ]
+    for k in dict.fromkeys(o['variant'] for o in noise):
+        s.append(
+            f"| {k} | {V[k]['codebook']} | {V[k]['noise_t']:g} | "
+            + ' | '.join(
+                _ci(_acc(noise, variant=k, shift=sh, test_noise_t=t)) for sh in shs for t in ts
+            )
+            + ' |'
+        )
+    done = {o['variant'] for o in noise}
+    if missing := [k for k in ('vq_l', 'vq_l_noise_aug') if k not in done]:
+        s += [
+            '',
+            f"The large-codebook pair of Table 4 ({', '.join(missing)}; noise augmentation on the "
+            f"4096-code tokenizer is the paper's setting) is {RERUN}.",
+        ]
+    return s
 
 
 def report(res: dict) -> str:
@@ -251,32 +403,7 @@ def report(res: dict) -> str:
         for k in V
         if res['variants'][k]['noise_t'] == 0
     ]
-    if res['noise']:
-        st = res['settings']
-        ts = st['test_noise']
-        shs = st['shifts']
-        s += [
-            '',
-            f"## Noise augmentation (lower bound, K = {st['noise_K']}, {res['noise'][0]['images']} "
-            "images per column)",
-            '',
-            '| variant | '
-            + ' | '.join(
-                f"{'clean' if sh == 'none' else sh}, test t = {t:g}" for sh in shs for t in ts
-            )
-            + ' |',
-            '|---|' + '---:|' * (len(shs) * len(ts)),
-        ]
-        for k in dict.fromkeys(o['variant'] for o in res['noise']):
-            s.append(
-                f'| {k} | '
-                + ' | '.join(
-                    f"{100 * _acc(res['noise'], variant=k, shift=sh, test_noise_t=t)['acc']:.1f}"
-                    for sh in shs
-                    for t in ts
-                )
-                + ' |'
-            )
+    s += _table3(res) + _table4(res)
     if res.get('weighting'):
         w = res['weighting']
         ms = list(dict.fromkeys((o['model'], o['space']) for o in w))
@@ -306,12 +433,13 @@ def report(res: dict) -> str:
     s += ['', provenance(res['run_info'])]
     return '\n'.join(s) + '\n'
 
-# %% ../nbs/10_ablations.ipynb 9
+# %% ../nbs/10_ablations.ipynb 10
 def plot_ablations(res: dict, path=None):
-    "Accuracy vs K for each variant and rule (left); the noise-augmentation grid (right)."
+    """Accuracy vs K for each variant and rule (left); accuracy vs measured flip rate per
+    codebook (Table 3, middle); the noise-augmentation grid (Table 4, right)."""
     import matplotlib.pyplot as plt
 
-    fig, axs = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axs = plt.subplots(1, 3, figsize=(16, 3.8))
     for k, c in zip(res['variants'], plt.rcParams['axes.prop_cycle'].by_key()['color']):
         for rule, ls in zip(RULES, ('-', '--', ':')):
             rows = [o for o in res['rules'] if o['variant'] == k and o['rule'] == rule]
@@ -335,6 +463,7 @@ def plot_ablations(res: dict, path=None):
     )
     axs[0].legend(fontsize=6, ncol=3, loc='lower right')
     axs[0].grid(alpha=0.3)
+    _plot_table3(axs[1], res)
     if res['noise']:
         labels = list(
             dict.fromkeys(
@@ -345,20 +474,48 @@ def plot_ablations(res: dict, path=None):
         vs = list(dict.fromkeys(o['variant'] for o in res['noise']))
         w = 0.8 / len(vs)
         for i, v in enumerate(vs):
-            axs[1].bar(
-                [j + i * w for j in range(len(labels))],
-                [100 * o['acc'] for o in res['noise'] if o['variant'] == v],
-                w,
-                label=v,
+            rows = [o for o in res['noise'] if o['variant'] == v]
+            acc = [100 * o['acc'] for o in rows]
+            err = (  # the 95% interval, in results that have it
+                [[a - 100 * o['lo'] for a, o in zip(acc, rows)],
+                 [100 * o['hi'] - a for a, o in zip(acc, rows)]]
+                if all('lo' in o for o in rows) else None
             )
-        axs[1].set_xticks(
+            axs[2].bar([j + i * w for j in range(len(labels))], acc, w, yerr=err, capsize=2,
+                       label=v)
+        axs[2].set_xticks(
             [j + w * (len(vs) - 1) / 2 for j in range(len(labels))], labels, fontsize=8
         )
-        accs = [100 * o['acc'] for o in res['noise']]
-        axs[1].set_ylim(max(0, min(accs) - 8), min(100, max(accs) + 4))
-        axs[1].set(ylabel='accuracy (%)', title='noise augmentation (train) x latent noise (test)')
-        axs[1].legend(fontsize=8)
+        accs = [100 * o.get(k, o['acc']) for o in res['noise'] for k in ('lo', 'hi')]
+        axs[2].set_ylim(max(0, min(accs) - 8), min(100, max(accs) + 4))
+        axs[2].set(
+            ylabel='accuracy (%)', title='Table 4: noise augmentation (train) x latent noise (test)'
+        )
+        axs[2].legend(fontsize=8)
     plt.tight_layout()
     if path:
         fig.savefig(path, dpi=120)
     return fig
+
+
+def _plot_table3(ax, res: dict):
+    "Accuracy (95% interval) vs the measured flip rate, one line per variant (its codebook)."
+    ax.set(
+        xlabel='measured flipped tokens (%)',
+        ylabel='accuracy (%)',
+        title='Table 3: accuracy vs flipped tokens (clean images)',
+    )
+    ax.grid(alpha=0.3)
+    if not res.get('flip'):
+        ax.text(0.5, 0.5, f'Table 3: {RERUN}', ha='center', va='center', transform=ax.transAxes,
+                fontsize=8, wrap=True)
+        return
+    for k in dict.fromkeys(o['variant'] for o in res['flip']):
+        rows = sorted((o for o in res['flip'] if o['variant'] == k), key=lambda o: o['flip'])
+        acc = [100 * o['acc'] for o in rows]
+        err = [[a - 100 * o['lo'] for a, o in zip(acc, rows)],
+               [100 * o['hi'] - a for a, o in zip(acc, rows)]]
+        ax.errorbar([100 * o['flip'] for o in rows], acc, err, marker='o', ms=3, capsize=2,
+                    label=f"{k} ({rows[0]['codebook']} codes)")
+    ax.axvspan(10, 42, color='0.9', zorder=0, label="the paper's regime")
+    ax.legend(fontsize=8)

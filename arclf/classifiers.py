@@ -38,6 +38,9 @@ from arclf.diffusion import (
 from arclf.scorer import (
     GenerativeClassifier, RandARClassifier, RandomCropTTA, resolve_autocast, fit_chunk
 )
+from arclf.discriminative import (  # layer 4.5: the discriminative baselines (notebook 05a)
+    DiscriminativeClassifier, create_discriminative, is_discriminative, is_net_record, load_record
+)
 
 # %% auto 0
 __all__ = ['DC_SCHEDULES', 'ALIASES', 'DiffusionClassifier', 'dc_plan', 'load_model', 'create_classifier']
@@ -248,6 +251,8 @@ def _load_file(path) -> nn.Module:
     if not (isinstance(d, Mapping) and 'config' in d and 'model' in d):
         return _official(load_weights(d), path)
     cfg = d['config']
+    if is_net_record(cfg):  # a discriminative network or linear probe (notebook 05a)
+        return load_record(d, path)
     cls = (
         RandAR
         if 'order' in cfg
@@ -308,9 +313,10 @@ def create_classifier(
     """The classifier of `model` (a name, alias, path or model): `RandARClassifier` with its
     tokenizer for AR models (`raster=` defaults to the model's training order),
     `DiffusionClassifier` for DiT/SiT (`kw`: its options; `encoder=` a module, a registered name
-    or a file of the SD-VAE for latent models). `crop='random'` wraps it in `RandomCropTTA`: a
-    fresh random crop of the original image for every sample, as the official
-    `--use_augmentations`."""
+    or a file of the SD-VAE for latent models), `DiscriminativeClassifier` for timm networks and
+    linear probes (`kw`: its options; weights also from timm's hub cache; n must be 1).
+    `crop='random'` wraps it in `RandomCropTTA`: a fresh random crop of the original image for
+    every sample, as the official `--use_augmentations`."""
     if crop not in ('center', 'random'):
         raise ValueError(f"crop must be 'center' or 'random' (per-sample crops), got {crop!r}")
     clf = _create(model, tokenizer, pretrained, device, kw)
@@ -332,12 +338,17 @@ def _image_size(clf) -> int:
     "The side of the images `clf` reads (the tokenizer's, or the encoder's 8x the latent's)."
     if isinstance(clf, RandARClassifier):
         return clf.tokenizer.cfg.image_size
+    if isinstance(clf, DiscriminativeClassifier):  # it resizes what it gets: crop at its input size
+        return clf.input_size
     c = clf.model.cfg
     return c.input_size * (8 if clf.encoder is not None else 1)
 
 
 def _create(model, tokenizer, pretrained, device, kw) -> GenerativeClassifier:
-    m = load_model(model, pretrained)
+    if isinstance(model, str) and model in list_models(family='discriminative'):
+        m = create_discriminative(model, pretrained)  # its weights may be in timm's hub cache
+    else:
+        m = load_model(model, pretrained)
     device = check_device(device) if device else torch.device('cpu')
     if hasattr(m, 'token_logprobs'):  # an any-order AR model (RandAR or alike)
         tok = tokenizer if tokenizer is not None else getattr(m, 'meta', {}).get('tokenizer')
@@ -366,4 +377,7 @@ def _create(model, tokenizer, pretrained, device, kw) -> GenerativeClassifier:
             # the official protocol: a fresh posterior sample of the latent for every timestep
             kw.setdefault('sample_latent', True)
         return DiffusionClassifier(m.to(device), **kw)
-    raise TypeError(f'no classifier for a {type(m).__name__}: use a RandAR or DiT/SiT model')
+    if is_discriminative(m):  # a timm network or a linear probe: log p(y | x), one sample
+        return DiscriminativeClassifier(m.to(device), **kw)
+    raise TypeError(f'no classifier for a {type(m).__name__}: use a RandAR, DiT/SiT or timm model '
+                    '(DiscriminativeClassifier(module, num_classes=...) takes any logits module)')

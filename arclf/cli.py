@@ -751,10 +751,12 @@ def _data(a):
 def _models(a):
     if not list_models(a.pattern):
         raise ValueError(f'no registered model matches {a.pattern!r}: `arclf models` lists all')
-    for name in list_models(a.pattern):
+    names = list_models(a.pattern)
+    w = max(len(model_spec(n).family) for n in names)  # the family column fits its longest name
+    for name in names:
         s = model_spec(name)
         src = 'no weights' if not s.weights else f'{s.weights} ({s.source})'
-        print(f'{name:22s} {s.family:10s} {src}\n{"":33s}{s.doc}')
+        print(f'{name:22s} {s.family:{w}s} {src}\n{"":{23 + w + 1}s}{s.doc}')
 
 
 def _experiment(a):

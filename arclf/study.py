@@ -273,14 +273,26 @@ def _ablation_rows(f: Path, shipped: str) -> list[dict]:
                          (f'lower bound, K={K}', acc['lower_bound']),
                          (f'likelihood, K={K}', acc['likelihood']), n, n, str(f), shipped))
     noise = {(o['variant'], o['shift'], o['test_noise_t']): o for o in d['noise']}
+    pairs = (('vq_l_noise_aug', 'vq_l', 'large codebook, as the paper'),
+             ('noise_aug', 'base', "256 codes: the paper's contrast"))
     for sh in sorted({k[1] for k in noise}):
-        a, b = noise.get(('noise_aug', sh, 0.0)), noise.get(('base', sh, 0.0))
-        if a and b:
-            rows.append(_row(f"noise augmentation helps ({'clean' if sh == 'none' else sh})",
-                             'Table 4', ('noise-augmented', a['acc']), ('clean-trained', b['acc']),
-                             a['images'], b['images'], str(f), shipped,
-                             note='augmented on the 256-code tokenizer; the paper augments the '
-                                  'large codebook'))
+        for aug, base, about in pairs:
+            a, b = noise.get((aug, sh, 0.0)), noise.get((base, sh, 0.0))
+            if a and b:
+                rows.append(_row(f"noise augmentation helps ({'clean' if sh == 'none' else sh})",
+                                 'Table 4', ('noise-augmented', a['acc']),
+                                 ('clean-trained', b['acc']), a['images'], b['images'], str(f),
+                                 shipped, note=about))
+    flips = d.get('flip') or []
+    top = max((o['target'] for o in flips), default=None)
+    at = {o['variant']: o for o in flips if o['target'] == top}
+    if {'vq_l', 'base'} <= set(at):
+        a, b = at['vq_l'], at['base']
+        rows.append(_row(f'the large codebook tolerates token flips ({100 * top:.0f}% flipped)',
+                         'Table 3', (f"{a['codebook']} codes", a['acc']),
+                         (f"{b['codebook']} codes", b['acc']), a['images'], b['images'], str(f),
+                         shipped, note=f"measured flips {100 * a['flip']:.0f}% vs "
+                                       f"{100 * b['flip']:.0f}%"))
     return rows
 
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07a_tokenizer_study.ipynb 2
 from __future__ import annotations
-import dataclasses, json, time
+import dataclasses, time
 from pathlib import Path
 import torch
 import torch.nn.functional as F
@@ -21,10 +21,12 @@ from .data import to_float, load_dataset, show_images
 from .tokenizer import VQModel, encode_dataset
 from .training import reconstruct, recon_metrics, psnr, DATASET_OF
 from .experiments import write_results
+from .scorer import image_generator
 
 # %% auto 0
-__all__ = ['latent_noise_table', 'FeatureNet', 'train_feature_net', 'features', 'frechet_distance', 'plot_recons',
-           'plot_latent_noise', 'evaluate_tokenizers']
+__all__ = ['latent_noise_table', 'latent_draws', 'draws_flip_rate', 'flip_rate', 't_for_flip_rate', 'FeatureNet',
+           'train_feature_net', 'features', 'frechet_distance', 'plot_recons', 'plot_latent_noise',
+           'evaluate_tokenizers']
 
 # %% ../nbs/07a_tokenizer_study.ipynb 5
 @torch.no_grad()
@@ -53,6 +55,89 @@ def latent_noise_table(
     return rows
 
 # %% ../nbs/07a_tokenizer_study.ipynb 7
+@torch.no_grad()
+def latent_draws(model: VQModel, images: Tensor, seed: int = 0, bs: int = 500) -> tuple:
+    """(latents z, noise ε, clean ids) of `images`; image i's ε ~ N(0, I) is drawn from its own
+    generator `image_generator(seed, i)`."""
+    if len(images) == 0:
+        raise ValueError('no images: a flip rate needs at least one')
+    model.eval()
+    dev = model.quant_conv.weight.device
+    z = torch.cat(
+        [
+            model.encode_latent(to_float(images[i : i + bs]).to(dev)).float()
+            for i in range(0, len(images), bs)
+        ]
+    )
+    eps = torch.cat(
+        [
+            torch.randn((1, *z.shape[1:]), generator=image_generator(seed, i))
+            for i in range(len(z))
+        ]
+    ).to(dev)
+    return z, eps, _latent_ids(model, z, bs)
+
+
+def _latent_ids(model: VQModel, z: Tensor, bs: int) -> Tensor:
+    return torch.cat([model.quantize.ids(z[i : i + bs]) for i in range(0, len(z), bs)])
+
+
+@torch.no_grad()
+def draws_flip_rate(model: VQModel, draws: tuple, t: float, bs: int = 500) -> float:
+    "Fraction of token ids that change when the latents of `draws` (`latent_draws`) get noise `t`."
+    if not 0.0 <= t <= 1.0:
+        raise ValueError(f'the latent noise t must lie in [0, 1], got {t}')
+    z, eps, ids0 = draws
+    ids = _latent_ids(model, VQModel.noisy_latent(z, t, eps), bs)
+    return float((ids != ids0).double().mean())
+
+
+def flip_rate(model: VQModel, images: Tensor, t: float, seed: int = 0, bs: int = 500) -> float:
+    """Fraction of the token ids of `images` that change under the latent noise (1 − t)·z + t·ε
+    (ε seeded per image)."""
+    return draws_flip_rate(model, latent_draws(model, images, seed, bs), t, bs)
+
+
+def t_for_flip_rate(
+    model: VQModel,
+    images: Tensor,
+    target: float,
+    seed: int = 0,
+    tol: float = 0.005,
+    bs: int = 500,
+    t_tol: float = 1e-7,
+) -> float:
+    """The latent noise t in [0, 1] whose flip rate on `images` (`flip_rate`, same seed) is within
+    `tol` of `target`, by bisection; a ValueError if no t reaches it."""
+    if not 0.0 <= target <= 1.0:
+        raise ValueError(f'a flip rate lies in [0, 1], got {target}')
+    if target <= tol:
+        return 0.0
+    d = latent_draws(model, images, seed, bs)
+
+    def f(t):
+        return draws_flip_rate(model, d, t, bs)
+
+    top = f(1.0)
+    if top < target - tol:
+        raise ValueError(
+            f'a flip rate of {target:g} is unreachable: even t = 1 (pure noise) flips only '
+            f'{top:.4f} of the tokens of these images'
+        )
+    lo, hi = 0.0, 1.0  # f(lo) < target, f(hi) >= target: bisection keeps the bracket
+    while hi - lo > t_tol:
+        mid = (lo + hi) / 2
+        fm = f(mid)
+        if abs(fm - target) <= tol:
+            return mid
+        lo, hi = (mid, hi) if fm < target else (lo, mid)
+    raise ValueError(
+        f'the flip rate jumps from {f(lo):.4f} to {f(hi):.4f} at t = {hi:.6g}, across the target '
+        f'{target:g} ± {tol:g}: too few tokens ({d[2].numel()}) for this tolerance; use more '
+        'images or a larger tol'
+    )
+
+# %% ../nbs/07a_tokenizer_study.ipynb 11
 class FeatureNet(nn.Module):
     """A small CNN classifier; `features(x)` is its 128-d penultimate layer (for the Fréchet
     distance)."""
@@ -85,7 +170,7 @@ class FeatureNet(nn.Module):
     def loss(self, batch):
         return F.cross_entropy(self(batch[0]), batch[1])
 
-# %% ../nbs/07a_tokenizer_study.ipynb 8
+# %% ../nbs/07a_tokenizer_study.ipynb 12
 def train_feature_net(
     train,
     epochs: int = 1,
@@ -105,7 +190,7 @@ def train_feature_net(
     )
     return trained_model(fit_model(net, dl, epochs, lr=lr, warmup=20, clip=None, device=device))
 
-# %% ../nbs/07a_tokenizer_study.ipynb 9
+# %% ../nbs/07a_tokenizer_study.ipynb 13
 @torch.no_grad()
 def features(net: FeatureNet, images: Tensor, bs: int = 1000) -> Tensor:
     "Penultimate features (float64) of `images`."
@@ -118,7 +203,7 @@ def features(net: FeatureNet, images: Tensor, bs: int = 1000) -> Tensor:
         ]
     )
 
-# %% ../nbs/07a_tokenizer_study.ipynb 10
+# %% ../nbs/07a_tokenizer_study.ipynb 14
 def _sqrtm_psd(a: Tensor) -> Tensor:
     w, v = torch.linalg.eigh(a)
     return (v * w.clamp_min(0).sqrt()) @ v.t()
@@ -133,7 +218,7 @@ def frechet_distance(f1: Tensor, f2: Tensor) -> float:
     tr_sqrt = torch.linalg.eigvalsh(s1 @ c2 @ s1).clamp_min(0).sqrt().sum()
     return float(((mu1 - mu2) ** 2).sum() + torch.trace(c1) + torch.trace(c2) - 2 * tr_sqrt)
 
-# %% ../nbs/07a_tokenizer_study.ipynb 14
+# %% ../nbs/07a_tokenizer_study.ipynb 18
 def _save_fig(fig, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,7 +238,7 @@ def plot_recons(models: dict, images: Tensor, nrow: int = 10, title: str = ''):
     )
     return plt.gcf()
 
-# %% ../nbs/07a_tokenizer_study.ipynb 15
+# %% ../nbs/07a_tokenizer_study.ipynb 19
 def plot_latent_noise(tables: dict, title: str = ''):
     """Flipped-token fraction and PSNR vs t, one line per tokenizer; `tables` is {name:
     latent_noise_table rows}."""
@@ -181,7 +266,7 @@ def plot_latent_noise(tables: dict, title: str = ''):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/07a_tokenizer_study.ipynb 16
+# %% ../nbs/07a_tokenizer_study.ipynb 20
 def evaluate_tokenizers(
     presets=('vq_fmnist_s', 'vq_fmnist_l'),
     n_eval: int = 5000,

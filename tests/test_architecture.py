@@ -23,13 +23,20 @@ PKG_DIR = Path(__file__).resolve().parents[1] / 'arclf'
 LAYERS = {
     'core': 0, 'data': 1, 'tokenizer': 2, 'randar': 3, 'diffusion': 3, 'scorer': 4,
     'classifiers': 5, 'training': 6, 'cli': 8,
+    # model families beside randar: LlamaGen's raster GPT, and MaskGIT's VQ (a VQModel subclass,
+    # so it sits above the tokenizer module it builds on)
+    'llamagen': 3, 'maskgit': 3,
+    # the discriminative baselines (timm networks, probes, their training through core's
+    # fit_model) sit between the scorer, whose interface they implement, and the classifiers'
+    # front door, which builds them: imports point strictly downward both ways.
+    'discriminative': 4.5,
     # `python -m arclf` is the entry point, the one module allowed to sit above the CLI.
     '__main__': 9,
 }
 EXPERIMENT_LAYER = 7
 EXPERIMENT_MODULES = {'bench', 'reproduce', 'ablations', 'wilds', 'tokenizer_study', 'diffusion_study',
                       'study'}
-MODEL_MODULES = {'tokenizer', 'randar', 'diffusion'}
+MODEL_MODULES = {'tokenizer', 'randar', 'diffusion', 'llamagen', 'maskgit'}
 
 
 def layer_of(mod: str) -> int | None:

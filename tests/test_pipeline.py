@@ -21,7 +21,7 @@ from arclf.randar import RandAR
 
 torch.set_num_threads(2)
 LAYOUT = Path(__file__).parent / 'layouts' / 'randar_l_keys.json'
-TOKENIZERS = ['vq16', 'vq_cifar_l', 'vq_cifar_s', 'vq_fmnist_l', 'vq_fmnist_s']
+TOKENIZERS = ['maskgit_vq', 'vq16', 'vq_cifar_l', 'vq_cifar_s', 'vq_fmnist_l', 'vq_fmnist_s']
 
 
 @pytest.fixture(scope='module')

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 import arclf
 import arclf.diffusion  # noqa: F401 -- every family registers its models on import
+import arclf.llamagen  # noqa: F401
+import arclf.maskgit  # noqa: F401
 import arclf.randar  # noqa: F401
 import arclf.tokenizer  # noqa: F401
 from arclf import core
@@ -42,6 +44,8 @@ OFFICIAL = {
     'DiT_XL_2': 'dit_xl2_keys.json',
     'dit_xl2_rc': 'dit_xl2_keys.json',
     'SiT_XL_2': 'sit_xl2_keys.json',
+    'llamagen_gpt_l': 'llamagen_gpt_l_c2i_keys.json',
+    'maskgit_vq': 'maskgit_vq_keys.json',
 }
 # registrations whose layout another test file checks (the SD-VAE file holds the whole VAE, arclf
 # builds its encoder)
@@ -175,7 +179,8 @@ def test_weights_table_is_in_the_docs():
     rows = [l for l in docs[0].splitlines() if l.startswith('|')]
     assert rows == weights_table().splitlines(), (
         'the weights table of nbs/00_core.ipynb is stale: paste arclf.core.weights_table() '
-        '(with arclf.tokenizer, arclf.randar and arclf.diffusion imported) into its cell')
+        '(with arclf.tokenizer, arclf.maskgit, arclf.randar, arclf.llamagen and arclf.diffusion '
+        'imported) into its cell')
     table = weights_table()
     for n in OFFICIAL:
         assert f'| `{n}` |' in table
