@@ -10,18 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from .core import register_model
+# the llama blocks and the 2D RoPE are RandAR's own (RandAR is LlamaGen's GPT with position
+# tokens): one copy, in arclf.randar, which this module sits above
+from .randar import find_multiple, rope_2d, apply_rope, RMSNorm, FeedForward
 
 # %% auto 0
-__all__ = ['GPT_SIZES', 'find_multiple', 'LlamaGenConfig', 'rope_grid', 'rotate', 'RMSNorm', 'Attention', 'FeedForward', 'Block',
-           'LabelEmbedder', 'LlamaGen', 'llamagen_gpt', 'llamagen_gpt_l', 'llamagen_gpt_b', 'llamagen_gpt_xl',
-           'llamagen_gpt_xxl', 'llamagen_gpt_3b', 'llamagen_tiny']
+__all__ = ['GPT_SIZES', 'LlamaGenConfig', 'Attention', 'Block', 'LabelEmbedder', 'LlamaGen', 'llamagen_gpt', 'llamagen_gpt_l',
+           'llamagen_gpt_b', 'llamagen_gpt_xl', 'llamagen_gpt_xxl', 'llamagen_gpt_3b', 'llamagen_tiny']
 
 # %% ../nbs/02a_llamagen.ipynb 6
-def find_multiple(n: int, k: int) -> int:
-    "The smallest multiple of `k` that is ≥ `n`."
-    return n if n % k == 0 else n + k - n % k
-
-# %% ../nbs/02a_llamagen.ipynb 7
 @dataclass
 class LlamaGenConfig:
     """Hyperparameters of a LlamaGen class-conditional GPT (gpt.py's `ModelArgs`); the defaults are
@@ -89,40 +86,7 @@ class LlamaGenConfig:
             h = int(self.ffn_dim_multiplier * h)
         return find_multiple(h, self.multiple_of)
 
-# %% ../nbs/02a_llamagen.ipynb 10
-def rope_grid(grid: tuple, head_dim: int, base: float = 10000.0) -> Tensor:
-    """(cos, sin) of the 2D RoPE angles per grid cell, float64 `[h*w, head_dim//2, 2]`: rows turn
-    the first half of the pairs, columns the second."""
-    h, w = grid
-    half = head_dim // 2
-    freqs = 1.0 / base ** (torch.arange(0, half, 2, dtype=torch.float64)[: half // 2] / half)
-    rows = torch.arange(h, dtype=torch.float64).repeat_interleave(w)
-    cols = torch.arange(w, dtype=torch.float64).repeat(h)
-    ang = torch.cat([rows[:, None] * freqs, cols[:, None] * freqs], dim=-1)
-    return torch.stack([ang.cos(), ang.sin()], dim=-1)
-
-
-def rotate(x: Tensor, cs: Tensor) -> Tensor:
-    "Rotate adjacent pairs of `x` `[B, L, H, d]` by `cs` `[L, d/2, 2]` (cos, sin), in >= float32."
-    dt = torch.promote_types(x.dtype, torch.float32)
-    xc = torch.view_as_complex(x.to(dt).unflatten(-1, (-1, 2)).contiguous())
-    f = torch.view_as_complex(cs.to(dt).contiguous())[:, None]  # [L, 1, d/2]
-    return torch.view_as_real(xc * f).flatten(-2).type_as(x)
-
-# %% ../nbs/02a_llamagen.ipynb 13
-class RMSNorm(nn.Module):
-    "RMSNorm computed in (at least) float32, cast back, then scaled by a learned weight."
-
-    def __init__(self, dim: int, eps: float = 1e-5):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x: Tensor) -> Tensor:
-        xf = x.to(torch.promote_types(x.dtype, torch.float32))
-        return F.rms_norm(xf, (x.shape[-1],), eps=self.eps).type_as(x) * self.weight
-
-
+# %% ../nbs/02a_llamagen.ipynb 11
 class Attention(nn.Module):
     "Causal self-attention with 2D RoPE; `wqkv` rows are [q | k | v] (keys/values may be grouped)."
 
@@ -137,28 +101,14 @@ class Attention(nn.Module):
         B, L, D = x.shape
         kv = self.n_kv * self.head_dim
         q, k, v = self.wqkv(x).split([D, kv, kv], dim=-1)
-        q = rotate(q.view(B, L, self.n_head, self.head_dim), cs).transpose(1, 2)
-        k = rotate(k.view(B, L, self.n_kv, self.head_dim), cs).transpose(1, 2)
+        q = apply_rope(q.view(B, L, self.n_head, self.head_dim), cs[None]).transpose(1, 2)
+        k = apply_rope(k.view(B, L, self.n_kv, self.head_dim), cs[None]).transpose(1, 2)
         v = v.view(B, L, self.n_kv, self.head_dim).transpose(1, 2)
         if self.n_kv != self.n_head:
             k = k.repeat_interleave(self.n_head // self.n_kv, dim=1)
             v = v.repeat_interleave(self.n_head // self.n_kv, dim=1)
         o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.resid_dropout(self.wo(o.transpose(1, 2).reshape(B, L, D)))
-
-
-class FeedForward(nn.Module):
-    "SwiGLU: w2(silu(w1 x) · w3 x)."
-
-    def __init__(self, cfg: LlamaGenConfig):
-        super().__init__()
-        self.w1 = nn.Linear(cfg.dim, cfg.ffn_hidden, bias=False)
-        self.w3 = nn.Linear(cfg.dim, cfg.ffn_hidden, bias=False)
-        self.w2 = nn.Linear(cfg.ffn_hidden, cfg.dim, bias=False)
-        self.ffn_dropout = nn.Dropout(cfg.ffn_dropout)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.ffn_dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))
 
 
 class Block(nn.Module):
@@ -190,7 +140,7 @@ class LabelEmbedder(nn.Module):
             labels = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
         return self.embedding_table(labels)[:, None]
 
-# %% ../nbs/02a_llamagen.ipynb 15
+# %% ../nbs/02a_llamagen.ipynb 13
 @contextmanager
 def _eval_mode(model: nn.Module):
     was = model.training
@@ -241,7 +191,7 @@ class LlamaGen(nn.Module):
         key = (str(device), dtype)
         if key not in self._rope:
             c = self.cfg
-            t = rope_grid(c.grid, c.head_dim, c.rope_base)
+            t = rope_2d(c.grid, c.head_dim, c.rope_base)
             t = torch.cat([torch.zeros_like(t[:1]), t])
             self._rope[key] = t.to(device, dtype)
         return self._rope[key]
@@ -350,7 +300,7 @@ class LlamaGen(nn.Module):
         tokens, labels = batch
         return F.cross_entropy(self(tokens, labels).flatten(0, 1), tokens.flatten())
 
-# %% ../nbs/02a_llamagen.ipynb 17
+# %% ../nbs/02a_llamagen.ipynb 15
 # gpt.py's GPT_models: (n_layer, n_head, dim)
 GPT_SIZES = {
     'B': (12, 12, 768), 'L': (24, 16, 1024), 'XL': (36, 20, 1280), 'XXL': (48, 24, 1536),
@@ -365,7 +315,7 @@ def llamagen_gpt(size: str = 'L', **kw) -> LlamaGen:
     n_layer, n_head, dim = GPT_SIZES[size]
     return LlamaGen(LlamaGenConfig(**{**dict(n_layer=n_layer, n_head=n_head, dim=dim), **kw}))
 
-# %% ../nbs/02a_llamagen.ipynb 18
+# %% ../nbs/02a_llamagen.ipynb 16
 _HF = 'https://huggingface.co/FoundationVision/LlamaGen'
 _UNCHECKED = 'layout derived from gpt.py, not checked against the file'
 
@@ -400,7 +350,7 @@ def llamagen_gpt_3b(**kw) -> LlamaGen:
     "LlamaGen-3B (3.1B): GPT-3B, 24×24 tokens (384 px; an FSDP file, a plain state dict)."
     return llamagen_gpt('3B', **{'grid': (24, 24), **kw})
 
-# %% ../nbs/02a_llamagen.ipynb 19
+# %% ../nbs/02a_llamagen.ipynb 17
 @register_model('llamagen')
 def llamagen_tiny(**kw) -> LlamaGen:
     "A tiny LlamaGen for 7×7 grids of 256 codes (`vq_fmnist_s`) and tests: dim 64, 2 layers."

@@ -23,9 +23,10 @@ PKG_DIR = Path(__file__).resolve().parents[1] / 'arclf'
 LAYERS = {
     'core': 0, 'data': 1, 'tokenizer': 2, 'randar': 3, 'diffusion': 3, 'scorer': 4,
     'classifiers': 5, 'training': 6, 'cli': 8,
-    # model families beside randar: LlamaGen's raster GPT, and MaskGIT's VQ (a VQModel subclass,
-    # so it sits above the tokenizer module it builds on)
-    'llamagen': 3, 'maskgit': 3,
+    # model families beside randar: MaskGIT's VQ (a VQModel subclass, above the tokenizer module it
+    # builds on) and LlamaGen's raster GPT, built from RandAR's blocks (one copy of the llama
+    # blocks and the 2D RoPE), so just above it
+    'maskgit': 3, 'llamagen': 3.5,
     # the discriminative baselines (timm networks, probes, their training through core's
     # fit_model) sit between the scorer, whose interface they implement, and the classifiers'
     # front door, which builds them: imports point strictly downward both ways.
