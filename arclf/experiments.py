@@ -175,11 +175,12 @@ def run_eval(
         # a misspelt name fails here, with the close ones
         m = create_model(model, pretrained=weights) if weights else load_model(model)
     is_ar = hasattr(m, 'token_logprobs')  # AR models take no diffusion options
-    kw = dict(clf_kw or {}, **({} if is_ar else dict(step=step)))
-    wrong = sorted(set(kw) & ({'encoder', 'sample_latent'} if is_ar else {'raster', 'noise_t'}))
-    if wrong:
-        raise ValueError(f"{', '.join(wrong)}: options of {'diffusion' if is_ar else 'AR'} "
-                         f'classifiers, not of {model}')
+    is_dc = hasattr(m, 'predict') and hasattr(getattr(m, 'cfg', None), 'kind')  # DiT / SiT
+    kw = dict(clf_kw or {}, **(dict(step=step) if is_dc else {}))
+    own = {'raster', 'noise_t'} if is_ar else {'encoder', 'sample_latent'} if is_dc else set()
+    if wrong := sorted(set(kw) & ({'raster', 'noise_t', 'encoder', 'sample_latent'} - own)):
+        kind = 'AR' if is_ar else 'diffusion' if is_dc else 'discriminative'
+        raise ValueError(f"{', '.join(wrong)}: not options of {kind} classifiers ({model})")
     clf = create_classifier(m, tokenizer, device=device, **kw)
     if isinstance(dataset, (str, Path)):
         ds = load_dataset(dataset, 'test', root, severity=severity, seed=seed,
