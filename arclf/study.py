@@ -118,13 +118,18 @@ def plot_curves(curves: dict, path=None, title: str = 'Fashion-MNIST'):
         ax.plot(x, [q['valid_loss'] for q in p], 'o-', label=name)
     axs[0].set(xscale='log', xlabel='training FLOPs', ylabel='validation accuracy (%)',
                title=f'{title}: classifier on held-out images')
+    axs[0].text(0.98, 0.02, 'RandAR: K=1 order; DiT/SiT: 8 timesteps\n(each run\'s own protocol, '
+                'see the points)', transform=axs[0].transAxes, ha='right', va='bottom', fontsize=7)
     axs[1].set(xscale='log', xlabel='training FLOPs', ylabel='nats / token',
                title='RandAR: validation NLL')
     axs[2].set(xscale='log', xlabel='training FLOPs', ylabel='MSE',
                title='DiT / SiT: validation denoising loss')
+    from matplotlib.ticker import NullFormatter
+
     for ax in axs:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc='upper left' if ax is axs[0] else 'upper right')
         ax.grid(alpha=0.3)
+        ax.xaxis.set_minor_formatter(NullFormatter())  # (the minor labels of a log axis collide)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=110)
@@ -163,6 +168,19 @@ def study_markdown(rec: dict) -> str:
     return s
 
 
+def _rel(p) -> str:
+    "A path as the command would be typed from the repository root, if it lies under it."
+    p = Path(p).resolve()
+    try:
+        return str(p.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        root = Path(__file__).resolve().parents[1] if '__file__' in globals() else Path.cwd()
+        try:
+            return str(p.relative_to(root.resolve()))
+        except ValueError:
+            return str(p)
+
+
 def study_report(folder, out='results/training/fashion_mnist', dataset: str = 'fashion_mnist',
                  names=None) -> dict:
     """Read the curves under `folder` and write `out`/curves.json, README.md and curves.png."""
@@ -172,7 +190,7 @@ def study_report(folder, out='results/training/fashion_mnist', dataset: str = 'f
                                 '`arclf study train MODEL` first')
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cmd = f'arclf study report {folder} --out {out}'
+    cmd = f'arclf study report {_rel(folder)} --out {_rel(out)}'
     rec = dict(dataset=dataset, recipe=RECIPE, command=cmd, curves=curves,
                status={k: curve_status(c) for k, c in curves.items()},
                compute=compute_rows(curves, folder))
