@@ -317,7 +317,7 @@ def diagnosis(out=RESULTS, curves='results/training/fashion_mnist/curves.json') 
         f = out / f'scores_{kind}.pt'
         if not f.exists():
             continue
-        r = torch.load(f, weights_only=False)  # our own file: tensors and plain data
+        r = torch.load(f, weights_only=True)  # tensors and plain data only: no code runs
         s, y, c = r['scores'], r['y'], r['classes']
         # one noise axis, 0 = data, 1000 = noise: DiT's t, and 1000·(1 − τ) for SiT (τ = 1: data)
         t = r['t'].double() if kind == 'dit' else 1000 * (1 - r['t'].double())
