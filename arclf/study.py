@@ -169,16 +169,11 @@ def study_markdown(rec: dict) -> str:
 
 
 def _rel(p) -> str:
-    "A path as the command would be typed from the repository root, if it lies under it."
-    p = Path(p).resolve()
+    "A path as typed from the working directory when it lies under it, else as given."
     try:
-        return str(p.relative_to(Path.cwd().resolve()))
+        return str(Path(p).resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
-        root = Path(__file__).resolve().parents[1] if '__file__' in globals() else Path.cwd()
-        try:
-            return str(p.relative_to(root.resolve()))
-        except ValueError:
-            return str(p)
+        return str(p)
 
 
 def study_report(folder, out='results/training/fashion_mnist', dataset: str = 'fashion_mnist',
