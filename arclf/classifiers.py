@@ -41,6 +41,8 @@ from arclf.scorer import (
 from arclf.discriminative import (  # layer 4.5: the discriminative baselines (notebook 05a)
     DiscriminativeClassifier, create_discriminative, is_discriminative, is_net_record, load_record
 )
+from .var import VAR
+from .avarc import AVARClassifier, create_avarc  # layer 4.5: A-VARC (notebook 05b)
 
 # %% auto 0
 __all__ = ['DC_SCHEDULES', 'ALIASES', 'DiffusionClassifier', 'dc_plan', 'load_model', 'create_classifier']
@@ -314,7 +316,8 @@ def create_classifier(
     tokenizer for AR models (`raster=` defaults to the model's training order),
     `DiffusionClassifier` for DiT/SiT (`kw`: its options; `encoder=` a module, a registered name
     or a file of the SD-VAE for latent models), `DiscriminativeClassifier` for timm networks and
-    linear probes (`kw`: its options; weights also from timm's hub cache; n must be 1).
+    linear probes (`kw`: its options; weights also from timm's hub cache; n must be 1),
+    `AVARClassifier` for VAR models (`tokenizer=` its VAE, default `var_vae`; `kw`: its options).
     `crop='random'` wraps it in `RandomCropTTA`: a fresh random crop of the original image for
     every sample, as the official `--use_augmentations`."""
     if crop not in ('center', 'random'):
@@ -340,6 +343,8 @@ def _image_size(clf) -> int:
         return clf.tokenizer.cfg.image_size
     if isinstance(clf, DiscriminativeClassifier):  # it resizes what it gets: crop at its input size
         return clf.input_size
+    if isinstance(clf, AVARClassifier):
+        return clf.vae.cfg.image_size
     c = clf.model.cfg
     return c.input_size * (8 if clf.encoder is not None else 1)
 
@@ -350,6 +355,8 @@ def _create(model, tokenizer, pretrained, device, kw) -> GenerativeClassifier:
     else:
         m = load_model(model, pretrained)
     device = check_device(device) if device else torch.device('cpu')
+    if isinstance(m, VAR):  # next-scale prediction: A-VARC, with its multi-scale VAE (notebook 05b)
+        return create_avarc(m, tokenizer, pretrained, device, **kw)
     if hasattr(m, 'token_logprobs'):  # an any-order AR model (RandAR or alike)
         tok = tokenizer if tokenizer is not None else getattr(m, 'meta', {}).get('tokenizer')
         if tok is None:

@@ -27,17 +27,23 @@ LAYERS = {
     # builds on) and LlamaGen's raster GPT, built from RandAR's blocks (one copy of the llama
     # blocks and the 2D RoPE), so just above it
     'maskgit': 3, 'llamagen': 3.5,
+    # VAR's multi-scale VQ-VAE and next-scale transformer, one model module (it reuses the
+    # tokenizer's convolutional blocks)
+    'var': 3,
     # the discriminative baselines (timm networks, probes, their training through core's
     # fit_model) sit between the scorer, whose interface they implement, and the classifiers'
     # front door, which builds them: imports point strictly downward both ways.
     'discriminative': 4.5,
+    # A-VARC, VAR's classifier, likewise: it implements the scorer's interface (and reuses its
+    # prefix pruning) and the front door builds it
+    'avarc': 4.5,
     # `python -m arclf` is the entry point, the one module allowed to sit above the CLI.
     '__main__': 9,
 }
 EXPERIMENT_LAYER = 7
 EXPERIMENT_MODULES = {'bench', 'reproduce', 'ablations', 'wilds', 'tokenizer_study', 'diffusion_study',
                       'study'}
-MODEL_MODULES = {'tokenizer', 'randar', 'diffusion', 'llamagen', 'maskgit'}
+MODEL_MODULES = {'tokenizer', 'randar', 'diffusion', 'llamagen', 'maskgit', 'var'}
 
 
 def layer_of(mod: str) -> int | None:

@@ -13,6 +13,7 @@ import arclf.llamagen  # noqa: F401
 import arclf.maskgit  # noqa: F401
 import arclf.randar  # noqa: F401
 import arclf.tokenizer  # noqa: F401
+import arclf.var  # noqa: F401
 from arclf import core
 from arclf.core import (
     DownloadError,
@@ -46,10 +47,15 @@ OFFICIAL = {
     'SiT_XL_2': 'sit_xl2_keys.json',
     'llamagen_gpt_l': 'llamagen_gpt_l_c2i_keys.json',
     'maskgit_vq': 'maskgit_vq_keys.json',
+    'var_vae': 'vae_var_ch160v4096z32_keys.json',
+    'var_d16': 'var_d16_keys.json',
+    'var_d30': 'var_d30_keys.json',
 }
 # registrations whose layout another test file checks (the SD-VAE file holds the whole VAE, arclf
 # builds its encoder)
-CHECKED_ELSEWHERE = {'sd_vae_ft_ema': 'test_sd_vae.py'}
+CHECKED_ELSEWHERE = {'sd_vae_ft_ema': 'test_sd_vae.py',
+                     # no recorded key lists: the layouts of d16 and d30, scaled to their depth
+                     'var_d20': 'test_var.py', 'var_d24': 'test_var.py'}
 
 
 def official_layout(name: str) -> dict:

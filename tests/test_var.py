@@ -1,0 +1,251 @@
+"""Integration tests of arclf.var and arclf.avarc: VAR's official layouts load strictly by name,
+the A-VARC classifier scores through the one scorer (likelihood smoothing, class pruning with
+its forward count, token-wise mutual information)."""
+
+import json
+from pathlib import Path
+import pytest
+import torch
+from arclf.core import create_model, layout, load_strict, model_spec, random_state_dict
+from arclf.classifiers import create_classifier
+from arclf.scorer import evaluate, image_generator, sample_scores
+from arclf.var import VAR, VARVAE, scale_ends
+from arclf.avarc import AVARClassifier, avarc_prune, split_scales, token_mi
+
+torch.set_num_threads(1)
+pytestmark = pytest.mark.filterwarnings('ignore:.*meta parameter')
+LAYOUTS = Path(__file__).parent / 'layouts'  # copies of ../shared/checkpoint-layouts
+OFFICIAL = {'var_vae': 'vae_var_ch160v4096z32_keys.json', 'var_d16': 'var_d16_keys.json',
+            'var_d30': 'var_d30_keys.json'}
+# tiny overrides of the official presets: the same code and key names, a file of kilobytes; the
+# VAE keeps VAR's ten scales (32 px images, one stride-2 step to the 16x16 latent)
+TINY_VAE = dict(image_size=32, ch=32, ch_mult=(1, 2), num_res_blocks=1, vocab_size=64,
+                z_channels=8)
+TINY_VAR = dict(vocab_size=64, z_channels=8, depth=1, dim=32, n_head=2, drop_path_rate=0.0)
+ENDS = [1, 5, 14, 30, 55, 91, 155, 255, 424, 680]
+
+
+def official(name: str) -> dict:
+    return json.loads((LAYOUTS / OFFICIAL[name]).read_text())
+
+
+def tiny(num_classes: int = 5, seed: int = 0):
+    "A tiny (VAE, VAR) of the official presets' code with random weights, the class enlarged."
+    torch.manual_seed(seed)
+    vae = create_model('var_vae', **TINY_VAE).eval()
+    with torch.no_grad():
+        vae.quantize.embedding.weight.normal_(0, 0.3)  # codes spread like the latents
+    m = create_model('var_d16', num_classes=num_classes, **TINY_VAR)
+    sd = random_state_dict(layout(m), torch.Generator().manual_seed(seed))
+    big = {k: 25.0 if 'ada_lin' in k else 50.0 if k == 'head.weight' else 1.0 for k in sd}
+    load_strict(m, {k: v * big[k] for k, v in sd.items()})
+    return vae, m.eval()
+
+
+@pytest.fixture(scope='module')
+def clf():
+    vae, m = tiny()
+    return AVARClassifier(m, vae)
+
+
+@pytest.fixture(scope='module')
+def images():
+    return torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+
+# -- layouts and files -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('name', sorted(OFFICIAL))
+def test_official_key_lists_are_the_presets_keys(name):
+    "Full size on `meta` (no memory): the recorded keys, in order, with their shapes."
+    with torch.device('meta'):
+        m = create_model(name)
+    assert list(layout(m).items()) == list(official(name).items())
+    spec = model_spec(name)
+    assert spec.url == f'https://huggingface.co/FoundationVision/var/resolve/main/{spec.weights}'
+
+
+def _scaled_layout(depth: int) -> dict:
+    """VAR-d`depth`'s layout from the recorded d16 and d30 lists: a shape entry that differs
+    between them is proportional to the depth, the others are constants; blocks repeat."""
+    a, b = official('var_d16'), official('var_d30')
+    assert [k for k in a if not k.startswith('blocks.')] == [
+        k for k in b if not k.startswith('blocks.')]
+
+    def shape(k):
+        s16, s30 = a[k], b[k]
+        out = []
+        for x, y in zip(s16, s30):
+            assert x == y or x * 30 == y * 16, (k, s16, s30)  # constant or linear in the depth
+            out.append(x if x == y else x * depth // 16)
+        return out
+
+    head = [k for k in a if not k.startswith('blocks.')]
+    block0 = [k for k in a if k.startswith('blocks.0.')]
+    lay = {k: shape(k) for k in head[:8]}  # embeddings and buffers come before the blocks
+    for i in range(depth):
+        lay.update({k.replace('blocks.0.', f'blocks.{i}.', 1): shape(k) for k in block0})
+    lay.update({k: shape(k) for k in head[8:]})
+    return lay
+
+
+def test_d20_and_d24_have_the_checked_layouts_at_their_depth():
+    "No key list was recorded for VAR-d20/d24: theirs follows from d16's and d30's."
+    assert _scaled_layout(16) == official('var_d16') and _scaled_layout(30) == official('var_d30')
+    for name, depth, params in (('var_d20', 20, 600e6), ('var_d24', 24, 1.0e9)):
+        with torch.device('meta'):
+            m = create_model(name)
+        assert list(layout(m).items()) == list(_scaled_layout(depth).items())
+        assert abs(sum(p.numel() for p in m.parameters()) / params - 1) < 0.05  # VAR's README
+
+
+def test_var_file_loads_by_name(tmp_path):
+    "A plain state dict (as the released .pth) of var_d16's layout at a tiny size, by name."
+    with torch.device('meta'):
+        lay = layout(create_model('var_d16', **TINY_VAR))
+    sd = random_state_dict(lay, torch.Generator().manual_seed(0), dtype=torch.bfloat16)
+    p = tmp_path / 'var_tiny.pth'
+    torch.save(sd, p)
+    m = create_model('var_d16', pretrained=p, **TINY_VAR)
+    assert isinstance(m, VAR) and not m.training
+    assert torch.equal(m.state_dict()['blocks.0.ffn.fc2.weight'],
+                       sd['blocks.0.ffn.fc2.weight'].float())
+    # the structural buffers are rebuilt, not taken from the (random) file
+    assert m.attn_bias_for_masking[0, 0, 0, 1] == float('-inf') and m.lvl_1L[0, -1] == 9
+    assert m.blocks[0].attn.zero_k_bias.abs().sum() == 0
+    with pytest.raises(ValueError, match=r'missing key\(s\): blocks\.1\.'):
+        create_model('var_d16', pretrained=p, **{**TINY_VAR, 'depth': 2})  # a foreign layout
+    with pytest.raises(ValueError, match='missing key'):  # the VAE file is not a VAR's
+        torch.save(random_state_dict(layout(create_model('var_vae', **TINY_VAE))),
+                   tmp_path / 'vae.pth')
+        create_model('var_d16', pretrained=tmp_path / 'vae.pth', **TINY_VAR)
+
+
+def test_vae_file_loads_by_name(tmp_path, images):
+    with torch.device('meta'):
+        lay = layout(create_model('var_vae', **TINY_VAE))
+    sd = random_state_dict(lay, torch.Generator().manual_seed(0))
+    torch.save(sd, tmp_path / 'vae_tiny.pth')
+    vae = create_model('var_vae', pretrained=tmp_path / 'vae_tiny.pth', **TINY_VAE)
+    assert isinstance(vae, VARVAE)
+    assert torch.equal(vae.quantize.embedding.weight, sd['quantize.embedding.weight'])
+    ids = vae.encode(images)
+    assert [t.shape[1] for t in ids] == [p * p for p in vae.patch_nums]
+    assert vae.decode(ids).shape == images.shape
+
+
+# -- the model's log-likelihood ----------------------------------------------------------------
+
+
+def test_token_logprobs_sum_and_first_scales(clf, images):
+    vae, m = clf.vae, clf.model
+    ids = vae.encode(images)
+    tok, xin, y = torch.cat(ids, 1), vae.var_input(ids), torch.tensor([0, 4, 5])  # 5: null
+    with torch.no_grad():
+        lp = m.token_logprobs(tok, y, xin)
+        assert lp.shape == (3, 680) and scale_ends(m.cfg.patch_nums) == ENDS
+        assert torch.allclose(m.log_likelihood(tok, y, xin), lp.sum(-1), atol=1e-3)
+        for s in (1, 6, 9):
+            part = m.token_logprobs(tok, y, xin, scales=s)
+            assert torch.allclose(part, lp[:, : ENDS[s - 1]], atol=1e-5)
+        # the teacher-forcing input of the first k maps is a prefix too
+        assert torch.allclose(vae.var_input(ids[:6]), xin[:, :90], atol=1e-6)
+        with pytest.raises(ValueError, match='do not end a scale'):
+            m.token_logprobs(tok[:, :90], y, xin[:, :89])
+
+
+# -- the classifier ----------------------------------------------------------------------------
+
+
+def test_smoothing_semantics(clf, images):
+    vae, m = clf.vae, clf.model
+    s = sample_scores(clf, images, range(5), n=3)  # [B, M, S]
+    ids = vae.encode(images)
+    tok, xin = torch.cat(ids, 1), vae.var_input(ids)
+    with torch.no_grad():
+        plain = torch.stack([m.log_likelihood(tok, torch.full((3,), c), xin) for c in range(5)], 1)
+    # S = 1 is the plain likelihood; sample 0 is always the image itself
+    assert torch.allclose(sample_scores(clf, images, range(5), n=1)[..., 0], plain, atol=1e-2)
+    assert torch.allclose(s[..., 0], plain, atol=1e-2)
+    # neighbours f + sigma eps: other token maps, other scores
+    assert (s[..., 1:] - s[..., :1]).abs().amin() > 1e-3
+    # shared by all classes: any subset of classes, in any order, sees the same samples
+    assert torch.allclose(sample_scores(clf, images, [3, 0], n=3), s[:, [3, 0]], atol=1e-3)
+    # seeded per image: alone or in a batch, the same draws; another seed, other draws
+    assert torch.allclose(sample_scores(clf, images[1:2], range(5), n=3, indices=[1]), s[1:2],
+                          atol=1e-3)
+    other = sample_scores(clf, images, range(5), n=3, seed=1)
+    assert torch.allclose(other[..., 0], s[..., 0], atol=1e-3)
+    assert (other[..., 1:] - s[..., 1:]).abs().amax() > 1e-3
+    eps = clf.draw(clf.prepare(images[:1]), 3, image_generator(0, 0))['noise']
+    assert eps.shape == (1, 3, 8, 16, 16) and eps[0, 0].abs().sum() == 0
+    # the noise acts on the continuous map, scaled by sigma: sigma 0 makes every sample the image
+    clf0 = AVARClassifier(m, vae, sigma=0.0)
+    s0 = sample_scores(clf0, images, range(5), n=3)
+    assert torch.allclose(s0, s0[..., :1].expand_as(s0), atol=1e-4)
+    # evaluate takes the same path; A-VARC's score is the mean (the lower_bound rule)
+    res = evaluate(clf, (images, torch.tensor([0, 1, 2])), n=3, bs=2, progress=False)
+    assert torch.allclose(res['scores'], s, atol=1e-3) and res['forwards_per_image'] == 15
+
+
+def test_pruning_readme_example_runs_119_forwards():
+    "100 classes; keep 10, 3, 1; samples 1, 1, 3; scales 6, 10, 10 (A-VARC's README)."
+    vae, m = tiny(num_classes=100)
+    clf = AVARClassifier(m, vae)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    stages = [(10, 1, 6), (3, 1, 10), (1, 3, 10)]
+    before = clf._sequences
+    r = avarc_prune(clf, x, range(100), stages)
+    assert r['forwards'].tolist() == [119, 119]  # 100 + 10 + 3 x 3
+    assert clf._sequences - before == 2 * 119  # what was run, not only what was counted
+    assert torch.allclose(r['full_equivalents'], torch.full((2,), 100 * 91 / 680 + 19.0))
+    # each stage re-scores its survivors from scratch; the last keeps the best of the mean over
+    # its three samples (the image and two neighbours)
+    s0 = sample_scores(clf, x, range(100), n=1, scales=6)[..., 0]
+    top10 = s0.topk(10, -1).indices
+    for i in range(2):
+        s1 = sample_scores(clf, x[i : i + 1], top10[i], n=1, indices=[i])[0, :, 0]
+        top3 = top10[i][s1.topk(3).indices]
+        s2 = sample_scores(clf, x[i : i + 1], top3, n=3, indices=[i])[0].mean(-1)
+        assert r['pred'][i] == top3[s2.argmax()]
+        assert torch.isclose(r['scores'][i, r['pred'][i]], s2.max(), atol=1e-3)
+        assert torch.isfinite(r['scores'][i]).sum() == 1
+    with pytest.raises(ValueError, match='bad A-VARC stages'):
+        avarc_prune(clf, x, range(100), [(10, 1, 6), (30, 1, 10), (1, 3, 10)])  # keep grows
+
+
+def test_token_mi_maps(clf, images):
+    mi = token_mi(clf, images, [1, 3])
+    assert mi['mi'].shape == (3, 2, 680)
+    assert [t.shape[-2:] for t in mi['maps']] == [(p, p) for p in clf.patch_nums]
+    assert torch.equal(mi['maps'][4].flatten(-2), mi['mi'][..., 30:55])
+    assert torch.allclose(mi['mi'], mi['cond'] - mi['null'][:, None])
+    # a toy model whose every class embedding is the null one: no information anywhere
+    vae, m = tiny()
+    with torch.no_grad():
+        m.class_emb.weight[:] = m.class_emb.weight[m.null_class]
+    toy = token_mi(AVARClassifier(m, vae), images[:1], [0, 2, 4])
+    assert toy['mi'].abs().max() < 1e-4
+    # and one where only class 2 differs: information only for it
+    with torch.no_grad():
+        m.class_emb.weight[2] += 1.0
+    toy = token_mi(AVARClassifier(m, vae), images[:1], [0, 2])['mi'][0]
+    assert toy[0].abs().max() < 1e-4 and toy[1].abs().max() > 1e-3
+    assert [t.shape[-1] for t in split_scales(mi['mi'][..., :55], clf.patch_nums)] == [1, 2, 3,
+                                                                                        4, 5]
+
+
+def test_create_classifier_by_name():
+    clf = create_classifier('var_fmnist', tokenizer='var_vae_fmnist', pretrained=False)
+    assert isinstance(clf, AVARClassifier) and clf.n_tokens == 88 and clf.sigma == 0.1
+    x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    res = evaluate(clf, (x, torch.tensor([1, 8])), n=2, progress=False)
+    assert res['scores'].shape == (2, 10, 2) and torch.isfinite(res['scores']).all()
+    with pytest.raises(ValueError, match='not options of the A-VARC'):
+        create_classifier('var_fmnist', tokenizer='var_vae_fmnist', pretrained=False, raster=True)
+    with pytest.raises(ValueError, match='records no VAE'):
+        create_classifier('var_fmnist', pretrained=False)
+    with pytest.raises(ValueError, match='pass the VAE the model was trained on'):
+        create_classifier('var_fmnist', tokenizer=create_model('var_vae', **TINY_VAE),
+                          pretrained=False)
