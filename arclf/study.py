@@ -332,6 +332,35 @@ def _diffusion_rows(folder: Path, shipped: str) -> list[dict]:
     return rows
 
 
+def _study_rows(folder: Path) -> list[dict]:
+    """AR vs diffusion at equal training: the study's learning curves (held-out training images,
+    one recipe for all) at the last step every model reached."""
+    f = folder / 'curves.json'
+    if not f.exists():
+        return []
+    d = json.loads(f.read_text())
+    curves, ds = d['curves'], d['dataset']
+    if 'randar' not in curves:
+        return []
+    rows = []
+    for s in ('dit', 'sit'):
+        if s not in curves:
+            continue
+        pa, pb = ({p['step']: p for p in curves[k]['points']} for k in ('randar', s))
+        common = sorted(set(pa) & set(pb))
+        if not common:
+            continue
+        a, b = pa[common[-1]], pb[common[-1]]
+        note = (f"step {a['step']} ({a['epochs']:.1f} epochs) of the same recipe; training "
+                f"{a['train_flops'] / 1e12:.0f} vs {b['train_flops'] / 1e12:.0f} TFLOP; "
+                f"{a['n']} vs {b['n']} forwards per class")
+        rows.append(_row(f'the AR classifier beats {NAMES[s]} at equal training ({ds})',
+                         'Table 2, Fig. 6', (f"RandAR K={a['n']}", a['acc']),
+                         (f"{NAMES[s]} {b['n']} timesteps", b['acc']), a['images'], b['images'],
+                         str(f), f"{a['epochs']:.1f} epochs (study)", note=note))
+    return rows
+
+
 def findings(root='results') -> list[dict]:
     """Every claim of the paper that a committed small-scale result tests, with its verdict (rows
     of `_row`); claims nothing here tests are listed as not measured."""
@@ -345,6 +374,8 @@ def findings(root='results') -> list[dict]:
     if (root / 'ablations/results.json').exists():
         rows += _ablation_rows(root / 'ablations/results.json', shipped)
     rows += _diffusion_rows(root / 'diffusion', shipped)
+    for folder in sorted((root / 'training').glob('*/')):
+        rows += _study_rows(folder)
     if not any(r['ref'] == 'Table 3' for r in rows):
         rows.append(_missing('the large codebook tolerates token flips', 'Table 3',
                              'no committed flip-rate grid for both codebooks yet'))

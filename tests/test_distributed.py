@@ -8,8 +8,14 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / 'tests' / 'ddp_worker.py'
 
 
+def _env():
+    "One thread a process; arclf imported from this checkout, whatever the install and the cwd."
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')]))
+    return {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': path}
+
+
 def run(args, tmp, nproc=None):
-    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    env = _env()
     cmd = (
         [sys.executable, str(WORKER)]
         if nproc is None
@@ -69,7 +75,7 @@ def test_two_interrupted_processes_resume_in_one(tmp_path):
 def test_arclf_eval_under_torchrun(data_root, tmp_path):
     """`torchrun ... -m arclf.cli eval`: two processes split the images, one writes the result,
     and it equals one process's."""
-    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    env = _env()
     args = ['-m', 'arclf.cli', 'eval', '--samples', '2', '--n-per-class', '2', '--out']
     for nproc, out in ((2, 'two.json'), (None, 'one.json')):
         launch = ['-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}']
@@ -108,7 +114,7 @@ def test_train_model_two_processes_match_one(data_root, tmp_path):
     ]
     # raster order and no dropout (the small preset has no other dropout): a loss without
     # randomness, so the runs can agree
-    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    env = _env()
     for cmd, out in (
         ([sys.executable, '-m', 'arclf.cli'], 'one.pt'),
         (

@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ARCLF_DATA="${ARCLF_DATA:-$(cd .. && pwd)/shared/data}"
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" MPLBACKEND=Agg PYTHONWARNINGS=ignore
+# two workers on two cores: one thread each (more would only contend)
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MPLBACKEND=Agg PYTHONWARNINGS=ignore
 echo "== library in sync with the notebooks (nbdev_export)"
 nbdev_export
 if [ -n "$(git status --porcelain -- arclf README.md)" ]; then
@@ -14,4 +15,5 @@ python tools/make_readme.py --check
 echo "== notebook tests (nbdev_test)"
 nbdev_test --n_workers 2 --timing
 echo "== integration tests (pytest)"
-python -m pytest -q tests
+# test files spread over two processes; a file stays in one (its fixtures are built once)
+python -m pytest -q -n 2 --dist loadfile tests
