@@ -7,16 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 import torch
 from torch import nn, Tensor
-from .core import check_images, create_model, list_models
+from .core import check_images, create_model, file_digest, list_models
 from arclf.scorer import (
     GenerativeClassifier, RandomCropTTA, check_classes, draw_samples, expand_classes, fit_chunk,
-    free_memory, prefix_prune, resolve_autocast,
+    free_memory, prefix_prune, prune_evaluate, resolve_autocast,
 )
 from .var import VAR, VARVAE, VARVAEConfig, scale_ends
 
 # %% auto 0
-__all__ = ['AVARClassifier', 'check_avarc_stages', 'avarc_prune', 'split_scales', 'token_mi', 'mi_figure', 'default_vae',
-           'create_avarc']
+__all__ = ['AVARClassifier', 'parse_avarc_stages', 'check_avarc_stages', 'avarc_cost', 'avarc_prune', 'avarc_evaluate',
+           'split_scales', 'token_mi', 'mi_figure', 'default_vae', 'create_avarc']
 
 # %% ../nbs/05b_avarc.ipynb 6
 class AVARClassifier(GenerativeClassifier):
@@ -172,22 +172,71 @@ class AVARClassifier(GenerativeClassifier):
         return out.view(B, M, n, *((L,) if per_token else ()))
 
 # %% ../nbs/05b_avarc.ipynb 12
+def parse_avarc_stages(text: str) -> list[tuple[int, int, int]]:
+    """A-VARC's stages as the command line writes them, `keep:samples:scales` per stage,
+    comma-separated: `'10:1:6,3:1:10,1:3:10'` -> [(10, 1, 6), (3, 1, 10), (1, 3, 10)] (the rule is
+    checked against a model by `check_avarc_stages`)."""
+    out = []
+    for i, st in enumerate(str(text).split(','), 1):
+        try:
+            v = tuple(int(x) for x in st.split(':'))
+        except ValueError:
+            v = ()
+        if len(v) != 3:
+            raise ValueError(f'--avarc-stages {text!r}: stage {i} ({st!r}) is not '
+                             'keep:samples:scales (three integers per stage, comma-separated, '
+                             'e.g. 10:1:6,3:1:10,1:3:10)')
+        out.append(v)
+    return out
+
+
+def _stage_fault(i: int, st: tuple, before: int, M: int, K: int) -> str | None:
+    "What is wrong with stage `i` (1-based) of A-VARC's stages, `before` classes alive; else None."
+    if len(st) != 3:
+        return f'stage {i} {st} is not (keep, samples, scales)'
+    keep, S, s = st
+    if keep < 1:
+        return f'stage {i} {st} keeps {keep} classes'
+    if keep > before:
+        return (f'stage {i} {st} keeps {keep} classes, more than the '
+                + (f'{M} candidates' if i == 1 else f'{before} the stage before kept'))
+    if S < 1:
+        return f'stage {i} {st} scores {S} samples'
+    if not 1 <= s <= K:
+        return f'stage {i} {st} scores {s} scales of {K}'
+    return None
+
+
 def check_avarc_stages(stages, M: int, K: int) -> list[tuple[int, int, int]]:
     """A-VARC's stages `[(keep, samples, scales), ...]` (its `--num_candidate_list`,
     `--num_sample_list`, `--num_scale_list` zipped): classes kept after each stage non-increasing
-    from at most the `M` candidates down to 1, samples >= 1, scales in [1, K]."""
-    stages = [tuple(int(v) for v in st) for st in stages]
-    ok = bool(stages) and all(len(st) == 3 for st in stages)
-    ok = ok and all(1 <= keep <= M and S >= 1 and 1 <= s <= K for keep, S, s in stages)
-    keeps = [st[0] for st in stages] if ok else []
-    ok = ok and all(a >= b for a, b in zip(keeps, keeps[1:])) and keeps[-1] == 1
-    if not ok:
-        raise ValueError(
-            f'bad A-VARC stages {stages}: (keep, samples, scales) with the classes kept after each '
-            f'stage non-increasing from at most {M} down to 1 in the last stage, samples >= 1 and '
-            f'scales in [1, {K}]'
-        )
+    from at most the `M` candidates down to 1, samples >= 1, scales in [1, K]. The error names
+    the first bad stage and the rule."""
+    rule = (f'(keep, samples, scales) with the classes kept after each stage non-increasing from '
+            f'at most {M} down to 1 in the last stage, samples >= 1 and scales in [1, {K}]')
+    try:
+        stages = [tuple(int(v) for v in st) for st in stages]
+    except (TypeError, ValueError):
+        raise ValueError(f'bad A-VARC stages {stages!r}: the rule is {rule}') from None
+    why, before = None if stages else 'no stage', M
+    for i, st in enumerate(stages, 1):
+        if why := _stage_fault(i, st, before, M, K):
+            break
+        before = st[0]
+    if why is None and stages[-1][0] != 1:
+        why = f'the last stage keeps {stages[-1][0]} classes, not 1'
+    if why is not None:
+        raise ValueError(f'bad A-VARC stages {stages}: {why}; the rule is {rule}')
     return stages
+
+
+def avarc_cost(stages, M: int, patch_nums) -> tuple[int, float]:
+    """(VAR forwards, full-length equivalents) per image of `stages` on `M` candidates: a stage runs
+    one forward per surviving class and sample, on the tokens of its first scales."""
+    ends, alive, fw, full = scale_ends(patch_nums), M, 0, 0.0
+    for keep, S, s in stages:  # the survivors of the stage before, one forward per sample each
+        fw, full, alive = fw + alive * S, full + alive * S * ends[s - 1] / ends[-1], keep
+    return fw, full
 
 
 def _avarc(clf) -> AVARClassifier:
@@ -215,11 +264,26 @@ def avarc_prune(
     stages = check_avarc_stages(stages, M, len(ends))
     plan = [(ends[s - 1], S, keep) for keep, S, s in stages]
     r = prefix_prune(clf, images, classes, plan, seed, indices)
-    alive, fw = M, 0
-    for keep, S, _ in stages:  # the survivors of the stage before, one forward per sample each
-        fw, alive = fw + alive * S, keep
+    fw = avarc_cost(stages, M, _avarc(clf).patch_nums)[0]
     return dict(pred=r['pred'], scores=r['scores'], forwards=torch.full((B,), fw),
                 full_equivalents=r['forwards'])
+
+
+def avarc_evaluate(clf: GenerativeClassifier, data, stages, classes=None, bs: int = 16,
+                   seed: int = 0, progress: bool = True) -> dict:
+    """`avarc_prune` over a dataset (`prune_evaluate`'s loop), the stages checked against the
+    classifier before any image is scored: dict(pred [I], y [I], acc, stages, forwards_per_image
+    (VAR forwards), full_equivalents_per_image, seconds_per_image)."""
+    inner = _avarc(clf)
+    if classes is None:  # prune_evaluate's candidates: a dataset's subset (ImageNet-R/A), or all
+        classes = getattr(data, 'candidates', None)
+    M = inner.num_classes if classes is None else len(classes)
+    stages = check_avarc_stages(stages, M, len(inner.patch_nums))
+    r = prune_evaluate(clf, data, stages, classes, bs, seed, progress, method=avarc_prune)
+    full = avarc_cost(stages, M, inner.patch_nums)[1]
+    return dict(pred=r['pred'], y=r['y'], acc=r['acc'], stages=stages,
+                forwards_per_image=r['forwards_per_image'], full_equivalents_per_image=full,
+                seconds_per_image=r['seconds_per_image'])
 
 # %% ../nbs/05b_avarc.ipynb 15
 def split_scales(per_token: Tensor, patch_nums) -> list[Tensor]:
@@ -304,7 +368,14 @@ def _load_vae(src, pretrained) -> VARVAE:
     elif str(src) in list_models():
         vae = create_model(str(src), pretrained=pretrained)
     elif Path(str(src)).exists():  # an official file or a save_pretrained record of a VAR VAE
-        vae = create_model('var_vae', pretrained=Path(str(src)))
+        try:
+            vae = create_model('var_vae', pretrained=Path(str(src)))
+        except TypeError:  # a record whose config is another family's
+            raise ValueError(f'VAE {src} is not a VAR VAE (its record configures another '
+                             'model): pass a var_vae... file') from None
+    elif Path(str(src)).suffix:  # a file, gone: most often the one a trained VAR records
+        raise FileNotFoundError(f'VAE file {src} not found: pass the VAE the model was trained '
+                                'on (--tokenizer FILE; tokenizer= in Python)')
     else:
         create_model(str(src))  # an unknown name: the registry's error lists close ones
     if not isinstance(vae, VARVAE):
@@ -312,10 +383,24 @@ def _load_vae(src, pretrained) -> VARVAE:
     return vae
 
 
+def _check_vae_file(model: VAR, src):
+    """A VAE file must be the one the VAR was trained on when its record has that file's sha256
+    (`train_model` records it, as for RandAR's tokenizer): a changed file is refused."""
+    want = (getattr(model, 'meta', {}).get('recipe') or {}).get('tokenizer_sha256')
+    if not want or isinstance(src, nn.Module) or not Path(str(src)).is_file():
+        return
+    got = file_digest(src)[: len(want)]
+    if got != want:
+        raise ValueError(f'VAE {src} is not the one the model was trained on (sha256 {got}, '
+                         f'trained with {want}): it changed since, or is another VAE; train the '
+                         'model again, or pass the VAE it was trained on (--tokenizer)')
+
+
 def create_avarc(model: VAR, vae=None, pretrained=True, device=None, **kw) -> AVARClassifier:
     """The A-VARC classifier of a VAR `model`: `vae` is a module, a registered name or a file
-    (default: `default_vae(model)`; `pretrained` loads a named one's weights); `kw` are
-    `AVARClassifier`'s options (`sigma`, `chunk`, `autocast_dtype`, `compile`)."""
+    (default: `default_vae(model)`; `pretrained` loads a named one's weights), refused if the
+    model's record has the sha256 of another file; `kw` are `AVARClassifier`'s options (`sigma`,
+    `chunk`, `autocast_dtype`, `compile`)."""
     if bad := sorted(set(kw) & {'raster', 'noise_t', 'encoder', 'sample_latent', 'step'}):
         raise ValueError(f'{", ".join(bad)}: not options of the A-VARC classifier (VAR scores '
                          'every scale in its one order; n sets the samples, sigma the smoothing)')
@@ -323,6 +408,7 @@ def create_avarc(model: VAR, vae=None, pretrained=True, device=None, **kw) -> AV
     if src is None:
         raise ValueError('this VAR records no VAE: pass tokenizer= (create_classifier) or vae= '
                          '(a VARVAE, a registered name such as var_vae_fmnist, or a file)')
+    _check_vae_file(model, src)
     v = _load_vae(src, pretrained)
     dev = torch.device('cpu') if device is None else device
     return AVARClassifier(model.to(dev), v.to(dev).eval(), **kw)

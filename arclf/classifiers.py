@@ -41,7 +41,10 @@ from arclf.scorer import (
 from arclf.discriminative import (  # layer 4.5: the discriminative baselines (notebook 05a)
     DiscriminativeClassifier, create_discriminative, is_discriminative, is_net_record, load_record
 )
-from .var import VAR
+# the other families' records load by path too (`_load_file`)
+from .llamagen import LlamaGen
+from .maskgit import MaskGIT
+from .var import VAR, VARVAE
 from .avarc import AVARClassifier, create_avarc  # layer 4.5: A-VARC (notebook 05b)
 
 # %% auto 0
@@ -245,23 +248,36 @@ ALIASES = dict(
 )
 
 
+def _record_class(cfg: Mapping, sd: Mapping):
+    """The class of the model a `save_pretrained` record holds, from its config's fields (a record
+    stores the config as plain data, not its class); None if no family has them."""
+    if 'order' in cfg:  # RandAR's training order (LlamaGen's order is a property, not a field)
+        return RandAR
+    if 'kind' in cfg:  # DiT or SiT
+        return DiT
+    if 'codebook_size' in cfg:  # MaskGIT's VQ has VQConfig's fields but no quant_conv
+        return VQModel if 'quant_conv.weight' in sd else MaskGIT
+    if 'cls_token_num' in cfg:  # LlamaGen's class tokens
+        return LlamaGen
+    if 'patch_nums' in cfg:  # VAR's scales: the transformer has a depth, its VAE a ch_mult
+        return VAR if 'depth' in cfg else VARVAE
+    return None
+
+
 def _load_file(path) -> nn.Module:
-    """A model file: one saved by `save_pretrained` (rebuilt as the family its config describes),
-    or an official checkpoint (rebuilt as the registered model of the same layout). The file is
-    read once: official checkpoints are gigabytes."""
+    """A model file: one saved by `save_pretrained` (rebuilt as the family its config describes:
+    RandAR, LlamaGen, VAR and its VAE, DiT/SiT, a VQ tokenizer or MaskGIT's, a discriminative
+    network), or an official checkpoint (rebuilt as the registered model of the same layout). The
+    file is read once: official checkpoints are gigabytes."""
     d = load_weights(path) if path.suffix == '.safetensors' else _read(path)
     if not (isinstance(d, Mapping) and 'config' in d and 'model' in d):
         return _official(load_weights(d), path)
     cfg = d['config']
     if is_net_record(cfg):  # a discriminative network or linear probe (notebook 05a)
         return load_record(d, path)
-    cls = (
-        RandAR
-        if 'order' in cfg
-        else DiT if 'kind' in cfg else VQModel if 'codebook_size' in cfg else None
-    )
+    cls = _record_class(cfg, d['model'])
     if cls is None:
-        raise ValueError(f'{path} holds no RandAR, DiT/SiT or tokenizer config')
+        raise ValueError(f'{path} holds no RandAR, LlamaGen, VAR, DiT/SiT or tokenizer config')
     return _from_record(cls, d, path, {})
 
 
@@ -296,8 +312,8 @@ def _official(sd: dict, path) -> nn.Module:
 
 
 def load_model(src, pretrained=True) -> nn.Module:
-    """A model from a registered name or alias (`pretrained`: its weights), a saved file, or the
-    model itself."""
+    """A model from a registered name or alias (`pretrained`: its weights), a saved file (any
+    family's record, or an official checkpoint), or the model itself."""
     if isinstance(src, nn.Module):
         return src
     name = ALIASES.get(str(src), str(src))

@@ -10,7 +10,9 @@ import torch
 import arclf
 from .core import list_models, model_spec, model_meta
 from .data import summary, SHIFTS, IMAGENET_VARIANTS
-from .classifiers import ALIASES
+from .classifiers import ALIASES, load_model
+from .var import VAR
+from .avarc import parse_avarc_stages
 from .core import check_out, check_device
 from .training import train_model, train_tokenizer, DATASET_OF, presets_for, dataset_tag
 
@@ -22,7 +24,7 @@ __all__ = ['CONFIG_DIR', 'FAMILIES', 'list_configs', 'count', 'counts', 'share',
 CONFIG_DIR = (
     Path(__file__).parent / 'configs' if '__file__' in globals() else Path('../arclf/configs')
 )
-FAMILIES = ('tokenizer', 'randar', 'dit', 'sit')
+FAMILIES = ('tokenizer', 'randar', 'dit', 'sit', 'var')
 
 
 def list_configs() -> list[str]:
@@ -111,15 +113,17 @@ class _Help(argparse.HelpFormatter):
 
 
 def train_model_cli(family: str, argv):
-    """`arclf train randar|dit|sit`: `arclf.training.train_model`, its arguments as flags; prints
-    where the weights went."""
-    rnd = family == 'randar'
+    """`arclf train randar|dit|sit|var`: `arclf.training.train_model`, its arguments as flags;
+    prints where the weights went."""
+    rnd, var = family == 'randar', family == 'var'
     p = _Parser(
         prog=f'arclf train {family}',
         formatter_class=_Help,
         description=f'Train the small {family} model '
         'of a dataset with arclf.training.train_model (bf16/TF32 on a GPU, DDP under torchrun, '
-        'exact resume from --ckpt).',
+        'exact resume from --ckpt).'
+        + (' Two stages: the multi-scale VAE (--tokenizer, or the one beside --out, or trained '
+           'first), then VAR on its token maps.' if var else ''),
     )
     _data_flags(p, 'fashion_mnist or cifar10')
     if rnd:
@@ -140,6 +144,13 @@ def train_model_cli(family: str, argv):
             default=0.0,
             help='noise augmentation: train on tokens of latents noised at this t',
         )
+    if var:
+        p.add_argument('--tokenizer', metavar='VAE',
+                       help='the multi-scale VAE: a file or a registered name (default: '
+                       '<its preset>.pt beside --out if an earlier run trained it there, else that '
+                       'preset, var_vae_fmnist or var_vae_cifar, trained first and saved there)')
+        p.add_argument('--tokenizer-epochs', type=count(), default=2,
+                       help='epochs of the VAE when it is trained first')
     p.add_argument('--preset', help='model preset (default: the dataset\'s small preset)')
     p.add_argument('--epochs', type=count(), default=1, help='passes over the training set')
     p.add_argument('--bs', type=count(), default=128, help='global batch size')
@@ -158,7 +169,7 @@ def train_model_cli(family: str, argv):
     p.add_argument(
         '--wd',
         type=float,
-        help='weight decay on >=2-D parameters (default: 0.05 RandAR, 0 diffusion)',
+        help='weight decay on >=2-D parameters (default: 0.05 RandAR and VAR, 0 diffusion)',
     )
     p.add_argument(
         '--seed',
@@ -254,8 +265,16 @@ def train_model_cli(family: str, argv):
         tok = str(_trained_on(runs / f"{fit['tokenizer']}.pt", dataset))  # yours, on this data
     if rnd:
         print(f"tokenizer: {tok or fit['tokenizer'] + ' (shipped)'}")
+    if var:
+        vae = out.with_name(f"{fit['var_vae']}.pt")  # where train_model looks for it, or puts it
+        if tok is None and not vae.exists():
+            print(f"VAE: {fit['var_vae']}, trained first; weights go to {vae}")
+        else:
+            print(f'VAE: {tok or vae}')
     print(f'training {family} ({preset}) on {dataset}; weights go to {out}', flush=True)
     kw = dict(order=a.order, tokenizer=tok, noise_t=a.noise_t) if rnd else {}
+    if var:
+        kw = dict(tokenizer=tok, tokenizer_epochs=a.tokenizer_epochs)
     m = train_model(
         family,
         dataset,
@@ -302,7 +321,8 @@ def train_tokenizer_cli(argv):
     p = _Parser(
         prog='arclf train tokenizer',
         formatter_class=_Help,
-        description='Train a small VQ tokenizer with arclf.training.train_tokenizer.',
+        description='Train a small VQ tokenizer, or VAR\'s multi-scale VAE (var_vae_*), with '
+        'arclf.training.train_tokenizer.',
     )
     # the tokenizers with a dataset here; default: the one that fits the data
     p.add_argument('preset', nargs='?', choices=sorted(DATASET_OF))
@@ -446,7 +466,8 @@ def _experiment_parsers(sub, F):
         '2,000-image subset)',
     )
     e.add_argument(
-        '--tokenizer', help='the AR model\'s tokenizer (default: the one recorded in the model)'
+        '--tokenizer', help='the AR model\'s tokenizer, VAR\'s VAE (default: the one recorded in '
+        'the model)'
     )
     e.add_argument(
         '--step',
@@ -496,6 +517,14 @@ def _experiment_parsers(sub, F):
     sp.add_argument('--latent-mean', action='store_true',
                     help='DiT/SiT on latents: the posterior mean of the VAE instead of the '
                     'official fresh posterior sample per timestep')
+    av = e.add_argument_group('A-VARC (VAR models: --model NAME or FILE; --n samples per image: '
+                              'the image and n-1 neighbours)')
+    av.add_argument('--sigma', type=float,
+                    help='std of the neighbours f + sigma eps of the continuous map (default: 0.1)')
+    av.add_argument('--avarc-stages', metavar='KEEP:SAMPLES:SCALES,...',
+                    help='adaptive class pruning, e.g. 10:1:6,3:1:10,1:3:10: per stage the '
+                    'classes kept after it (non-increasing, 1 in the last), the samples and the '
+                    'first scales it scores (instead of --n)')
     _common(e, None, 'result JSON file (default: print only); scores go beside it (.scores.pt) and '
             'an interrupted run resumes')
     pp = sub.add_parser(
@@ -585,7 +614,8 @@ def _study_parsers(sub, F):
         'tokenizers (results/tokenizer/)',
         formatter_class=F,
     )
-    t.add_argument('presets', nargs='+', choices=sorted(DATASET_OF))
+    t.add_argument('presets', nargs='+',
+                   choices=[p for p in sorted(DATASET_OF) if model_spec(p).family == 'tokenizer'])
     t.add_argument('--n-eval', type=count(), default=5000, help='test images')
     t.add_argument('--out', default='results/tokenizer', help='results folder')
     t.add_argument('--threads', type=count(), help='CPU threads')
@@ -843,6 +873,10 @@ def _experiment(a):
 
         if a.weights and not a.model:
             raise ValueError('--weights FILE loads into a registered --model NAME: give --model')
+        # A-VARC's stages are read before anything is loaded (the rule is checked with the model)
+        stages = parse_avarc_stages(a.avarc_stages) if a.avarc_stages is not None else None
+        if stages and a.prune:
+            raise ValueError('give --avarc-stages (A-VARC\'s stages) or --prune, not both')
         if a.imagenet:
             from arclf.data import imagenet_variant
 
@@ -861,6 +895,14 @@ def _experiment(a):
                     raise ValueError(f"--{flag.replace('_', '-')} needs --imagenet VAL")
             ds = _dataset(a)
         per = 10 if a.n_per_class is None else a.n_per_class
+        given = [f for f, v in (('--sigma', a.sigma), ('--avarc-stages', stages)) if v is not None]
+        if given and not _is_var(a.model or a.clf, a.weights):
+            raise ValueError(f"{', '.join(given)} apply to A-VARC (VAR models) only: "
+                             f'{a.model or a.clf} is not a VAR model')
+        if stages:
+            r = _avarc_eval(a, a.model, ds, per or None, stages)
+            print(json.dumps({k: v for k, v in r.items() if k != 'run_info'}, indent=1))
+            return r
         r = run_eval(
             a.model or a.clf,
             ds,
@@ -896,7 +938,51 @@ def _clf_kw(a) -> dict:
         kw['encoder'] = a.encoder
     if a.latent_mean:
         kw['sample_latent'] = False
+    if a.sigma is not None:
+        kw['sigma'] = a.sigma
     return kw
+
+
+def _is_var(model, weights=None) -> bool:
+    "Whether `model` (a registered name or alias, or a file) is a VAR: A-VARC's options apply."
+    name = ALIASES.get(str(model), str(model))
+    if weights or name in list_models():
+        return model_spec(name).family == 'var'
+    return isinstance(load_model(model), VAR)  # a file: what it holds
+
+
+def _avarc_eval(a, model, dataset, n_per_class, stages) -> dict:
+    """`arclf eval --avarc-stages`: A-VARC's adaptive class pruning over the test set
+    (`avarc_evaluate`), with the accuracy and the VAR forwards per image, written as every
+    evaluation is (`write_results`: the provenance beside the numbers)."""
+    from arclf.avarc import avarc_evaluate
+    from arclf.classifiers import create_classifier
+    from arclf.core import create_model, run_info
+    from arclf.data import load_dataset
+    from arclf.experiments import check_fit, write_results
+
+    if a.out is not None and Path(a.out).suffix != '.json':
+        raise ValueError(f'--out {a.out}: results are written as JSON: name a .json file')
+    check_out(a.out, replace_ok=True)  # writable, before any work
+    if int(os.environ.get('WORLD_SIZE', '1')) > 1:
+        raise ValueError('--avarc-stages runs in one process: start it without torchrun')
+    m = create_model(model, pretrained=a.weights) if a.weights else model
+    clf = create_classifier(m, a.tokenizer, device=a.device, **_clf_kw(a))
+    if isinstance(dataset, (str, Path)):
+        ds = load_dataset(dataset, 'test', a.root, severity=a.severity or 3, seed=a.seed,
+                          n_per_class=n_per_class)
+        name = str(dataset)
+    else:
+        ds, name = dataset, dataset.name
+    check_fit(clf, ds, model)
+    r = avarc_evaluate(clf, ds, stages, bs=a.bs, seed=a.seed)
+    res = dict(model=str(model), classifier=type(clf).__name__, dataset=name, images=len(r['y']),
+               n=max(S for _, S, _ in r['stages']), seed=a.seed,
+               sigma=getattr(clf, 'clf', clf).sigma, avarc_stages=[list(s) for s in r['stages']],
+               acc=r['acc'], seconds_per_image=r['seconds_per_image'],
+               forwards_per_image=r['forwards_per_image'],
+               full_equivalents_per_image=r['full_equivalents_per_image'])
+    return write_results(a.out, res) if a.out else dict(res, run_info=run_info())
 
 
 def _trained_on(f: Path, dataset: str) -> Path:
@@ -1013,7 +1099,7 @@ def train_cli(argv: list):
     if family is None:
         if {'-h', '--help'} & set(argv):
             return parser().parse_args(['train', '--help'])
-        raise ValueError('name a family (tokenizer, randar, dit, sit) or pass --config')
+        raise ValueError(f"name a family ({', '.join(FAMILIES)}) or pass --config")
     if family == 'tokenizer':
         return train_tokenizer_cli(argv)
     return train_model_cli(family, argv)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_training.ipynb 2
 from __future__ import annotations
-import copy, dataclasses, json, math, os, random, time
+import copy, dataclasses, json, math, os, random, time, types
 from pathlib import Path
 import numpy as np
 import torch
@@ -33,20 +33,26 @@ from arclf.core import (
     check_out,
     check_device,
     check_count,
+    model_meta,
+    model_spec,
+    state_digest,
 )
 from .data import to_float, load_dataset, cache_dir, is_folder_name, file_digest
 from .tokenizer import VQModel, encode_dataset
 from .randar import RandAR, RandARConfig, random_orders, raster_orders
 from .diffusion import DiT, DiTConfig
 from .scorer import RandARClassifier, evaluate, accuracy_ci
-from .classifiers import DiffusionClassifier
+from .classifiers import DiffusionClassifier, load_model
+# VAR: its multi-scale VAE trains as a tokenizer, then VAR on the VAE's teacher-forcing data
+from .var import VAR, VARConfig, VARVAE, teacher_forcing_data
 
 # %% auto 0
 __all__ = ['DATASET_OF', 'FAMILY_PRESETS', 'setup_distributed', 'is_main', 'enable_tf32', 'MixedPrecisionCB', 'EMACB',
            'CompileCB', 'GradCheckpointCB', 'rng_state', 'set_rng_state', 'learner_state', 'CheckpointCB', 'resume',
            'ResumeCB', 'DDPCB', 'scale_cbs', 'save_run', 'VQStatsCB', 'reconstruct', 'psnr', 'code_stats',
            'recon_metrics', 'train_tokenizer', 'nll_per_token', 'train_randar', 'dataset_tag', 'encode_tokens',
-           'train_diffusion', 'loss_flops', 'curve_converged', 'CurveCB', 'presets_for', 'train_data', 'train_model']
+           'train_diffusion', 'train_var', 'loss_flops', 'curve_converged', 'CurveCB', 'presets_for', 'train_data',
+           'train_model']
 
 # %% ../nbs/06_training.ipynb 5
 def setup_distributed(backend: str | None = None) -> tuple[int, int, torch.device]:
@@ -417,9 +423,21 @@ class VQStatsCB(Callback):
 # %% ../nbs/06_training.ipynb 33
 @torch.no_grad()
 def reconstruct(
-    model: VQModel, images: Tensor, bs: int = 500, noise_t: float = 0.0, generator=None
+    model: VQModel | VARVAE, images: Tensor, bs: int = 500, noise_t: float = 0.0, generator=None
 ) -> tuple:
-    "(reconstructions in [-1, 1], ids) of `images` through the tokens."
+    """(reconstructions in [-1, 1], ids) of `images` through the tokens (a VAR VAE's: the ids of
+    all its scales, concatenated)."""
+    if isinstance(model, VARVAE):
+        if noise_t:
+            raise ValueError('noise_t (latent noise) is an option of the VQ tokenizers, not of '
+                             "VAR's VAE")
+        dev = model.quant_conv.weight.device
+        recs, ids = [], []
+        for s in range(0, len(images), bs):
+            t = model.encode(to_float(images[s : s + bs]).to(dev))
+            recs.append(model.decode(t).cpu())
+            ids.append(torch.cat(t, 1).cpu())
+        return torch.cat(recs), torch.cat(ids)
     ids = encode_dataset(model, images, bs, noise_t, generator)
     dev = model.quant_conv.weight.device
     rec = torch.cat([model.decode(ids[i : i + bs].to(dev)).cpu() for i in range(0, len(ids), bs)])
@@ -442,7 +460,7 @@ def code_stats(ids: Tensor, vocab_size: int) -> dict:
 
 # %% ../nbs/06_training.ipynb 36
 @torch.no_grad()
-def recon_metrics(model: VQModel, images: Tensor, bs: int = 500) -> dict:
+def recon_metrics(model: VQModel | VARVAE, images: Tensor, bs: int = 500) -> dict:
     "MSE and PSNR of reconstructions, codebook usage and perplexity on `images`."
     x = to_float(images)
     rec, ids = reconstruct(model, x, bs)
@@ -455,6 +473,9 @@ DATASET_OF = {
     'vq_fmnist_l': 'fashion_mnist',
     'vq_cifar_s': 'cifar10',
     'vq_cifar_l': 'cifar10',
+    # VAR's multi-scale VAEs (notebook 02b) train the same way (stage 1 of `train_model('var')`)
+    'var_vae_fmnist': 'fashion_mnist',
+    'var_vae_cifar': 'cifar10',
 }
 
 
@@ -478,10 +499,11 @@ def train_tokenizer(
     root=None,
     **overrides,
 ) -> VQModel:
-    """Train the tokenizer `preset` on `dataset` (default: the preset's; a folder: your own
-    images, preset by their shape) and return it; with `out` save it with its record (checked
-    first, see `check_out`). `data=(train, test)` ImageSets skip loading; `cbs` are extra
-    training callbacks."""
+    """Train the tokenizer `preset` (a VQ tokenizer, or VAR's multi-scale VAE) on `dataset`
+    (default: the preset's; a folder: your own images, preset by their shape) and return it; with
+    `out` save it with its record (checked first, see `check_out`). `data=(train, test)` (objects
+    with the images as `.x`) skip loading; `cbs` are extra training callbacks; the metrics are
+    measured on the first `n_eval` test images."""
     if preset is None and dataset is None:
         raise ValueError('name a tokenizer preset or a dataset')
     dataset = dataset or DATASET_OF.get(preset)
@@ -521,7 +543,8 @@ def train_tokenizer(
         schedule='cosine',
         clip=1.0,
         device=device,
-        cbs=[VQStatsCB(), *cbs],
+        # (VAR's VAE keeps no per-batch statistics)
+        cbs=[VQStatsCB(), *cbs] if hasattr(model, 'last_stats') else list(cbs),
         progress=progress,
     )
     model = trained_model(learn)
@@ -537,10 +560,11 @@ def train_tokenizer(
         schedule='cosine',
         grad_clip=1.0,
         overrides=overrides,
-        loss='mse + vq + 0.25 commit (no LPIPS/GAN)',
+        loss='mse + vq + 0.25 commit (no LPIPS/GAN)'
+        + (', averaged over the scales' if isinstance(model, VARVAE) else ''),
     )
     model.meta = dict(
-        family='tokenizer',
+        family=model_spec(preset).family,  # 'tokenizer', or 'var_vae'
         preset=preset,
         recipe=recipe,
         provenance=run_info(),
@@ -789,6 +813,80 @@ def train_diffusion(
     return model
 
 # %% ../nbs/06_training.ipynb 55
+def train_var(
+    images: Tensor,
+    labels: Tensor,
+    vae: VARVAE,
+    preset='var_fmnist',
+    epochs: int = 1,
+    bs: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+    out=None,
+    warmup: int = 100,
+    sched: str = 'cosine',
+    wd: float = 0.05,
+    device=None,
+    cbs=(),
+    log_every: int = 100,
+    log_file=None,
+    progress: bool = False,
+    tokenizer: str | None = None,
+    **kw,
+) -> VAR:
+    """Train a VAR (preset name or model; `kw` override config fields) on the token maps that the
+    multi-scale `vae` gives `images` (`teacher_forcing_data`) and on `labels`; a preset reads the
+    VAE's codes and scales. The returned model (EMA weights if kept) carries its record
+    (`tokenizer`: what names the VAE), and is saved to `out` if given."""
+    seed_everything(seed)
+    v = vae.cfg
+    if isinstance(preset, str):
+        fit = dict(vocab_size=v.vocab_size, z_channels=v.z_channels, patch_nums=v.patch_nums)
+        model = create_model(preset, **{**fit, **kw})
+    else:
+        model = preset
+    c = model.cfg
+    if (c.vocab_size, c.z_channels, c.patch_nums) != (v.vocab_size, v.z_channels, v.patch_nums):
+        raise ValueError(f'the VAE makes {v.vocab_size} codes of width {v.z_channels} on scales '
+                         f'{v.patch_nums}, the VAR reads {c.vocab_size} of width {c.z_channels} '
+                         f'on {c.patch_nums}')
+    labels = torch.as_tensor(labels).long()
+    if labels.max() >= c.num_classes or labels.min() < 0:
+        raise ValueError(f'labels span [{labels.min()}, {labels.max()}] but the model has '
+                         f'{c.num_classes} classes')
+    dev = torch.device(device) if device is not None else default_device()
+    tokens, x_in, labels = teacher_forcing_data(vae.to(dev), images, labels)
+    dl = TensorLoader(tokens, x_in, labels, bs=bs, seed=seed)
+    learn = fit_model(
+        model,
+        dl,
+        epochs,
+        lr=lr,
+        wd=wd,
+        warmup=min(warmup, epochs * len(dl) // 10),
+        schedule=sched,
+        clip=1.0,
+        device=dev,
+        cbs=cbs,
+        log_every=log_every,
+        log_file=log_file,
+        progress=progress,
+    )
+    model = trained_model(learn)
+    recipe = dict(epochs=epochs, bs=bs, lr=lr, seed=seed, warmup=warmup, sched=sched, wd=wd,
+                  n_train=len(images), betas=(0.9, 0.95), grad_clip=1.0, overrides=kw)
+    model.meta = dict(
+        family='var',
+        preset=preset if isinstance(preset, str) else 'custom',
+        tokenizer=tokenizer,
+        recipe=recipe,
+        record=_record(learn),
+        provenance=run_info(),
+    )
+    save_run(model, out)
+    return model
+
+# %% ../nbs/06_training.ipynb 58
 def loss_flops(model: nn.Module, batch, loss_fn=None) -> int:
     """FLOPs of one forward pass of the training loss `loss_fn(model, batch)`, measured (matmuls,
     convolutions and attention, counted by torch's `FlopCounterMode`; the analytic count of a
@@ -819,7 +917,7 @@ def _valid_loss(model, loss_fn, valid, seed: int, bs: int = 256) -> float:
     model.train(was)
     return tot / n
 
-# %% ../nbs/06_training.ipynb 56
+# %% ../nbs/06_training.ipynb 59
 def curve_converged(points: list, tol: float | None, chance: float = 0.0) -> bool:
     """Whether a learning curve has converged: the last doubling moved the classifier's accuracy
     by less than `tol` points, and the model is past chance (the lower end of its interval above
@@ -829,7 +927,7 @@ def curve_converged(points: list, tol: float | None, chance: float = 0.0) -> boo
     a, b = points[-2], points[-1]
     return abs(b['acc'] - a['acc']) * 100 < tol and b['lo'] > chance
 
-# %% ../nbs/06_training.ipynb 58
+# %% ../nbs/06_training.ipynb 61
 class CurveCB(Callback):
     """Record a learning curve at steps `first`·2^k: the validation loss and the accuracy (with its
     95% bootstrap interval) of `classifier(model)` on the first `images` of `valid` (x, y; default
@@ -907,7 +1005,7 @@ class CurveCB(Callback):
             d = dict(learn.curve, tol=self.tol, first=self.first, provenance=run_info())
             atomic_write_text(json.dumps(d, indent=1), self.out)
 
-# %% ../nbs/06_training.ipynb 59
+# %% ../nbs/06_training.ipynb 62
 def _curve_cb(family, valid, out, first, n, tol, seed, key, preset, tokenizer,
               images=None) -> CurveCB:
     """The learning curve of a `train_model` run: RandAR scored in its own order (raster or K
@@ -925,21 +1023,24 @@ def _curve_cb(family, valid, out, first, n, tol, seed, key, preset, tokenizer,
     return CurveCB(valid, clf, n, first, out, tol, seed, snapshot=out.with_suffix('.pt'),
                    meta=meta, images=images)
 
-# %% ../nbs/06_training.ipynb 61
+# %% ../nbs/06_training.ipynb 64
 FAMILY_PRESETS = {
     'fashion_mnist': dict(
-        randar='randar_fmnist', dit='dit_fmnist', sit='sit_fmnist', tokenizer='vq_fmnist_s'
+        randar='randar_fmnist', dit='dit_fmnist', sit='sit_fmnist', tokenizer='vq_fmnist_s',
+        var='var_fmnist', var_vae='var_vae_fmnist',
     ),
     'cifar10': dict(
-        randar='randar_cifar', dit='dit_cifar', sit='sit_cifar', tokenizer='vq_cifar_s'
+        randar='randar_cifar', dit='dit_cifar', sit='sit_cifar', tokenizer='vq_cifar_s',
+        var='var_cifar', var_vae='var_vae_cifar',
     ),
 }
 
 
 def presets_for(dataset: str, root=None) -> dict:
-    """The small presets that fit `dataset` (`tokenizer`, `randar`, `dit`, `sit`) and the config
-    `overrides` its class count needs: for your own image folder, those of Fashion-MNIST (grey
-    1x28x28) or CIFAR-10 (colour 3x32x32) by its images, with `num_classes` set to its own."""
+    """The small presets that fit `dataset` (`tokenizer`, `randar`, `dit`, `sit`, `var` and its
+    VAE `var_vae`) and the config `overrides` its class count needs: for your own image folder,
+    those of Fashion-MNIST (grey 1x28x28) or CIFAR-10 (colour 3x32x32) by its images, with
+    `num_classes` set to its own."""
     if dataset in FAMILY_PRESETS:
         return dict(FAMILY_PRESETS[dataset], overrides={})
     if is_folder_name(dataset):
@@ -962,7 +1063,7 @@ def train_data(
 ):
     """What `family` learns from (the first `n` training examples if given): token ids `[n, N]`
     under `tokenizer` (randar; of latents noised at `noise_t`, the noise augmentation) or
-    images in [-1, 1] (dit, sit), and labels."""
+    images in [-1, 1] (dit, sit; var, whose VAE encodes them), and labels."""
     if family == 'randar':
         tok = tokenizer or presets_for(dataset, root)['tokenizer']
         # only the images a run uses are tokenized (a short test run need not encode all 60k)
@@ -971,13 +1072,13 @@ def train_data(
         raise ValueError(
             f'noise_t (latent noise augmentation) applies to randar tokens, not to {family}'
         )
-    if family in ('dit', 'sit'):
+    if family in ('dit', 'sit', 'var'):
         ds = load_dataset(dataset, split, root)
         idx = slice(0, n) if n else slice(None)
         return ds.images(idx), ds.y[idx]
-    raise ValueError(f'unknown family {family!r}: use randar, dit or sit')
+    raise ValueError(f'unknown family {family!r}: use randar, dit, sit or var')
 
-# %% ../nbs/06_training.ipynb 62
+# %% ../nbs/06_training.ipynb 65
 def _check_cfg(cfg: dict, config_cls, preset, flags: dict):
     if bad := sorted(set(cfg) & set(flags)):
         raise ValueError(
@@ -996,6 +1097,53 @@ def _check_cfg(cfg: dict, config_cls, preset, flags: dict):
         if isinstance(d, float) and (isinstance(v, bool) or not isinstance(v, (int, float))
                                      or not math.isfinite(v) or v < 0):
             raise ValueError(f'{preset}: config override {k}={v!r} must be a number >= 0')
+
+
+def _recorded(tokenizer) -> str:
+    "How a model records its tokenizer: a registered name as it is, a file by its absolute path."
+    return str(weights_path(tokenizer).resolve()) if Path(str(tokenizer)).suffix else tokenizer
+
+
+def _var_vae(tokenizer, preset: str, dataset, x: Tensor, out, tokenizer_out, epochs: int,
+             bs: int, seed: int, dev, bf16, ckpt, ckpt_every, progress: bool, root):
+    """Stage 1 of a VAR run: its multi-scale VAE, `(what the VAR records, the VAE)`. The VAE is
+    `tokenizer` if given (a file or a registered name); else the file `tokenizer_out` (default:
+    `<preset>.pt` beside `out`) if an earlier run trained it there on `dataset`; else `preset`
+    trained now on the run's images `x` (resumable from `<ckpt>.vae<suffix>`) and saved there --
+    or kept in memory (recorded as None) when there is no file to save it to."""
+    dest = None
+    if tokenizer_out is not None or out is not None:
+        dest = Path(tokenizer_out or Path(out).with_name(f'{preset}.pt'))
+    if tokenizer is None and dest is not None and dest.exists():  # an earlier run's stage 1
+        got = (model_meta(dest).get('recipe') or {}).get('dataset')
+        if got != str(dataset):
+            raise ValueError(f'{dest} was trained on {got}, not on {dataset}: pass --tokenizer '
+                             '(the VAE to use), or --out in another folder')
+        tokenizer = dest
+    if tokenizer is not None:
+        vae = load_model(tokenizer)
+        if not isinstance(vae, VARVAE):
+            raise ValueError(f'--tokenizer {tokenizer} is a {type(vae).__name__}, not a VAR VAE '
+                             '(var_vae_fmnist, var_vae_cifar or a file of one)')
+        return _recorded(tokenizer), vae.eval()
+    vae_ckpt = None if ckpt is None else Path(ckpt).with_suffix('.vae' + Path(ckpt).suffix)
+    key = dict(family=model_spec(preset).family, preset=preset, dataset=str(dataset),
+               data=tensor_digest(dict(x=x), 12), epochs=epochs, bs=bs, seed=seed)
+    steps = epochs * (len(x) // bs)
+    vae = train_tokenizer(
+        preset, dataset, epochs=epochs, bs=bs, seed=seed, warmup=min(100, steps // 10),
+        out=dest, device=dev, progress=progress, root=root,
+        # the metrics on as many test images as it trains on, at most train_tokenizer's 2000:
+        # a short run is not held up by its evaluation
+        n_eval=min(2000, len(x)),
+        data=(types.SimpleNamespace(x=x), load_dataset(dataset, 'test', root)),
+        cbs=scale_cbs(dev, bf16, ckpt=vae_ckpt, ckpt_every=ckpt_every, key=key),
+    )
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():  # the file rank 0 has just written is read
+        dist.barrier()
+    return (str(dest.resolve()) if dest is not None else None), vae
 
 
 def train_model(
@@ -1033,14 +1181,22 @@ def train_model(
     curve_n: int | None = None,
     curve_images: int | None = None,
     tol: float | None = 1.0,
+    tokenizer_epochs: int = 2,
+    tokenizer_out=None,
     **cfg,
 ) -> nn.Module:
-    """Train a small `family` model ('randar' in `order`, 'dit', 'sit') on `dataset` (a name, or
-    your own image folder) with the family's trainer and `scale_cbs`, and save it to `out`
-    (rank 0; checked first, see `check_out`) with its record. `cfg` override fields of the
+    """Train a small `family` model ('randar' in `order`, 'dit', 'sit', 'var') on `dataset` (a
+    name, or your own image folder) with the family's trainer and `scale_cbs`, and save it to
+    `out` (rank 0; checked first, see `check_out`) with its record. `cfg` override fields of the
     preset's config; `noise_t` > 0 trains RandAR on the tokens of noisy latents (noise
     augmentation). A `ckpt` written by a run with another recipe is refused, not resumed. Runs
     unchanged on CPU, one GPU or under `torchrun`.
+
+    'var' runs in two stages: its multi-scale VAE is `tokenizer` (a file or a registered name),
+    else the one at `tokenizer_out` (default: the VAE preset's file beside `out`, e.g.
+    `var_vae_fmnist.pt`) if an earlier run trained it there, else that preset trained first for
+    `tokenizer_epochs` on the same images and saved there (`<ckpt>.vae.pt` holds its resumable
+    state); then VAR on the VAE's teacher-forcing data, recording the VAE's file and sha256.
 
     `n_valid` holds out the last `n_valid` of the images the run reads (validation, never
     trained on); with `curve` (a JSON path) the run records its learning curve on them
@@ -1048,13 +1204,17 @@ def train_model(
     timesteps (DiT/SiT, default 16) per image, on the first `curve_images`) and stops once a
     doubling moves the classifier's accuracy by less than `tol` points; the weights of the
     latest point go beside it (`<curve>.pt`)."""
-    if family not in ('randar', 'dit', 'sit'):
-        raise ValueError(f'unknown family {family!r}: use randar, dit or sit')
+    if family not in ('randar', 'dit', 'sit', 'var'):
+        raise ValueError(f'unknown family {family!r}: use randar, dit, sit or var')
     counts = dict(epochs=epochs, bs=bs, n_train=n_train, ckpt_every=ckpt_every,
-                  curve_first=curve_first, curve_n=curve_n, curve_images=curve_images)
+                  curve_first=curve_first, curve_n=curve_n, curve_images=curve_images,
+                  tokenizer_epochs=tokenizer_epochs)
     for k, v in counts.items():
         check_count(k, v)
     check_count('n_valid', n_valid, lo=0)
+    if curve is not None and family == 'var':
+        raise ValueError('learning curves (curve=, --curve) are measured for randar, dit and sit; '
+                         'not yet for var')
     if curve is not None and not n_valid:
         raise ValueError('a learning curve (curve=) is measured on held-out images: set n_valid, '
                          'e.g. 1000')
@@ -1093,11 +1253,21 @@ def train_model(
     if bs > len(x):
         raise ValueError(f'batch size {bs} is larger than the {len(x)} training images: use '
                          f'--bs {len(x)} or less')
+    vae = None
+    if family == 'var':  # stage 1: the VAE, given, found beside out, or trained on these images
+        by_vae = 'the VAE (--tokenizer)'  # (its overrides checked before it trains)
+        _check_cfg(cfg, VARConfig, preset,
+                   dict(vocab_size=by_vae, z_channels=by_vae, patch_nums=by_vae))
+        tokenizer, vae = _var_vae(tokenizer, fit['var_vae'], dataset, x, out, tokenizer_out,
+                                  tokenizer_epochs, bs, seed, dev, bf16, ckpt, ckpt_every,
+                                  progress, root)
+    tok_digest = file_digest(weights_path(tokenizer))[:12] if tokenizer else None
+    if vae is not None and tokenizer is None:  # a VAE kept in memory: its weights identify it
+        tok_digest = state_digest(vae, 12)
     # what determines the run: a resume checkpoint of another run is refused, not continued
     key = dict(family=family, dataset=str(dataset), data=tensor_digest(dict(x=x, y=y), 12),
                preset=preset, order=order, cfg=cfg, epochs=epochs, bs=bs, lr=lr, warmup=warmup,
-               wd=wd, seed=seed, ema=ema, noise_t=noise_t,
-               tokenizer=file_digest(weights_path(tokenizer))[:12] if tokenizer else None)
+               wd=wd, seed=seed, ema=ema, noise_t=noise_t, tokenizer=tok_digest)
     if schedule != 'cosine' or n_valid:  # (absent otherwise: earlier runs' states still resume)
         key.update(schedule=schedule, n_valid=n_valid)
     if curve is not None:
@@ -1127,13 +1297,16 @@ def train_model(
             dict(order='order= (--order)', vocab_size='the tokenizer (--tokenizer)'),
         )
         vocab = load_pretrained(VQModel, tokenizer).vocab_size
-        if Path(str(tokenizer)).suffix:  # a file: recorded by its absolute path
-            tokenizer = str(weights_path(tokenizer).resolve())
+        tokenizer = _recorded(tokenizer)  # a file: recorded by its absolute path
         wd = 0.05 if wd is None else wd
         model = train_randar(
             x, y, preset, order=order, wd=wd, vocab_size=vocab, tokenizer=tokenizer,
             sched=schedule, **kw, **cfg
         )
+    elif family == 'var':
+        wd = 0.05 if wd is None else wd
+        model = train_var(x, y, vae, preset, wd=wd, tokenizer=tokenizer, sched=schedule, **kw,
+                          **cfg)
     else:
         _check_cfg(cfg, DiTConfig, preset, dict(kind='the family (dit or sit)'))
         wd = 0.0 if wd is None else wd

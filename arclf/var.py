@@ -18,10 +18,10 @@ from .data import to_float
 from .tokenizer import Normalize, ResnetBlock, Downsample, Upsample
 
 # %% auto 0
-__all__ = ['FMNIST_PATCH_NUMS', 'scale_ends', 'VARVAEConfig', 'AttnBlock', 'VAREncoder', 'VARDecoder', 'Phi',
+__all__ = ['FMNIST_PATCH_NUMS', 'CIFAR_PATCH_NUMS', 'scale_ends', 'VARVAEConfig', 'AttnBlock', 'VAREncoder', 'VARDecoder', 'Phi',
            'PhiPartiallyShared', 'MultiScaleQuantizer', 'VARVAE', 'VARConfig', 'SelfAttention', 'FFN', 'AdaLNBlock',
            'AdaLNBeforeHead', 'token_levels', 'block_causal_bias', 'VAR', 'var_vae', 'var_depth', 'var_d16', 'var_d20',
-           'var_d24', 'var_d30', 'var_vae_fmnist', 'var_fmnist', 'teacher_forcing_data']
+           'var_d24', 'var_d30', 'var_vae_fmnist', 'var_fmnist', 'var_vae_cifar', 'var_cifar', 'teacher_forcing_data']
 
 # %% ../nbs/02b_var.ipynb 7
 def scale_ends(patch_nums) -> list[int]:
@@ -771,6 +771,24 @@ def var_fmnist(**kw) -> VAR:
     small = dict(vocab_size=512, z_channels=16, num_classes=10, depth=4, dim=128, n_head=4,
                  patch_nums=FMNIST_PATCH_NUMS, drop_path_rate=0.0)
     return VAR(VARConfig(**{**small, **kw}))
+
+
+# CIFAR-10: 32 px colour images, two stride-2 steps to an 8x8 latent (as vq_cifar_s), covered by 6
+# token maps of sides 1, 2, 3, 4, 6, 8 (130 tokens)
+CIFAR_PATCH_NUMS = (1, 2, 3, 4, 6, 8)
+
+
+@register_model('var_vae')
+def var_vae_cifar(**kw) -> VARVAE:
+    "`var_vae_fmnist` for CIFAR-10: 32 px colour to 1²…8² token maps of 512 codes."
+    return var_vae_fmnist(**{**dict(in_channels=3, image_size=32, patch_nums=CIFAR_PATCH_NUMS),
+                             **kw})
+
+
+@register_model('var')
+def var_cifar(**kw) -> VAR:
+    "`var_fmnist` for `var_vae_cifar`'s token maps (six scales, 130 tokens, 10 classes)."
+    return var_fmnist(**{'patch_nums': CIFAR_PATCH_NUMS, **kw})
 
 # %% ../nbs/02b_var.ipynb 42
 @torch.no_grad()

@@ -81,6 +81,8 @@ def test_help_lists_every_command():
         '--prune',
         '--step',
         '--out',
+        '--sigma',
+        '--avarc-stages',
     ):
         assert opt in ev, opt
     assert '{randar,raster,dit,sit}' in ev
@@ -92,6 +94,9 @@ def test_help_lists_every_command():
     tr = arclf_cmd('train', 'tokenizer', '--help').stdout
     for opt in ('--epochs', '--bs', '--lr', '--n-train', '--seed', '--out', '--threads'):
         assert opt in tr, opt
+    assert 'var_vae_fmnist' in tr and 'var_vae_fmnist' not in tok  # VAR's VAE: no VQ study
+    tv = arclf_cmd('train', 'var', '--help').stdout
+    assert all(opt in tv for opt in ('--tokenizer', '--tokenizer-epochs', '--ckpt'))
 
 
 def test_version():
@@ -280,6 +285,28 @@ def test_train_a_cifar_model(data_root, tmp_path):
         meta['provenance']['torch'] == str(torch.__version__)
         and 'train' in meta['provenance']['command']
     )
+
+
+def test_eval_a_saved_llamagen_record_by_path(data_root, tmp_path):
+    """`arclf eval --model FILE` for a LlamaGen GPT saved with the project's own record (its
+    tokenizer named in it): the AR classifier in raster order; A-VARC's options refused."""
+    from arclf.core import create_model, save_pretrained
+
+    torch.manual_seed(0)
+    m = create_model('llamagen_tiny')
+    with torch.no_grad():  # class dependence (the output layer starts at zero)
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    f = tmp_path / 'lg.pt'
+    save_pretrained(m, f, family='llamagen', preset='llamagen_tiny', tokenizer='vq_fmnist_s')
+    common = ['--model', str(f), '--n-per-class', '1', '--root', str(data_root)]
+    arclf_cmd('eval', *common, '--n', '2', '--out', str(tmp_path / 'r.json'))
+    r = json.loads((tmp_path / 'r.json').read_text())
+    assert (r['model'], r['classifier'], r['images']) == (str(f), 'RandARClassifier', 10)
+    assert r['forwards_per_image'] == 10 * 2 and set(r['acc']) == {'lower_bound', 'likelihood',
+                                                                   'posterior'}
+    p = arclf_cmd('eval', *common, '--sigma', '0.1', code=2)
+    assert 'apply to A-VARC (VAR models) only' in p.stderr
 
 
 def test_train_a_tokenizer(data_root, tmp_path):

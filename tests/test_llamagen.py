@@ -88,3 +88,28 @@ def test_random_orders_are_refused():
     clf = RandARClassifier(m, create_model('vq_fmnist_s'), raster=False)
     with pytest.raises(ValueError, match='raster order only.*RandARClassifier\\(raster=True\\)'):
         clf.predict(torch.randint(0, 256, (1, 49)), n=2)
+
+
+def test_saved_records_load_by_path(tmp_path):
+    """A LlamaGen GPT and MaskGIT's VQ saved by the project's own `save_pretrained` load by path
+    as what they are (MaskGIT's config has a VQ tokenizer's fields, its layout no quant_conv);
+    the LlamaGen record's tokenizer makes its classifier."""
+    from arclf.classifiers import load_model
+    from arclf.core import save_pretrained
+    from arclf.llamagen import LlamaGen
+    from arclf.maskgit import MaskGIT
+    from arclf.tokenizer import VQModel
+
+    torch.manual_seed(0)
+    for name, kw, cls in (('llamagen_gpt_l', TINY_GPT, LlamaGen), ('maskgit_vq', TINY_VQ, MaskGIT),
+                          ('vq_fmnist_s', dict(ch=8, z_channels=8), VQModel)):
+        m = create_model(name, **kw)
+        save_pretrained(m, tmp_path / f'{name}.pt', preset=name)
+        back = load_model(tmp_path / f'{name}.pt')
+        assert type(back) is cls, (name, type(back))
+        sd = m.state_dict()
+        assert all(torch.equal(v, sd[k]) for k, v in back.state_dict().items())
+    save_pretrained(create_model('llamagen_tiny'), tmp_path / 'lg.pt', family='llamagen',
+                    preset='llamagen_tiny', tokenizer='vq_fmnist_s')
+    clf = create_classifier(str(tmp_path / 'lg.pt'))
+    assert isinstance(clf, RandARClassifier) and clf.raster and clf.tokenizer.vocab_size == 256

@@ -249,3 +249,105 @@ def test_create_classifier_by_name():
     with pytest.raises(ValueError, match='pass the VAE the model was trained on'):
         create_classifier('var_fmnist', tokenizer=create_model('var_vae', **TINY_VAE),
                           pretrained=False)
+
+
+# -- training with the one engine, and A-VARC on the command line ------------------------------
+
+# a one-block VAR on 16 images: the VAE two steps, VAR four (both stages in seconds)
+TRAIN = ['--n-train', '16', '--bs', '8', '--epochs', '2', '--tokenizer-epochs', '1',
+         '--device', 'cpu', '--log-every', '0', '--threads', '1', '--cfg', 'depth=1', '--cfg',
+         'dim=32', '--cfg', 'n_head=2']
+
+
+@pytest.fixture(scope='module')
+def trained(data_root, tmp_path_factory):
+    "`arclf train var`: the VAE trained first (stage 1), saved beside the VAR (stage 2)."
+    from test_cli import arclf_cmd
+
+    d = tmp_path_factory.mktemp('var')
+    p = arclf_cmd('train', 'var', *TRAIN, '--root', str(data_root), '--out', str(d / 'var.pt'))
+    vae = d / 'var_vae_fmnist.pt'
+    assert f'VAE: var_vae_fmnist, trained first; weights go to {vae}' in p.stdout
+    return d
+
+
+def test_train_var_records_its_vae(trained):
+    from arclf.classifiers import load_model
+    from arclf.core import model_meta
+    from arclf.data import file_digest
+
+    meta, vae = model_meta(trained / 'var.pt'), trained / 'var_vae_fmnist.pt'
+    assert (meta['family'], meta['preset'], meta['record']['steps']) == ('var', 'var_fmnist', 4)
+    assert meta['tokenizer'] == str(vae.resolve())
+    assert meta['recipe']['tokenizer_sha256'] == file_digest(vae)[:12]
+    vmeta = model_meta(vae)
+    assert (vmeta['family'], vmeta['preset'], vmeta['record']['steps']) == ('var_vae',
+                                                                           'var_vae_fmnist', 2)
+    # both records load by path as what they hold
+    m, v = load_model(trained / 'var.pt'), load_model(vae)
+    assert isinstance(m, VAR) and isinstance(v, VARVAE) and m.cfg.depth == 1 and m.n_tokens == 88
+
+
+def test_train_var_resumes_exactly(trained, data_root, tmp_path):
+    """Killed in stage 2 after 3 of its 4 steps, resumed through `arclf train var --ckpt`: the same
+    weights as the uninterrupted run (the VAE beside --out is the same file, reused)."""
+    from test_cli import arclf_cmd
+    from arclf.core import Callback
+    from arclf.training import train_model
+
+    class Killed(Exception):
+        pass
+
+    class Kill(Callback):
+        order = 200  # after CheckpointCB has saved the step
+
+        def after_step(self, learn):
+            if learn.iter == 3:
+                raise Killed
+
+    out, ckpt = trained / 'b.pt', tmp_path / 'b.ckpt'
+    kw = dict(n_train=16, bs=8, epochs=2, tokenizer_epochs=1, device='cpu', log_every=0,
+              depth=1, dim=32, n_head=2, root=data_root)
+    with pytest.raises(Killed):
+        train_model('var', out=out, ckpt=ckpt, ckpt_every=1, extra_cbs=[Kill()], **kw)
+    assert not out.exists() and ckpt.exists()
+    arclf_cmd('train', 'var', *TRAIN, '--root', str(data_root), '--out', str(out), '--ckpt',
+              str(ckpt))
+    a, b = (torch.load(trained / f, weights_only=True) for f in ('var.pt', 'b.pt'))
+    assert a['model'].keys() == b['model'].keys()
+    assert all(torch.equal(a['model'][k], b['model'][k]) for k in a['model'])
+    assert a['meta']['record']['loss_curve'] == b['meta']['record']['loss_curve']
+
+
+def test_eval_a_trained_var_with_avarc(trained, data_root, tmp_path):
+    "`arclf eval --model FILE`: A-VARC with its recorded VAE; its stages; its options only."
+    from test_cli import arclf_cmd
+    from arclf.core import save_pretrained
+
+    common = ['--model', str(trained / 'var.pt'), '--n-per-class', '1', '--root', str(data_root)]
+    arclf_cmd('eval', *common, '--n', '2', '--sigma', '0.2', '--out', str(tmp_path / 'r.json'))
+    r = json.loads((tmp_path / 'r.json').read_text())
+    assert (r['classifier'], r['images'], r['n'], r['forwards_per_image']) == (
+        'AVARClassifier', 10, 2, 20)
+    arclf_cmd('eval', *common, '--avarc-stages', '3:1:3,1:2:5', '--out', str(tmp_path / 's.json'))
+    s = json.loads((tmp_path / 's.json').read_text())
+    assert s['avarc_stages'] == [[3, 1, 3], [1, 2, 5]] and s['sigma'] == 0.1
+    assert s['forwards_per_image'] == 10 * 1 + 3 * 2  # VAR forwards, one per class and sample
+    assert abs(s['full_equivalents_per_image'] - (10 * 14 / 88 + 3 * 2)) < 1e-9
+    assert 0 <= s['acc'] <= 1 and 'eval' in s['run_info']['command']
+    # a bad stage is named with the rule; a malformed one with the format
+    p = arclf_cmd('eval', *common, '--avarc-stages', '3:1:3,5:1:5', code=2)
+    assert 'stage 2 (5, 1, 5) keeps 5 classes, more than the 3' in p.stderr
+    assert 'non-increasing from at most 10 down to 1' in p.stderr
+    p = arclf_cmd('eval', *common, '--avarc-stages', '3:1:3,1:2', code=2)
+    assert "stage 2 ('1:2') is not keep:samples:scales" in p.stderr
+    # A-VARC's options on another family, another classifier's options on VAR
+    p = arclf_cmd('eval', '--clf', 'randar', '--sigma', '0.1', code=2)
+    assert '--sigma apply to A-VARC (VAR models) only' in p.stderr
+    p = arclf_cmd('eval', *common, '--raster', code=2)
+    assert 'raster: not options of the A-VARC classifier' in p.stderr
+    # a VAE other than the one it was trained on (its sha256 is recorded) is refused
+    vae = create_model('var_vae_fmnist')
+    save_pretrained(vae, tmp_path / 'other.pt', family='var_vae')
+    p = arclf_cmd('eval', *common, '--tokenizer', str(tmp_path / 'other.pt'), code=2)
+    assert 'not the one the model was trained on' in p.stderr
