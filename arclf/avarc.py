@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 import torch
 from torch import nn, Tensor
-from .core import check_images, create_model, file_digest, list_models
+from .core import check_images, create_model, file_digest, list_models, weights_path
 from arclf.scorer import (
     GenerativeClassifier, RandomCropTTA, check_classes, draw_samples, expand_classes, fit_chunk,
-    free_memory, prefix_prune, prune_evaluate, resolve_autocast,
+    free_memory, prefix_prune, prune_evaluate, resolve_autocast, _candidates,
 )
 from .var import VAR, VARVAE, VARVAEConfig, scale_ends
 
@@ -24,9 +24,11 @@ class AVARClassifier(GenerativeClassifier):
     likelihood smoothing over `n` samples per image: sample 0 is the image's own continuous map f,
     samples 1..n−1 its neighbours f + `sigma`·ε, re-quantized; every class sees the same samples.
 
-    Speed options (they never change which class wins, and only `autocast_dtype` changes scores):
-    `autocast_dtype` `'auto'` is bf16 when the model is on a GPU at construction and float32
-    otherwise (log-probabilities are accumulated in float32); `chunk` `'auto'` sizes the batch of
+    Precision: `autocast_dtype` `'auto'` (the default) is float32 on every device, as A-VARC's
+    eval.py scores (TF32 matmuls as the global flag allows): the gaps between classes, sums over
+    680 tokens, are of the order of bf16's rounding of the 4096-way logits, so bf16 can change
+    which class wins. `'bf16'` (or `torch.bfloat16`) is faster on a GPU, chosen explicitly.
+    Speed options (they never change which class wins): `chunk` `'auto'` sizes the batch of
     (image, class, sample) sequences to the free memory; `compile` wraps VAR's `token_logprobs`
     in `torch.compile`."""
 
@@ -53,8 +55,11 @@ class AVARClassifier(GenerativeClassifier):
             raise ValueError(f"chunk must be 'auto' or a number of sequences >= 1, got {chunk!r}")
         self.model, self.vae = model.eval(), vae.eval()
         self.sigma, self.chunk, self.compile_model = float(sigma), chunk, compile
-        # resolved once, here: part of an evaluation's key (see RandARClassifier)
-        self.autocast_dtype = resolve_autocast(autocast_dtype, next(model.parameters()).device)
+        # resolved once, here: part of an evaluation's key (see RandARClassifier); 'auto' is
+        # float32 (not the scorer's bf16 on a GPU), since `arclf eval --dtype auto` passes it too
+        dev = next(model.parameters()).device
+        self.autocast_dtype = None if autocast_dtype == 'auto' else resolve_autocast(
+            autocast_dtype, dev)
         self.num_classes = c.num_classes
         self._lp = None
         # VAR forwards (sequences) scored so far: a count, not a setting (no key field)
@@ -92,15 +97,18 @@ class AVARClassifier(GenerativeClassifier):
     def n_scales(self, prefix: int | None = None, scales: int | None = None) -> int:
         "The scales to score: `scales`, or those whose tokens `prefix` counts (a scale end)."
         ends = scale_ends(self.patch_nums)
+        # checked before `ends[scales - 1]` is read: scales=0 would read the last entry
+        if scales is not None and not 1 <= scales <= len(ends):
+            raise ValueError(f'scales={scales}: this VAR has {len(ends)} scales, pass scales in '
+                             f'[1, {len(ends)}] (or None for all of them)')
         if scales is not None and prefix is not None and ends[scales - 1] != prefix:
-            raise ValueError(f'scales={scales} ({ends[scales - 1]} tokens) and prefix={prefix}')
+            raise ValueError(f'scales={scales} ({ends[scales - 1]} tokens) and prefix={prefix} '
+                             'disagree: pass one of them')
         if prefix is not None:
             if prefix not in ends:
                 raise ValueError(f'prefix={prefix} does not end a scale: VAR scores the first k '
                                  f'scales, {ends} tokens')
             return ends.index(prefix) + 1
-        if scales is not None and not 1 <= scales <= len(ends):
-            raise ValueError(f'scales must lie in [1, {len(ends)}], got {scales}')
         return len(ends) if scales is None else scales
 
     @torch.no_grad()
@@ -275,9 +283,9 @@ def avarc_evaluate(clf: GenerativeClassifier, data, stages, classes=None, bs: in
     classifier before any image is scored: dict(pred [I], y [I], acc, stages, forwards_per_image
     (VAR forwards), full_equivalents_per_image, seconds_per_image)."""
     inner = _avarc(clf)
-    if classes is None:  # prune_evaluate's candidates: a dataset's subset (ImageNet-R/A), or all
-        classes = getattr(data, 'candidates', None)
-    M = inner.num_classes if classes is None else len(classes)
+    # the candidates prune_evaluate will score (given, a dataset's subset as ImageNet-R/A, the
+    # dataset's classes, else the model's), so that the check and the cost count those classes
+    M = len(_candidates(data, clf, classes))
     stages = check_avarc_stages(stages, M, len(inner.patch_nums))
     r = prune_evaluate(clf, data, stages, classes, bs, seed, progress, method=avarc_prune)
     full = avarc_cost(stages, M, inner.patch_nums)[1]
@@ -383,13 +391,34 @@ def _load_vae(src, pretrained) -> VARVAE:
     return vae
 
 
-def _check_vae_file(model: VAR, src):
+def _vae_file(src, pretrained) -> Path | None:
+    """The file a VAE `src` will be read from: a path, or a registered name's weights (found as
+    `create_model` finds them; `pretrained=PATH` names the file); None if none is read."""
+    if isinstance(src, nn.Module):
+        return None
+    if Path(str(src)).is_file():
+        return Path(str(src))
+    if str(src) in list_models():
+        if isinstance(pretrained, (str, Path)):
+            return Path(pretrained)
+        if not pretrained:  # random weights: no file is read
+            return None
+        try:
+            return weights_path(str(src))
+        except (FileNotFoundError, ValueError):  # none shipped: create_model says so, precisely
+            return None
+    return None
+
+
+def _check_vae_file(model: VAR, src, pretrained=True):
     """A VAE file must be the one the VAR was trained on when its record has that file's sha256
-    (`train_model` records it, as for RandAR's tokenizer): a changed file is refused."""
+    (`train_model` records it, as for RandAR's tokenizer): a changed file is refused, whether it
+    is passed as a path or as a registered name."""
     want = (getattr(model, 'meta', {}).get('recipe') or {}).get('tokenizer_sha256')
-    if not want or isinstance(src, nn.Module) or not Path(str(src)).is_file():
+    f = _vae_file(src, pretrained) if want else None
+    if f is None:
         return
-    got = file_digest(src)[: len(want)]
+    got = file_digest(f)[: len(want)]
     if got != want:
         raise ValueError(f'VAE {src} is not the one the model was trained on (sha256 {got}, '
                          f'trained with {want}): it changed since, or is another VAE; train the '
@@ -408,7 +437,7 @@ def create_avarc(model: VAR, vae=None, pretrained=True, device=None, **kw) -> AV
     if src is None:
         raise ValueError('this VAR records no VAE: pass tokenizer= (create_classifier) or vae= '
                          '(a VARVAE, a registered name such as var_vae_fmnist, or a file)')
-    _check_vae_file(model, src)
+    _check_vae_file(model, src, pretrained)
     v = _load_vae(src, pretrained)
     dev = torch.device('cpu') if device is None else device
     return AVARClassifier(model.to(dev), v.to(dev).eval(), **kw)

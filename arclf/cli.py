@@ -508,7 +508,8 @@ def _experiment_parsers(sub, F):
                     help='random: a fresh random crop per sample, as the official '
                     '--use_augmentations')
     sp.add_argument('--dtype', choices=['auto', 'bf16', 'fp16', 'fp32'], default='auto',
-                    help='autocast dtype (auto: bf16 on a GPU, fp32 on a CPU)')
+                    help='autocast dtype (auto: bf16 on a GPU, fp32 on a CPU; '
+                         'fp32 everywhere for VAR models, as A-VARC)')
     sp.add_argument('--chunk', default='auto',
                     help='sequences per forward (auto: sized to the free GPU memory)')
     sp.add_argument('--compile', action='store_true', help='torch.compile the model (GPU runs)')

@@ -44,7 +44,7 @@ from .diffusion import DiT, DiTConfig
 from .scorer import RandARClassifier, evaluate, accuracy_ci
 from .classifiers import DiffusionClassifier, load_model
 # VAR: its multi-scale VAE trains as a tokenizer, then VAR on the VAE's teacher-forcing data
-from .var import VAR, VARConfig, VARVAE, teacher_forcing_data
+from .var import VAR, VARConfig, VARVAE, VAR_NO_DECAY, VARDecayCB, teacher_forcing_data
 
 # %% auto 0
 __all__ = ['DATASET_OF', 'FAMILY_PRESETS', 'setup_distributed', 'is_main', 'enable_tf32', 'MixedPrecisionCB', 'EMACB',
@@ -836,8 +836,10 @@ def train_var(
 ) -> VAR:
     """Train a VAR (preset name or model; `kw` override config fields) on the token maps that the
     multi-scale `vae` gives `images` (`teacher_forcing_data`) and on `labels`; a preset reads the
-    VAE's codes and scales. The returned model (EMA weights if kept) carries its record
-    (`tokenizer`: what names the VAE), and is saved to `out` if given."""
+    VAE's codes and scales. Weight decay `wd` spares what VAR's training spares (`VARDecayCB`:
+    1-D parameters, biases, positional, level and start embeddings, the attention scale). The
+    returned model (EMA weights if kept) carries its record (`tokenizer`: what names the VAE),
+    and is saved to `out` if given."""
     seed_everything(seed)
     v = vae.cfg
     if isinstance(preset, str):
@@ -867,14 +869,16 @@ def train_var(
         schedule=sched,
         clip=1.0,
         device=dev,
-        cbs=cbs,
+        # VAR's weight-decay groups: the engine's own decay every >= 2-D parameter
+        cbs=[VARDecayCB(), *cbs],
         log_every=log_every,
         log_file=log_file,
         progress=progress,
     )
     model = trained_model(learn)
     recipe = dict(epochs=epochs, bs=bs, lr=lr, seed=seed, warmup=warmup, sched=sched, wd=wd,
-                  n_train=len(images), betas=(0.9, 0.95), grad_clip=1.0, overrides=kw)
+                  no_decay=list(VAR_NO_DECAY), n_train=len(images), betas=(0.9, 0.95),
+                  grad_clip=1.0, overrides=kw)
     model.meta = dict(
         family='var',
         preset=preset if isinstance(preset, str) else 'custom',

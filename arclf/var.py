@@ -11,17 +11,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import check_images, register_model
+from .core import Callback, check_images, register_model
 from .data import to_float
 # the convolutional blocks are the tokenizer's (the same maths and parameter names as VAR's
 # basic_vae.py): one copy of the ResNet block and of the 2x resamplers
 from .tokenizer import Normalize, ResnetBlock, Downsample, Upsample
 
 # %% auto 0
-__all__ = ['FMNIST_PATCH_NUMS', 'CIFAR_PATCH_NUMS', 'scale_ends', 'VARVAEConfig', 'AttnBlock', 'VAREncoder', 'VARDecoder', 'Phi',
-           'PhiPartiallyShared', 'MultiScaleQuantizer', 'VARVAE', 'VARConfig', 'SelfAttention', 'FFN', 'AdaLNBlock',
-           'AdaLNBeforeHead', 'token_levels', 'block_causal_bias', 'VAR', 'var_vae', 'var_depth', 'var_d16', 'var_d20',
-           'var_d24', 'var_d30', 'var_vae_fmnist', 'var_fmnist', 'var_vae_cifar', 'var_cifar', 'teacher_forcing_data']
+__all__ = ['FMNIST_PATCH_NUMS', 'CIFAR_PATCH_NUMS', 'VAR_NO_DECAY', 'scale_ends', 'VARVAEConfig', 'AttnBlock', 'VAREncoder',
+           'VARDecoder', 'Phi', 'PhiPartiallyShared', 'MultiScaleQuantizer', 'VARVAE', 'VARConfig', 'SelfAttention',
+           'FFN', 'AdaLNBlock', 'AdaLNBeforeHead', 'token_levels', 'block_causal_bias', 'VAR', 'var_vae', 'var_depth',
+           'var_d16', 'var_d20', 'var_d24', 'var_d30', 'var_vae_fmnist', 'var_fmnist', 'var_vae_cifar', 'var_cifar',
+           'teacher_forcing_data', 'var_param_groups', 'VARDecayCB']
 
 # %% ../nbs/02b_var.ipynb 7
 def scale_ends(patch_nums) -> list[int]:
@@ -63,7 +64,11 @@ class VARVAEConfig:
         self.ch_mult = tuple(int(m) for m in self.ch_mult)
         self.patch_nums = _check_patch_nums(self.patch_nums)
         if self.num_res_blocks < 1 or not self.ch_mult:
-            raise ValueError('VARVAEConfig needs num_res_blocks >= 1 and a non-empty ch_mult')
+            raise ValueError(
+                f'VARVAEConfig got num_res_blocks={self.num_res_blocks} and '
+                f'ch_mult={self.ch_mult}: pass num_res_blocks >= 1 and at least one channel '
+                'multiplier (e.g. ch_mult=(1, 2), one level per entry)'
+            )
         if self.share_quant_resi < 2:
             raise ValueError(
                 f'share_quant_resi={self.share_quant_resi}: only the partially shared phi '
@@ -157,11 +162,12 @@ class VAREncoder(nn.Module):
         self.conv_out = nn.Conv2d(c_in, cfg.z_channels, 3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.conv_in(x)
+        h = self.conv_in(x)  # [B, ch, H, W]
         for lvl in self.down:
-            h = lvl(h)
+            h = lvl(h)  # [B, ch·m_i, H/2^i, W/2^i]
             if hasattr(lvl, 'downsample'):
-                h = lvl.downsample(h)
+                h = lvl.downsample(h)  # [B, ch·m_i, H/2^(i+1), W/2^(i+1)]
+        # [B, ch·m_last, h, w] -> [B, z_channels, h, w] (h = H/f, f = 2^(len(ch_mult) − 1))
         return self.conv_out(F.silu(self.norm_out(self.mid(h))))
 
 
@@ -188,12 +194,12 @@ class VARDecoder(nn.Module):
         self.conv_out = nn.Conv2d(c_in, cfg.in_channels, 3, padding=1)
 
     def forward(self, z: Tensor) -> Tensor:
-        h = self.mid(self.conv_in(z))
-        for lvl in reversed(self.up):
+        h = self.mid(self.conv_in(z))  # [B, ch·m_last, h, w]
+        for lvl in reversed(self.up):  # level i: [B, ch·m_i, h·2^(last−i), w·2^(last−i)]
             h = lvl(h)
             if hasattr(lvl, 'upsample'):
-                h = lvl.upsample(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+                h = lvl.upsample(h)  # twice the side, for the next (finer) level
+        return self.conv_out(F.silu(self.norm_out(h)))  # [B, C, h·f, w·f]
 
 # %% ../nbs/02b_var.ipynb 15
 class Phi(nn.Conv2d):
@@ -214,8 +220,10 @@ class PhiPartiallyShared(nn.Module):
     def __init__(self, c: int, ratio: float, K: int):
         super().__init__()
         self.qresi_ls = nn.ModuleList(Phi(c, ratio) for _ in range(K))
-        # float64 ticks, compared as VAR compares them: some scales sit exactly half-way between
-        # two ticks (2/9 and 7/9 with 10 scales), where the first of equal distances wins
+        # float64 ticks, compared as VAR compares them: with 10 scales, 2/9 and 7/9 lie half-way
+        # between two ticks in exact arithmetic, but float64 rounding makes the later tick the
+        # nearer, so they take the second of each pair (φ 1 and φ 3: [0,0,1,1,1,2,2,3,3,3], VAR's
+        # own result); any other arithmetic (float32, exact fractions) could pick another φ
         m = 3 if K == 4 else 2
         self.ticks = np.linspace(1 / m / K, 1 - 1 / m / K, K)
 
@@ -227,6 +235,21 @@ class PhiPartiallyShared(nn.Module):
         return self.qresi_ls[self.index(k, n)](h)
 
 # %% ../nbs/02b_var.ipynb 18
+@contextmanager
+def _exact_fp32(device_type: str):
+    """Plain float32 maths inside, whatever the caller set: autocast off and TF32 off for matmuls
+    and convolutions. Training turns TF32 on globally (`enable_tf32`) and runs in bf16 autocast;
+    both round the distances and φ's outputs, which moves near-tied codes, so training and
+    evaluation would quantize the same latent differently."""
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        with torch.autocast(device_type, enabled=False):
+            yield
+    finally:  # the caller's flags back, even after an error
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+
+
 class MultiScaleQuantizer(nn.Module):
     """VAR's residual multi-scale quantizer: the latent f is explained coarse to fine by token maps
     of sides `patch_nums`, each quantizing what the earlier ones left (VAR §3.2, Alg. 1)."""
@@ -263,19 +286,21 @@ class MultiScaleQuantizer(nn.Module):
         """Token maps of the latent `f` `[B, C, H, W]`: ids `[B, pn²]` (raster order) for each of
         the first `n_scales` scales. Scale k quantizes the area-downsampled residual
         f − f̂_{<k} (the last scale the residual itself), so the first scales do not depend on how
-        many follow."""
+        many follow. In float32 without autocast or TF32 (`_exact_fp32`): the same codes in
+        training and evaluation, on any device setting."""
         n = len(self.patch_nums) if n_scales is None else n_scales
         B, C, H, W = f.shape
         if (H, W) != (self.patch_nums[-1],) * 2:
             raise ValueError(f'the latent is {H}x{W} but the last token map is '
                              f'{self.patch_nums[-1]}x{self.patch_nums[-1]}')
-        rest, out = f.float().clone(), []
-        for k, pn in enumerate(self.patch_nums[:n]):
-            z = rest if pn == H else F.interpolate(rest, size=(pn, pn), mode='area')
-            idx = self.nearest(z.permute(0, 2, 3, 1).reshape(-1, C)).view(B, pn * pn)
-            out.append(idx)
-            if k < n - 1:  # what is left for the next scale
-                rest = rest - self.embed(idx, k)
+        with _exact_fp32(f.device.type):
+            rest, out = f.float().clone(), []
+            for k, pn in enumerate(self.patch_nums[:n]):
+                z = rest if pn == H else F.interpolate(rest, size=(pn, pn), mode='area')
+                idx = self.nearest(z.permute(0, 2, 3, 1).reshape(-1, C)).view(B, pn * pn)
+                out.append(idx)
+                if k < n - 1:  # what is left for the next scale
+                    rest = rest - self.embed(idx, k)
         return out
 
     def fhat(self, ids: list[Tensor]) -> Tensor:
@@ -296,16 +321,21 @@ class MultiScaleQuantizer(nn.Module):
 
     def forward(self, f: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
         """Training pass: (f̂ with straight-through gradients to f, VQ loss, ids). The loss averages
-        over the scales β·|sg(f̂_k) − f|² + |f̂_k − sg(f)|² of the running f̂_k, as VAR's does."""
-        ids = self.ids(f.detach())
-        fh, loss = 0.0, 0.0
-        for k, idx in enumerate(ids):
-            fh = fh + self.embed(idx, k)
-            loss = loss + self.beta * F.mse_loss(fh.detach(), f) + F.mse_loss(fh, f.detach())
-            if self.training:
-                with torch.no_grad():
-                    hits = torch.bincount(idx.flatten(), minlength=self.cfg.vocab_size)
-                    self.ema_vocab_hit_SV[k].mul_(0.99).add_(hits.float(), alpha=0.01)
+        over the scales β·|sg(f̂_k) − f|² + |f̂_k − sg(f)|² of the running f̂_k, as VAR's does.
+        Runs in float32 with autocast and TF32 off (VAR's quantizer turns autocast off too): a
+        bf16 training step picks the codes that evaluation picks."""
+        with _exact_fp32(f.device.type):
+            f = f.float()  # [B, C, H, W], H = W = the last side; a bf16 encoder output upcast
+            ids = self.ids(f.detach())  # K maps [B, pn_k²]
+            fh, loss = 0.0, 0.0
+            for k, idx in enumerate(ids):
+                fh = fh + self.embed(idx, k)  # the running f̂ of scales <= k, [B, C, H, W]
+                loss = loss + self.beta * F.mse_loss(fh.detach(), f) + F.mse_loss(fh, f.detach())
+                if self.training:
+                    with torch.no_grad():
+                        hits = torch.bincount(idx.flatten(), minlength=self.cfg.vocab_size)
+                        self.ema_vocab_hit_SV[k].mul_(0.99).add_(hits.float(), alpha=0.01)
+        # f̂ [B, C, H, W] (float32) with f's gradient, the scalar loss, K maps [B, pn_k²]
         return f + (fh - f).detach(), loss / len(ids), ids
 
 # %% ../nbs/02b_var.ipynb 20
@@ -375,7 +405,7 @@ class VARVAE(nn.Module):
         xr, vq_loss, _ = self(x)
         return F.mse_loss(xr, x) + vq_loss
 
-# %% ../nbs/02b_var.ipynb 23
+# %% ../nbs/02b_var.ipynb 25
 @dataclass
 class VARConfig:
     """Hyperparameters of VAR's next-scale-prediction transformer; the defaults are VAR-d16
@@ -425,7 +455,7 @@ class VARConfig:
     def ffn_hidden(self) -> int:
         return round(self.dim * self.mlp_ratio)
 
-# %% ../nbs/02b_var.ipynb 26
+# %% ../nbs/02b_var.ipynb 28
 def _drop_path(x: Tensor, p: float, training: bool) -> Tensor:
     "Stochastic depth: drop the whole branch of a sample with probability `p` (training only)."
     if p == 0 or not training:
@@ -512,7 +542,7 @@ class AdaLNBeforeHead(nn.Module):
         s, b = self.ada_lin(cond).view(-1, 1, 2, self.dim).unbind(2)  # two [B, 1, C]
         return _ln(x, self.eps) * (s + 1) + b
 
-# %% ../nbs/02b_var.ipynb 28
+# %% ../nbs/02b_var.ipynb 30
 def token_levels(patch_nums) -> Tensor:
     "The scale of every token `[1, L]` (int64): 0 for the first map, then 1, 2, ..."
     return torch.cat([torch.full((p * p,), k) for k, p in enumerate(patch_nums)])[None]
@@ -535,7 +565,7 @@ def _eval_mode(model: nn.Module):
     finally:
         model.train(was)
 
-# %% ../nbs/02b_var.ipynb 31
+# %% ../nbs/02b_var.ipynb 33
 class VAR(nn.Module):
     """VAR's class-conditional next-scale-prediction transformer (official layout): logits of
     every token of every scale under a class, in one block-causal forward."""
@@ -706,7 +736,7 @@ class VAR(nn.Module):
         logits = self(x_in, labels)  # [B, L, V]
         return F.cross_entropy(logits.flatten(0, 1), tokens[:, : logits.shape[1]].flatten())
 
-# %% ../nbs/02b_var.ipynb 36
+# %% ../nbs/02b_var.ipynb 38
 _HF = 'https://huggingface.co/FoundationVision/var'
 # VAR-d20 and d24 have no recorded key list: the same builder as d16 and d30 (both checked)
 _SCALED = 'layout of the checked d16/d30 lists at this depth'
@@ -751,7 +781,7 @@ def var_d30(**kw) -> VAR:
     "VAR-d30 (2.0B): depth 30, width 1920, 30 heads."
     return var_depth(30, **kw)
 
-# %% ../nbs/02b_var.ipynb 41
+# %% ../nbs/02b_var.ipynb 43
 # Fashion-MNIST: 28 px grey images, two stride-2 steps to a 7x7 latent (as vq_fmnist_s), covered by
 # 5 token maps of sides 1, 2, 3, 5, 7 (88 tokens)
 FMNIST_PATCH_NUMS = (1, 2, 3, 5, 7)
@@ -790,7 +820,7 @@ def var_cifar(**kw) -> VAR:
     "`var_fmnist` for `var_vae_cifar`'s token maps (six scales, 130 tokens, 10 classes)."
     return var_fmnist(**{'patch_nums': CIFAR_PATCH_NUMS, **kw})
 
-# %% ../nbs/02b_var.ipynb 42
+# %% ../nbs/02b_var.ipynb 44
 @torch.no_grad()
 def teacher_forcing_data(vae: VARVAE, images: Tensor, labels: Tensor, bs: int = 256):
     """What VAR learns from: `(tokens [N, L], x_in [N, L − first, C], labels [N])` of images in
@@ -805,3 +835,36 @@ def teacher_forcing_data(vae: VARVAE, images: Tensor, labels: Tensor, bs: int = 
         toks.append(torch.cat(ids, 1).cpu())
         ins.append(vae.var_input(ids).cpu())
     return torch.cat(toks), torch.cat(ins), torch.as_tensor(labels).long()
+
+
+# VAR's train.py exempts parameters whose names hold these from weight decay (its `nowd_keys`),
+# besides every 1-D parameter and bias: the positional, level and start embeddings and the
+# attention's learned scale are not weights a norm penalty should shrink
+VAR_NO_DECAY = ('cls_token', 'start_token', 'task_token', 'cfg_uncond', 'pos_embed', 'pos_1LC',
+                'pos_start', 'start_pos', 'lvl_embed', 'gamma', 'beta', 'ada_gss', 'moe_bias',
+                'scale_mul')
+
+
+def var_param_groups(model: nn.Module, wd: float) -> list[dict]:
+    """AdamW groups as VAR's `filter_params` makes them: decay `wd` on the rest, none on 1-D
+    parameters, biases and the names `VAR_NO_DECAY` lists."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        exempt = p.ndim < 2 or name.endswith('bias') or any(k in name for k in VAR_NO_DECAY)
+        (no_decay if exempt else decay).append(p)
+    return [dict(params=decay, weight_decay=wd), dict(params=no_decay, weight_decay=0.0)]
+
+
+class VARDecayCB(Callback):
+    """Give the fit's optimizer VAR's weight-decay groups (`var_param_groups`): the engine's
+    `param_groups` decays every >= 2-D parameter, so `Learner.fit` builds the optimizer that way
+    and this rebuilds it, with the same `opt_func`, `lr` and `wd`, before any step."""
+
+    order = -110  # before ResumeCB (-100): a resumed state loads into these groups
+
+    def before_fit(self, learn):
+        if learn.opt.state:  # steps taken (a second fit): keep the moments it has
+            return
+        learn.opt = learn.opt_func(var_param_groups(learn.model, learn.wd), lr=learn.lr)

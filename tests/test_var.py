@@ -351,3 +351,47 @@ def test_eval_a_trained_var_with_avarc(trained, data_root, tmp_path):
     save_pretrained(vae, tmp_path / 'other.pt', family='var_vae')
     p = arclf_cmd('eval', *common, '--tokenizer', str(tmp_path / 'other.pt'), code=2)
     assert 'not the one the model was trained on' in p.stderr
+
+
+# -- review fixes: candidates, scale counts, the VAE's sha256 by name ----------------------------
+
+
+def test_avarc_evaluate_counts_the_datasets_classes(images):
+    "A 5-class VAR on a 3-class dataset: the stages are checked, and cost, on the 3 scored."
+    from arclf.avarc import avarc_evaluate
+    from arclf.data import ImageSet
+
+    vae, m = tiny(num_classes=5)
+    clf = AVARClassifier(m, vae)
+    x = ((images[:2] + 1) * 127.5).round().to(torch.uint8)
+    data = ImageSet(x, torch.tensor([0, 2]), ['a', 'b', 'c'])
+    r = avarc_evaluate(clf, data, [(2, 1, 3), (1, 2, 10)], progress=False)
+    assert set(r['pred'].tolist()) <= {0, 1, 2}
+    assert abs(r['full_equivalents_per_image'] - (3 * 14 / 680 + 2 * 2)) < 1e-9
+    with pytest.raises(ValueError, match='keeps 4 classes, more than the 3 candidates'):
+        avarc_evaluate(clf, data, [(4, 1, 3), (1, 1, 10)], progress=False)
+
+
+def test_scales_out_of_range_are_named(clf):
+    for bad in (0, -1, 11):
+        with pytest.raises(ValueError, match=rf'scales={bad}: this VAR has 10 scales, pass '
+                           r'scales in \[1, 10\]'):
+            clf.n_scales(scales=bad)
+    assert clf.n_scales(scales=10) == clf.n_scales() == 10
+
+
+def test_registered_vae_is_checked_against_the_record(tmp_path, monkeypatch):
+    "A VAE given by name is resolved to its file and checked, as a path is."
+    import arclf.avarc as avarc
+    from arclf.data import file_digest
+
+    f = tmp_path / 'var_vae_fmnist.pt'
+    f.write_bytes(b'another VAE')
+    monkeypatch.setattr(avarc, 'weights_path', lambda name: f)
+    _, m = tiny()
+    m.meta = {'recipe': {'tokenizer_sha256': 'f' * 12}}
+    with pytest.raises(ValueError, match='not the one the model was trained on'):
+        avarc.create_avarc(m, 'var_vae_fmnist', pretrained=True)
+    m.meta['recipe']['tokenizer_sha256'] = file_digest(f)[:12]
+    avarc._check_vae_file(m, 'var_vae_fmnist', pretrained=True)  # the recorded file passes
+    avarc._check_vae_file(m, 'var_vae_fmnist', pretrained=False)  # random weights: no file
