@@ -14,14 +14,15 @@ from torch import nn, Tensor
 
 # %% auto 0
 __all__ = ['PACKAGE_DIR', 'WRAP_KEYS', 'WEIGHTS_DIR', 'RECORD_KEYS', 'default_device', 'seed_everything', 'to_device',
-           'num_params', 'slow_enabled', 'run_info', 'provenance', 'check_images', 'check_out', 'check_device',
-           'check_count', 'atomic_write', 'atomic_save', 'atomic_write_text', 'load_weights', 'layout', 'layout_diff',
-           'load_strict', 'random_state_dict', 'save_pretrained', 'weights_path', 'tensor_digest', 'state_digest',
-           'model_meta', 'load_pretrained', 'DownloadError', 'is_offline', 'file_digest', 'download_file', 'ModelSpec',
-           'register_model', 'list_models', 'model_spec', 'weight_dirs', 'download_dir', 'find_weights', 'create_model',
-           'weights_table', 'check_rates', 'check_family', 'TensorLoader', 'CancelFitException', 'CancelEpochException',
-           'CancelBatchException', 'Callback', 'run_cbs', 'default_loss', 'param_groups', 'adamw', 'Learner',
-           'lr_factor', 'SchedCB', 'GradClipCB', 'ProgressCB', 'LogCB', 'RecorderCB', 'fit_model', 'trained_model']
+           'num_params', 'eval_mode', 'slow_enabled', 'run_info', 'provenance', 'check_images', 'check_out',
+           'check_device', 'check_count', 'atomic_write', 'atomic_save', 'atomic_write_text', 'load_weights', 'layout',
+           'layout_diff', 'load_strict', 'random_state_dict', 'save_pretrained', 'weights_path', 'tensor_digest',
+           'state_digest', 'model_meta', 'load_pretrained', 'DownloadError', 'is_offline', 'file_digest',
+           'download_file', 'ModelSpec', 'register_model', 'list_models', 'model_spec', 'weight_dirs', 'download_dir',
+           'find_weights', 'create_model', 'weights_table', 'check_rates', 'check_family', 'TensorLoader',
+           'CancelFitException', 'CancelEpochException', 'CancelBatchException', 'Callback', 'run_cbs', 'default_loss',
+           'param_groups', 'adamw', 'Learner', 'lr_factor', 'SchedCB', 'GradClipCB', 'ProgressCB', 'LogCB',
+           'RecorderCB', 'fit_model', 'trained_model']
 
 # %% ../nbs/00_core.ipynb 5
 def default_device() -> torch.device:
@@ -56,6 +57,17 @@ def to_device(x, device):
 def num_params(model: nn.Module, trainable_only: bool = False) -> int:
     "Number of parameters of `model`."
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    "`model` in eval mode inside the block (no dropout: scores are deterministic), then as it was."
+    was = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was)
 
 # %% ../nbs/00_core.ipynb 11
 def slow_enabled() -> bool:

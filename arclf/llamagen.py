@@ -4,12 +4,11 @@
 
 # %% ../nbs/02a_llamagen.ipynb 2
 from __future__ import annotations
-from contextlib import contextmanager
 from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import register_model
+from .core import eval_mode, register_model
 # the llama blocks and the 2D RoPE are RandAR's own (RandAR is LlamaGen's GPT with position
 # tokens): one copy, in arclf.randar, which this module sits above
 from .randar import find_multiple, rope_2d, apply_rope, RMSNorm, FeedForward
@@ -141,16 +140,6 @@ class LabelEmbedder(nn.Module):
         return self.embedding_table(labels)[:, None]
 
 # %% ../nbs/02a_llamagen.ipynb 13
-@contextmanager
-def _eval_mode(model: nn.Module):
-    was = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was)
-
-
 class LlamaGen(nn.Module):
     """LlamaGen's class-conditional GPT: log p(x | c) of raster-order image tokens behind one class
     token (official layout)."""
@@ -277,7 +266,7 @@ class LlamaGen(nn.Module):
         `max_elems` logits. `order`: None or the raster order (or its first L steps); any other
         order is refused. `check=False` skips the token and label checks, not the order's."""
         L = self.raster_steps(order, len(cond))
-        with _eval_mode(self):
+        with eval_mode(self):
             h = self.hidden(tokens, cond, L, check)
             target = tokens[:, :L]
             B, V = len(target), self.cfg.vocab_size

@@ -4,12 +4,11 @@
 
 # %% ../nbs/02_randar.ipynb 2
 from __future__ import annotations
-from contextlib import contextmanager
 from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import register_model
+from .core import eval_mode, register_model
 
 # %% auto 0
 __all__ = ['SMALL', 'find_multiple', 'RandARConfig', 'rope_2d', 'apply_rope', 'RMSNorm', 'KVCache', 'Attention', 'FeedForward',
@@ -209,16 +208,6 @@ def raster_orders(B: int, N: int, device=None) -> Tensor:
     return torch.arange(N, device=device).repeat(B, 1)
 
 # %% ../nbs/02_randar.ipynb 26
-@contextmanager
-def _eval_mode(model: nn.Module):
-    was = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was)
-
-
 class RandAR(nn.Module):
     """RandAR: a class-conditional decoder over image tokens in any order π, with
     position-instruction tokens (official layout)."""
@@ -362,7 +351,7 @@ class RandAR(nn.Module):
         `max_elems` logits (a full fp32 copy of the logits would be B·N·V floats)."""
         if order is None:
             order = raster_orders(len(cond), self.n_tokens, cond.device)
-        with _eval_mode(self):
+        with eval_mode(self):
             h = self.hidden(tokens, cond, order, check)
             target = tokens.gather(1, order)
             B, N, V = *target.shape, self.cfg.vocab_size
@@ -443,7 +432,7 @@ def generate(
     order = order.to(dev)
     model.check_inputs(None, cond, order)
     guided = cfg_scale != 1.0
-    with _eval_mode(model):
+    with eval_mode(model):
         dtype = model.tok_embeddings.weight.dtype
         c = torch.cat([cond, torch.full_like(cond, model.null_class)]) if guided else cond
         rep = (lambda t: torch.cat([t, t])) if guided else (lambda t: t)

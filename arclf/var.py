@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import Callback, check_images, register_model
+from .core import Callback, check_images, eval_mode, register_model
 from .data import to_float
 # the convolutional blocks are the tokenizer's (the same maths and parameter names as VAR's
 # basic_vae.py): one copy of the ResNet block and of the 2x resamplers
@@ -555,16 +555,6 @@ def block_causal_bias(patch_nums) -> Tensor:
     L = lvl.shape[1]
     return torch.where(lvl[0, :, None] >= lvl[0, None, :], 0.0, -torch.inf).view(1, 1, L, L)
 
-
-@contextmanager
-def _eval_mode(model: nn.Module):
-    was = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was)
-
 # %% ../nbs/02b_var.ipynb 33
 class VAR(nn.Module):
     """VAR's class-conditional next-scale-prediction transformer (official layout): logits of
@@ -714,7 +704,7 @@ class VAR(nn.Module):
         if tokens.shape[1] < L or x_in.shape[1] < L - first:
             raise ValueError(f'{scales} scales need {L} tokens and {L - first} inputs, got '
                              f'{tokens.shape[1]} and {x_in.shape[1]}')
-        with _eval_mode(self):
+        with eval_mode(self):
             h, e = self.hidden(x_in[:, : L - first], cond)  # [B, L, C]
             target, B, V = tokens[:, :L], len(cond), self.cfg.vocab_size
             step, out = max(1, max_elems // max(1, B * V)), []
