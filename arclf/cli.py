@@ -24,7 +24,7 @@ __all__ = ['CONFIG_DIR', 'FAMILIES', 'list_configs', 'count', 'counts', 'share',
 CONFIG_DIR = (
     Path(__file__).parent / 'configs' if '__file__' in globals() else Path('../arclf/configs')
 )
-FAMILIES = ('tokenizer', 'randar', 'dit', 'sit', 'var')
+FAMILIES = ('tokenizer', 'randar', 'dit', 'sit', 'var', 'discriminative')
 
 
 def list_configs() -> list[str]:
@@ -113,8 +113,8 @@ class _Help(argparse.HelpFormatter):
 
 
 def train_model_cli(family: str, argv):
-    """`arclf train randar|dit|sit|var`: `arclf.training.train_model`, its arguments as flags;
-    prints where the weights went."""
+    """`arclf train randar|dit|sit|var|discriminative`: `arclf.training.train_model`, its
+    arguments as flags; prints where the weights went."""
     rnd, var = family == 'randar', family == 'var'
     p = _Parser(
         prog=f'arclf train {family}',
@@ -123,7 +123,9 @@ def train_model_cli(family: str, argv):
         'of a dataset with arclf.training.train_model (bf16/TF32 on a GPU, DDP under torchrun, '
         'exact resume from --ckpt).'
         + (' Two stages: the multi-scale VAE (--tokenizer, or the one beside --out, or trained '
-           'first), then VAR on its token maps.' if var else ''),
+           'first), then VAR on its token maps.' if var else '')
+        + (' An ERM baseline (cross-entropy): --preset vit_erm_fmnist (default), resnet18_fmnist, '
+           'vit_erm_cifar or resnet18_cifar.' if family == 'discriminative' else ''),
     )
     _data_flags(p, 'fashion_mnist or cifar10')
     if rnd:
@@ -169,7 +171,8 @@ def train_model_cli(family: str, argv):
     p.add_argument(
         '--wd',
         type=float,
-        help='weight decay on >=2-D parameters (default: 0.05 RandAR and VAR, 0 diffusion)',
+        help='weight decay on >=2-D parameters (default: 0.05 RandAR, VAR and discriminative, '
+        '0 diffusion)',
     )
     p.add_argument(
         '--seed',

@@ -609,17 +609,21 @@ def train_discriminative(
     log_every: int = 0,
     log_file=None,
     progress: bool = False,
+    data=None,
     **overrides,
 ) -> nn.Module:
     """Train a discriminative preset (a registered name; `overrides`: its fields) or network by ERM
-    (cross-entropy) on the first `n_train` images of `dataset`'s train split with `fit_model`; the
-    returned model (EMA weights if `cbs` keep them) carries its record, saved to `out` if given."""
+    (cross-entropy) on the first `n_train` images of `dataset`'s train split (or on `data`, images
+    and labels already in memory, as `train_model` passes them) with `fit_model`; the returned
+    model (EMA weights if `cbs` keep them) carries its record, saved to `out` if given."""
     check_rates(lr, wd)
     seed_everything(seed)
     net = create_model(model, **overrides) if isinstance(model, str) else model
     clf = DiscriminativeClassifier(net, autocast_dtype=None)  # its input pipeline, nothing else
-    ds = load_dataset(dataset, 'train', root)
-    x, y = (ds.x[:n_train], ds.y[:n_train]) if n_train else (ds.x, ds.y)
+    if data is None:
+        ds = load_dataset(dataset, 'train', root)
+        data = (ds.x, ds.y)
+    x, y = (data[0][:n_train], data[1][:n_train]) if n_train else data
     if int(y.min()) < 0 or int(y.max()) >= clf.num_classes:
         raise ValueError(f'labels span [{int(y.min())}, {int(y.max())}] but the network has '
                          f'{clf.num_classes} classes')

@@ -226,7 +226,8 @@ def run_eval(
 # %% ../nbs/07_experiments.ipynb 14
 def fig6_markdown(rows) -> str:
     """The Fig. 6 table, one row per (classifier, budget): `rows` hold `label`, `budget`,
-    `forwards`, `acc`, `s_per_image` and optionally `std` (over disjoint groups of samples)."""
+    `forwards`, `acc`, `s_per_image` and optionally `std` (over disjoint groups of samples) and
+    `lo`, `hi` (a 95% interval over images, shown in brackets)."""
     lines = [
         '| classifier | budget | forwards / image | accuracy (%) | s / image |',
         '|---|---|---:|---:|---:|',
@@ -234,7 +235,7 @@ def fig6_markdown(rows) -> str:
     for r in rows:
         acc = f"{100 * r['acc']:.1f}" + (
             f" ± {100 * r['std']:.1f}" if r.get('std') is not None else ''
-        )
+        ) + (f" [{100 * r['lo']:.1f}, {100 * r['hi']:.1f}]" if r.get('lo') is not None else '')
         lines.append(
             f"| {r['label']} | {r['budget']} | {r['forwards']} | {acc} | {r['s_per_image']:.4f} |"
         )
@@ -243,17 +244,22 @@ def fig6_markdown(rows) -> str:
 
 def table2_markdown(rows, names=None, budgets=None, shift_names=None) -> str:
     """The Table 2 layout: a row per classifier (`names`: labels; `budgets`: an optional budget
-    column), a column per test set, top-1 accuracy (%), from rows of `classifier`, `shift`, `acc`.
-    """
+    column), a column per test set, top-1 accuracy (%), from rows of `classifier`, `shift`, `acc`
+    (and `lo`, `hi`: a 95% interval, shown in brackets)."""
     names, shift_names = names or {}, shift_names or {}
     shifts = list(dict.fromkeys(r['shift'] for r in rows))
     kinds = list(dict.fromkeys(r['classifier'] for r in rows))
-    acc = {(r['classifier'], r['shift']): r['acc'] for r in rows}
+    acc = {(r['classifier'], r['shift']): r for r in rows}
+
+    def cell(r):
+        ci = f" [{100 * r['lo']:.1f}, {100 * r['hi']:.1f}]" if r.get('lo') is not None else ''
+        return f" {100 * r['acc']:.1f}{ci} |"
+
     head = '| classifier |' + (' budget |' if budgets else '')
     head += ''.join(f' {shift_names.get(x, x)} |' for x in shifts)
     lines = [head, '|---|' + ('---|' if budgets else '') + '---:|' * len(shifts)]
     for k in kinds:
-        cells = ''.join(f' {100 * acc[(k, x)]:.1f} |' for x in shifts)
+        cells = ''.join(cell(acc[(k, x)]) for x in shifts)
         lines.append(f'| {names.get(k, k)} |' + (f' {budgets[k]} |' if budgets else '') + cells)
     return '\n'.join(lines) + '\n'
 

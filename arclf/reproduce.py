@@ -8,25 +8,30 @@ import json, math, os
 from pathlib import Path
 import torch
 import arclf
-from .core import run_info, weights_path, default_device, model_meta, atomic_write_text
+from .core import (run_info, weights_path, default_device, model_meta, atomic_write_text,
+                        atomic_save)
 from .experiments import write_results, read_results, fig6_markdown, table2_markdown
 from .data import load_dataset, SHIFTS, file_digest
 from arclf.scorer import (
     evaluate,
-    accuracy,
     accuracy_vs_n,
+    accuracy_ci,
+    bootstrap_ci,
+    predict,
     eval_key,
     data_digest,
     key_diff,
     StaleEvaluation,
 )
 from .training import train_model, FAMILY_PRESETS, setup_distributed, is_main
-from .classifiers import create_classifier, ALIASES
+from .classifiers import create_classifier
+from .avarc import avarc_evaluate, parse_avarc_stages
 
 # %% auto 0
-__all__ = ['PLANS_DIR', 'PLAN_KEYS', 'EVAL_DEFAULTS', 'NO_EFFECT', 'NAMES', 'SHIFT_NAMES', 'load_plan', 'ensure_trained',
-           'model_file', 'cached_eval', 'budget_rows', 'time_to_reach', 'speed_ratio', 'reproduce', 'refresh_report',
-           'speed_summary', 'report', 'plot_reproduction']
+__all__ = ['PLANS_DIR', 'PLAN_KEYS', 'EVAL_DEFAULTS', 'KINDS', 'EVAL_COMMON', 'NO_EFFECT', 'NAMES', 'SHIFT_NAMES', 'SPEED_VS',
+           'load_plan', 'ensure_trained', 'model_file', 'cached_eval', 'cached_prune', 'prune_row', 'budget_rows',
+           'time_to_reach', 'speed_ratio', 'reproduce', 'refresh_report', 'speed_summary', 'report',
+           'plot_reproduction']
 
 # %% ../nbs/09_reproduce.ipynb 5
 PLANS_DIR = Path(arclf.__file__).resolve().parent / 'configs' / 'reproduce'  # package data
@@ -42,14 +47,48 @@ EVAL_DEFAULTS = dict(
     shifts=list(SHIFTS),
     severity=3,
     bs=16,
+    avarc_ns=[1, 2, 5],
+    shift_avarc_n=5,
+    sigma=0.1,
+    avarc_stages=None,
 )
+
+# The classifiers a plan may name: the family its model trains as, its Fig. 6 budgets (an `eval`
+# key, or fixed), its one budget on the shifts of Table 2, how a budget reads, and the `eval` keys
+# its results depend on. A-VARC (`avarc`) scores S samples of likelihood smoothing (S = 1 is VAR's
+# plain likelihood, the `var` row) and, with `avarc_stages`, adds its pruned row.
+KINDS = dict(
+    randar=dict(family='randar', budgets='ks', shift='shift_K', unit='K = {n}'),
+    raster=dict(family='randar', budgets=[1], shift=1, unit='K = {n}'),
+    dit=dict(family='dit', budgets='diffusion_ns', shift='shift_diffusion_n',
+             unit='{n} timesteps', keys=('step',)),
+    sit=dict(family='sit', budgets='diffusion_ns', shift='shift_diffusion_n',
+             unit='{n} timesteps', keys=('step',)),
+    var=dict(family='var', budgets=[1], shift=1, unit='likelihood (S = 1)'),
+    avarc=dict(family='var', budgets='avarc_ns', shift='shift_avarc_n', unit='S = {n}',
+               keys=('sigma', 'avarc_stages')),
+    vit=dict(family='discriminative', budgets=[1], shift=1, unit='1 forward'),
+    resnet=dict(family='discriminative', budgets=[1], shift=1, unit='1 forward',
+                presets=dict(fashion_mnist='resnet18_fmnist', cifar10='resnet18_cifar')),
+)
+EVAL_COMMON = ('shifts', 'severity', 'bs')
+
+
+def _kind_keys(kind: str) -> tuple:
+    "The `eval` keys the results of `kind` depend on."
+    K = KINDS[kind]
+    return tuple(v for v in (K['budgets'], K['shift']) if isinstance(v, str)) + K.get('keys', ())
 
 
 def _classifier(kind: str, file, device, E: dict):
-    "The classifier of kind `kind` (randar, raster, dit, sit) on the weights `file`."
+    "The classifier of kind `kind` (a key of `KINDS`) on the weights `file`."
     if kind in ('dit', 'sit'):
         return create_classifier(str(file), device=device, step=E['step'])
-    return create_classifier(str(file), device=device, raster=kind == 'raster')
+    if kind in ('randar', 'raster'):
+        return create_classifier(str(file), device=device, raster=kind == 'raster')
+    if kind == 'avarc':
+        return create_classifier(str(file), device=device, sigma=E['sigma'])
+    return create_classifier(str(file), device=device)
 
 
 def load_plan(src) -> dict:
@@ -77,10 +116,17 @@ def load_plan(src) -> dict:
                 f'{p}: dataset {ds!r} has no small presets (use {list(FAMILY_PRESETS)})'
             )
         for kind, spec in d['models'].items():
-            if kind not in ALIASES:
-                raise ValueError(f'{p}: {ds}: unknown classifier {kind!r} (use {list(ALIASES)})')
-            if len(set(spec) & {'weights', 'train'}) != 1:
-                raise ValueError(f'{p}: {ds}/{kind}: give exactly one of "weights" or "train"')
+            if kind not in KINDS:
+                raise ValueError(f'{p}: {ds}: unknown classifier {kind!r} (use {list(KINDS)})')
+            if len(set(spec) & {'weights', 'train', 'same_as'}) != 1:
+                raise ValueError(f'{p}: {ds}/{kind}: give exactly one of "weights", "train" or '
+                                 '"same_as" (another classifier of the plan whose model it scores)')
+            other = spec.get('same_as')
+            if other is not None and (other not in d['models'] or 'same_as' in d['models'][other]
+                                      or KINDS[other]['family'] != KINDS[kind]['family']):
+                raise ValueError(f'{p}: {ds}/{kind}: "same_as" must name another classifier of '
+                                 f'the plan, of the same family ({KINDS[kind]["family"]}), with '
+                                 f'"weights" or "train"; got {other!r}')
     plan['path'] = str(p)
     return plan
 
@@ -179,16 +225,23 @@ def ensure_trained(
 def model_file(
     plan: dict, dataset: str, kind: str, runs='runs', device=None, progress: bool = False
 ) -> Path:
-    """The weights of classifier `kind` on `dataset`: a shipped or given file (`"weights"`), or
-    the run folder's copy, trained from the plan's `"train"` recipe when missing
-    (`ensure_trained`)."""
+    """The weights of classifier `kind` on `dataset`: a shipped or given file (`"weights"`), the
+    model of another classifier of the plan (`"same_as"`: A-VARC scores the VAR model), or the run
+    folder's copy, trained from the plan's `"train"` recipe when missing (`ensure_trained`)."""
     spec = plan['datasets'][dataset]['models'][kind]
+    if 'same_as' in spec:
+        return model_file(plan, dataset, spec['same_as'], runs, device, progress)
     if 'weights' in spec:
         return weights_path(spec['weights'])
     rec = dict(spec['train'])
-    family = rec.pop('family', 'randar' if kind in ('randar', 'raster') else kind)
+    family = rec.pop('family', KINDS[kind]['family'])
+    if family != KINDS[kind]['family']:
+        raise ValueError(f'{dataset}/{kind}: a {kind} classifier scores a '
+                         f'{KINDS[kind]["family"]} model, not a {family} one')
     if kind in ('randar', 'raster'):
         rec.setdefault('order', 'random' if kind == 'randar' else 'raster')
+    if 'presets' in KINDS[kind] and dataset in KINDS[kind]['presets']:
+        rec.setdefault('preset', KINDS[kind]['presets'][dataset])
     return ensure_trained(
         Path(runs) / f"reproduce-{plan['name']}" / dataset / f'{kind}.pt',
         family,
@@ -249,28 +302,77 @@ def cached_eval(
     _barrier()
     return r
 
-# %% ../nbs/09_reproduce.ipynb 13
+# %% ../nbs/09_reproduce.ipynb 14
+def cached_prune(clf, ds, stages: str, path, seed: int = 0, bs: int = 16, progress: bool = True,
+                 key: dict | None = None) -> dict:
+    """`avarc_evaluate` of `clf` on `ds` with A-VARC's `stages` (`keep:samples:scales,...`), stored
+    at `path` and used again only if made by the same evaluation (`eval_key` and the stages)."""
+    path, st = Path(path), parse_avarc_stages(stages)
+    classes = list(range(len(ds.classes)))
+    n = max(S for _, S, _ in st)
+    want = eval_key(clf, n, seed, classes, len(ds),
+                    dict(key or {}, data=data_digest(ds.x, ds.y), stages=stages))
+    if path.exists():
+        try:
+            r = torch.load(path, map_location='cpu', weights_only=True)
+        except Exception:
+            r = None
+        if not isinstance(r, dict) or 'hits' not in r:
+            raise ValueError(f'{path} (a finished pruned evaluation) is unreadable: delete it')
+        if not key_diff(r.get('key'), want):
+            return r
+    r = avarc_evaluate(clf, ds, st, classes, bs, seed, progress)
+    hits = (r['pred'].cpu() == r['y'].cpu()).float()
+    out = dict(key=want, stages=stages, hits=hits, acc=hits.mean().item(),
+               forwards_per_image=float(r['forwards_per_image']),
+               full_equivalents_per_image=float(r['full_equivalents_per_image']),
+               seconds_per_image=float(r['seconds_per_image']))
+    if is_main():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_save(out, path)
+    _barrier()
+    return out
+
+
+def prune_row(r: dict) -> dict:
+    "The Fig. 6 row of a pruned A-VARC evaluation (`cached_prune`): its last stage's samples."
+    lo, hi = bootstrap_ci(r['hits'])
+    return dict(classifier='avarc_pruned', n=parse_avarc_stages(r['stages'])[-1][1],
+                acc=r['acc'], std=None, lo=lo, hi=hi, groups=1,
+                forwards=round(r['forwards_per_image']), s_per_image=r['seconds_per_image'],
+                stages=r['stages'])
+
+# %% ../nbs/09_reproduce.ipynb 15
 def budget_rows(r: dict, kind: str, ns) -> list[dict]:
     """Accuracy at each budget `n` in `ns` (mean ± std over the disjoint groups of `n` samples of
-    one evaluation) with forwards and seconds per image; seconds scale the measured time per
-    sample, since both grow linearly in `n`."""
+    one evaluation, and a 95% bootstrap interval over images of that mean) with forwards and
+    seconds per image; both scale the evaluation's per-sample cost, since they grow linearly in
+    `n` (a discriminative network's forwards do not grow with the classes)."""
     n_max = r['scores'].shape[-1]
-    M = len(r['classes'])
+    fw = r.get('forwards_per_image', len(r['classes']) * n_max) / n_max  # per sample
     rows = accuracy_vs_n(r['scores'], r['classes'], r['y'], ns=[n for n in ns if n <= n_max])
-    return [
-        dict(
+    out = []
+    for o in rows:
+        n = o['n']
+        hits = torch.stack([  # [groups, images]: is each group's prediction right
+            predict(r['scores'][..., g * n : (g + 1) * n], r['classes'])[:, 0] == r['y']
+            for g in range(o['groups'])
+        ]).float()
+        lo, hi = bootstrap_ci(hits.mean(0))  # over images, of their mean over the groups
+        out.append(dict(
             classifier=kind,
             n=o['n'],
             acc=o['acc'],
             std=o['std'],
+            lo=lo,
+            hi=hi,
             groups=o['groups'],
-            forwards=M * o['n'],
+            forwards=round(fw * o['n']),
             s_per_image=r['seconds_per_image'] * o['n'] / n_max,
-        )
-        for o in rows
-    ]
+        ))
+    return out
 
-# %% ../nbs/09_reproduce.ipynb 14
+# %% ../nbs/09_reproduce.ipynb 16
 def _curve(rows: list[dict]) -> list[dict]:
     "The budgets that raise the best accuracy so far, by seconds per image: a rising curve."
     out = []
@@ -281,7 +383,7 @@ def _curve(rows: list[dict]) -> list[dict]:
 
 
 def _point(r: dict) -> dict:
-    return {k: r[k] for k in ('n', 'acc', 's_per_image')}
+    return {k: r[k] for k in ('n', 'acc', 's_per_image', 'stages') if k in r}
 
 
 def time_to_reach(rows: list[dict], acc: float) -> float | None:
@@ -326,16 +428,39 @@ def speed_ratio(fast: list[dict], slow: list[dict]) -> list[dict]:
         )
     return out
 
-# %% ../nbs/09_reproduce.ipynb 17
+# %% ../nbs/09_reproduce.ipynb 19
 def _budgets(kind: str, E: dict) -> list[int]:
-    return E['ks'] if kind == 'randar' else [1] if kind == 'raster' else E['diffusion_ns']
+    "The Fig. 6 budgets of classifier `kind`."
+    b = KINDS[kind]['budgets']
+    return E[b] if isinstance(b, str) else b
+
+
+def _shift_budget(kind: str, E: dict) -> int:
+    "The one budget of classifier `kind` on the shift suites (Table 2)."
+    b = KINDS[kind]['shift']
+    return E[b] if isinstance(b, str) else b
 
 
 def _stamp(plan: dict, E: dict, name: str) -> dict:
-    """What the results of dataset `name` depend on in the plan (its entry, the evaluation
-    settings, the seed), as it reads back from JSON."""
-    d = dict(seed=plan.get('seed', 0), eval=E, dataset=plan['datasets'][name])
+    """What the results of dataset `name` depend on in the plan (its entry, the seed, and the
+    evaluation settings its classifiers use), as it reads back from JSON: a setting only another
+    classifier reads leaves the results of this dataset standing."""
+    keys = set(EVAL_COMMON).union(*(_kind_keys(k) for k in plan['datasets'][name]['models']))
+    ev = {k: v for k, v in E.items() if k in keys}
+    d = dict(seed=plan.get('seed', 0), eval=ev, dataset=plan['datasets'][name])
     return json.loads(json.dumps(d))
+
+
+def _stored_stamp(prev: dict, name: str) -> dict | None:
+    """The stamp of dataset `name`'s results in a stored reproduction `prev`: their own, or for a
+    file written before results carried one (in one run), that of the plan the file stores."""
+    r = prev.get('results', {}).get(name, {})
+    if 'stamp' in r:
+        return r['stamp']
+    plan = prev.get('plan') or {}
+    if name not in plan.get('datasets', {}):
+        return None
+    return _stamp(plan, {**EVAL_DEFAULTS, **plan.get('eval', {})}, name)
 
 
 def _model_summary(path) -> dict:
@@ -402,9 +527,14 @@ def reproduce(
                 key=dict(model=digests[k], dataset=name, shift='none', severity=None),
             )
             fig6 += budget_rows(clean[k], k, _budgets(k, E))
-        table2, n_shift = [], dict(
-            randar=E['shift_K'], raster=1, dit=E['shift_diffusion_n'], sit=E['shift_diffusion_n']
-        )
+        stages = E['avarc_stages'] if 'avarc' in kinds else None
+        if stages:  # A-VARC with its class pruning: one more Fig. 6 point
+            pr = cached_prune(clfs['avarc'], test, stages,
+                              rdir / name / f'prune_avarc_clean_{len(test)}.pt', seed, E['bs'],
+                              progress, key=dict(model=digests['avarc'], dataset=name,
+                                                 shift='none', severity=None))
+            fig6.append(prune_row(pr))
+        table2 = []
         # Table 2: one budget per classifier, clean and shifted
         for sh in ['none'] + list(E['shifts']):
             sds = load_dataset(
@@ -417,11 +547,11 @@ def reproduce(
             )
             same = sh == 'none' and data_digest(sds.x, sds.y) == data_digest(test.x, test.y)
             for k in kinds:
-                n = n_shift[k]
+                n = _shift_budget(k, E)
                 if same and n <= clean[k]['scores'].shape[-1]:
                     r = clean[k]
                     # the first n of the same samples of the same images
-                    acc = accuracy(r['scores'][..., :n], r['classes'], r['y'])
+                    ci = accuracy_ci(r['scores'][..., :n], r['classes'], r['y'])
                 else:
                     r = cached_eval(
                         clfs[k],
@@ -438,8 +568,19 @@ def reproduce(
                             severity=None if sh == 'none' else E['severity'],
                         ),
                     )
-                    acc = accuracy(r['scores'], r['classes'], r['y'])
-                table2.append(dict(classifier=k, n=n, shift=sh, images=len(sds), acc=acc))
+                    ci = accuracy_ci(r['scores'], r['classes'], r['y'])
+                table2.append(dict(classifier=k, n=n, shift=sh, images=len(sds), acc=ci['acc'],
+                                   lo=ci['lo'], hi=ci['hi']))
+            if stages:
+                pr = pr if same else cached_prune(
+                    clfs['avarc'], sds, stages, rdir / name / f'prune_avarc_{sh}_{len(sds)}.pt',
+                    seed, E['bs'], progress,
+                    key=dict(model=digests['avarc'], dataset=name, shift=sh,
+                             severity=None if sh == 'none' else E['severity']))
+                o = prune_row(pr)
+                table2.append(dict(classifier='avarc_pruned', n=o['n'], shift=sh,
+                                   images=len(sds), acc=o['acc'], lo=o['lo'], hi=o['hi'],
+                                   stages=stages))
         speed = _speeds(fig6)
         res['results'][name] = dict(
             images=len(test),
@@ -453,14 +594,15 @@ def reproduce(
     if is_main():
         odir.mkdir(parents=True, exist_ok=True)
         f = odir / 'results.json'
-        old = read_results(f).get('results', {}) if f.exists() else {}
+        prev = read_results(f) if f.exists() else {}
+        old = prev.get('results', {})
         # a run of some datasets keeps the others' results, if the plan still makes them so
         keep = {
-            k: r
+            k: dict(r, stamp=_stamp(plan, E, k))
             for k, r in old.items()
             if k not in res['results']
             and k in plan['datasets']
-            and r.get('stamp') == _stamp(plan, E, k)
+            and _stored_stamp(prev, k) == _stamp(plan, E, k)
         }
         if drop := sorted(set(old) - set(keep) - set(res['results'])):
             print(f'{f}: dropping the results of {drop}, made by another plan', flush=True)
@@ -469,27 +611,39 @@ def reproduce(
         plot_reproduction(res, odir / 'fig6.png')
     return res
 
-# %% ../nbs/09_reproduce.ipynb 18
+# %% ../nbs/09_reproduce.ipynb 20
 NAMES = dict(
     randar='RandAR (random orders, lower bound)',
     raster='raster-order AR',
     dit='DiT classifier',
     sit='SiT classifier',
+    var='VAR (likelihood)',
+    avarc='A-VARC (likelihood smoothing)',
+    avarc_pruned='A-VARC (smoothing and class pruning)',
+    vit='ERM ViT (discriminative)',
+    resnet='ERM ResNet-18 (discriminative)',
 )
 SHIFT_NAMES = dict(none='clean', gaussian_noise='Gaussian noise', jpeg='JPEG', sketch='sketch')
 
 
-def _budget(k, n):
-    return f'K = {n}' if k in ('randar', 'raster') else f'{n} timesteps'
+def _budget(o: dict) -> str:
+    "How the budget of a Fig. 6 or Table 2 row (`classifier`, `n`) reads."
+    if o['classifier'] == 'avarc_pruned':
+        return f"stages {o.get('stages', '?')} (keep:samples:scales)"
+    return KINDS[o['classifier']]['unit'].format(n=o['n'])
+
+
+# the generative classifiers whose speed RandAR's is compared with (at matched accuracy)
+SPEED_VS = ('dit', 'sit', 'var', 'avarc', 'avarc_pruned')
 
 
 def _speeds(fig6: list[dict]) -> dict:
-    "`speed_ratio` of RandAR over each diffusion classifier of a dataset's Fig. 6 rows."
+    "`speed_ratio` of RandAR over each other generative classifier of a dataset's Fig. 6 rows."
     kinds = {o['classifier'] for o in fig6}
     return {
         s: speed_ratio([o for o in fig6 if o['classifier'] == 'randar'],
                        [o for o in fig6 if o['classifier'] == s])
-        for s in ('dit', 'sit')
+        for s in SPEED_VS
         if s in kinds and 'randar' in kinds
     }
 
@@ -508,9 +662,15 @@ def refresh_report(folder) -> dict:
     return res
 
 
+def _times(r: float) -> str:
+    "A time ratio (slow over fast) in words, either way round."
+    return f'{r:.1f}× faster' if r >= 1 else f'{1 / r:.1f}× slower'
+
+
 def speed_summary(rows: list[dict]) -> str:
     """One line: the speed-up at matched accuracies (only where both curves pass through the
-    accuracy), or why there is none, with the two classifiers' points."""
+    accuracy), or why there is none, with the two classifiers' points (the slow one's budget as
+    `_budget` reads it)."""
     ok = [r for r in rows if r['ratio']]
     if ok:
         top = max(ok, key=lambda r: r['ratio'])
@@ -522,15 +682,16 @@ def speed_summary(rows: list[dict]) -> str:
     if r['why'] == 'fast is more accurate at every budget':
         return (f"no matched accuracy: RandAR's cheapest budget (K = {c['n']}, "
                 f"{100 * c['acc']:.1f}%, {c['s_per_image']:.3g} s per image) is already more "
-                f"accurate than the diffusion classifier's best budget ({b['n']} timesteps, "
+                f"accurate than the {NAMES.get(r['slow'], r['slow'])}'s best budget "
+                f"({_budget(dict(b, classifier=r['slow']))}, "
                 f"{100 * b['acc']:.1f}%, {b['s_per_image']:.3g} s): at those two points RandAR is "
-                f"{b['s_per_image'] / c['s_per_image']:.1f}× faster and "
+                f"{_times(b['s_per_image'] / c['s_per_image'])} and "
                 f"{100 * (c['acc'] - b['acc']):.1f} points more accurate")
     f = r['fast_best']
     return (f"no matched accuracy: no RandAR budget reaches {100 * b['acc']:.1f}% (its best: "
             f"{100 * f['acc']:.1f}%)")
 
-# %% ../nbs/09_reproduce.ipynb 19
+# %% ../nbs/09_reproduce.ipynb 21
 def _plan_arg(plan: dict) -> str:
     """How to name the plan on the command line: a shipped plan by its name (wherever it was
     installed)."""
@@ -564,9 +725,9 @@ def report(res: dict) -> str:
               f"{ri['git_rev']}, {ri['date']} (no model was run again).", '']
     for name, r in res['results'].items():
         t2 = r['table2']
-        budgets = {o['classifier']: _budget(o['classifier'], o['n']) for o in t2}
+        budgets = {o['classifier']: _budget(o) for o in t2}
         fig6 = [
-            dict(o, label=NAMES[o['classifier']], budget=_budget(o['classifier'], o['n']))
+            dict(o, label=NAMES[o['classifier']], budget=_budget(o))
             for o in r['fig6']
         ]
         s += [
@@ -583,7 +744,8 @@ def report(res: dict) -> str:
         s += [
             '',
             '± is the standard deviation over the disjoint groups of samples of one evaluation '
-            '(none for the largest budget).',
+            '(none for the largest budget); brackets hold the 95% bootstrap interval over images '
+            'of the mean over the groups.',
             '',
         ]
         for k, rows in _speeds(r['fig6']).items():
@@ -603,7 +765,7 @@ def report(res: dict) -> str:
         )
     return '\n'.join(s)
 
-# %% ../nbs/09_reproduce.ipynb 20
+# %% ../nbs/09_reproduce.ipynb 22
 def plot_reproduction(res: dict, path=None):
     "Fig. 6 analogue: accuracy against seconds per image, one panel per dataset."
     import matplotlib.pyplot as plt
@@ -615,10 +777,14 @@ def plot_reproduction(res: dict, path=None):
         rows = res['results'][name]['fig6']
         for k in dict.fromkeys(o['classifier'] for o in rows):
             rr = [o for o in rows if o['classifier'] == k]
+            # the bootstrap interval over images where stored, else the spread over groups
+            err = ([[100 * max(0, o['acc'] - o['lo']) for o in rr],
+                    [100 * max(0, o['hi'] - o['acc']) for o in rr]]
+                   if all('lo' in o for o in rr) else [100 * (o['std'] or 0) for o in rr])
             ax.errorbar(
                 [o['s_per_image'] for o in rr],
                 [100 * o['acc'] for o in rr],
-                [100 * o['std'] for o in rr],
+                err,
                 fmt='o-',
                 capsize=2,
                 label=NAMES[k],

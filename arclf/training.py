@@ -45,11 +45,12 @@ from .scorer import RandARClassifier, evaluate, accuracy_ci
 from .classifiers import DiffusionClassifier, load_model
 # VAR: its multi-scale VAE trains as a tokenizer, then VAR on the VAE's teacher-forcing data
 from .var import VAR, VARConfig, VARVAE, VAR_NO_DECAY, VARDecayCB, teacher_forcing_data
+from .discriminative import train_discriminative
 
 # %% auto 0
-__all__ = ['DATASET_OF', 'FAMILY_PRESETS', 'setup_distributed', 'is_main', 'enable_tf32', 'MixedPrecisionCB', 'EMACB',
-           'CompileCB', 'GradCheckpointCB', 'rng_state', 'set_rng_state', 'learner_state', 'CheckpointCB', 'resume',
-           'ResumeCB', 'DDPCB', 'scale_cbs', 'save_run', 'VQStatsCB', 'reconstruct', 'psnr', 'code_stats',
+__all__ = ['DATASET_OF', 'TRAIN_FAMILIES', 'FAMILY_PRESETS', 'setup_distributed', 'is_main', 'enable_tf32', 'MixedPrecisionCB',
+           'EMACB', 'CompileCB', 'GradCheckpointCB', 'rng_state', 'set_rng_state', 'learner_state', 'CheckpointCB',
+           'resume', 'ResumeCB', 'DDPCB', 'scale_cbs', 'save_run', 'VQStatsCB', 'reconstruct', 'psnr', 'code_stats',
            'recon_metrics', 'train_tokenizer', 'nll_per_token', 'train_randar', 'dataset_tag', 'encode_tokens',
            'train_diffusion', 'train_var', 'loss_flops', 'curve_converged', 'CurveCB', 'presets_for', 'train_data',
            'train_model']
@@ -1028,23 +1029,25 @@ def _curve_cb(family, valid, out, first, n, tol, seed, key, preset, tokenizer,
                    meta=meta, images=images)
 
 # %% ../nbs/06_training.ipynb 64
+# what `train_model` trains: the generative families and the ERM baselines (notebook 05a)
+TRAIN_FAMILIES = ('randar', 'dit', 'sit', 'var', 'discriminative')
 FAMILY_PRESETS = {
     'fashion_mnist': dict(
         randar='randar_fmnist', dit='dit_fmnist', sit='sit_fmnist', tokenizer='vq_fmnist_s',
-        var='var_fmnist', var_vae='var_vae_fmnist',
+        var='var_fmnist', var_vae='var_vae_fmnist', discriminative='vit_erm_fmnist',
     ),
     'cifar10': dict(
         randar='randar_cifar', dit='dit_cifar', sit='sit_cifar', tokenizer='vq_cifar_s',
-        var='var_cifar', var_vae='var_vae_cifar',
+        var='var_cifar', var_vae='var_vae_cifar', discriminative='vit_erm_cifar',
     ),
 }
 
 
 def presets_for(dataset: str, root=None) -> dict:
     """The small presets that fit `dataset` (`tokenizer`, `randar`, `dit`, `sit`, `var` and its
-    VAE `var_vae`) and the config `overrides` its class count needs: for your own image folder,
-    those of Fashion-MNIST (grey 1x28x28) or CIFAR-10 (colour 3x32x32) by its images, with
-    `num_classes` set to its own."""
+    VAE `var_vae`, the ERM ViT `discriminative`) and the config `overrides` its class count
+    needs: for your own image folder, those of Fashion-MNIST (grey 1x28x28) or CIFAR-10 (colour
+    3x32x32) by its images, with `num_classes` set to its own."""
     if dataset in FAMILY_PRESETS:
         return dict(FAMILY_PRESETS[dataset], overrides={})
     if is_folder_name(dataset):
@@ -1067,7 +1070,7 @@ def train_data(
 ):
     """What `family` learns from (the first `n` training examples if given): token ids `[n, N]`
     under `tokenizer` (randar; of latents noised at `noise_t`, the noise augmentation) or
-    images in [-1, 1] (dit, sit; var, whose VAE encodes them), and labels."""
+    images in [-1, 1] (dit, sit, discriminative; var, whose VAE encodes them), and labels."""
     if family == 'randar':
         tok = tokenizer or presets_for(dataset, root)['tokenizer']
         # only the images a run uses are tokenized (a short test run need not encode all 60k)
@@ -1076,11 +1079,11 @@ def train_data(
         raise ValueError(
             f'noise_t (latent noise augmentation) applies to randar tokens, not to {family}'
         )
-    if family in ('dit', 'sit', 'var'):
+    if family in TRAIN_FAMILIES:
         ds = load_dataset(dataset, split, root)
         idx = slice(0, n) if n else slice(None)
         return ds.images(idx), ds.y[idx]
-    raise ValueError(f'unknown family {family!r}: use randar, dit, sit or var')
+    raise ValueError(f'unknown family {family!r}: use {", ".join(TRAIN_FAMILIES)}')
 
 # %% ../nbs/06_training.ipynb 65
 def _check_cfg(cfg: dict, config_cls, preset, flags: dict):
@@ -1189,8 +1192,9 @@ def train_model(
     tokenizer_out=None,
     **cfg,
 ) -> nn.Module:
-    """Train a small `family` model ('randar' in `order`, 'dit', 'sit', 'var') on `dataset` (a
-    name, or your own image folder) with the family's trainer and `scale_cbs`, and save it to
+    """Train a small `family` model ('randar' in `order`, 'dit', 'sit', 'var', or the ERM
+    baseline 'discriminative', a preset of notebook 05a) on `dataset` (a name, or your own
+    image folder) with the family's trainer and `scale_cbs`, and save it to
     `out` (rank 0; checked first, see `check_out`) with its record. `cfg` override fields of the
     preset's config; `noise_t` > 0 trains RandAR on the tokens of noisy latents (noise
     augmentation). A `ckpt` written by a run with another recipe is refused, not resumed. Runs
@@ -1208,17 +1212,20 @@ def train_model(
     timesteps (DiT/SiT, default 16) per image, on the first `curve_images`) and stops once a
     doubling moves the classifier's accuracy by less than `tol` points; the weights of the
     latest point go beside it (`<curve>.pt`)."""
-    if family not in ('randar', 'dit', 'sit', 'var'):
-        raise ValueError(f'unknown family {family!r}: use randar, dit, sit or var')
+    if family not in TRAIN_FAMILIES:
+        raise ValueError(f'unknown family {family!r}: use {", ".join(TRAIN_FAMILIES)}')
     counts = dict(epochs=epochs, bs=bs, n_train=n_train, ckpt_every=ckpt_every,
                   curve_first=curve_first, curve_n=curve_n, curve_images=curve_images,
                   tokenizer_epochs=tokenizer_epochs)
     for k, v in counts.items():
         check_count(k, v)
     check_count('n_valid', n_valid, lo=0)
-    if curve is not None and family == 'var':
+    if curve is not None and family in ('var', 'discriminative'):
         raise ValueError('learning curves (curve=, --curve) are measured for randar, dit and sit; '
-                         'not yet for var')
+                         f'not yet for {family}')
+    if family == 'discriminative' and (order or tokenizer or noise_t):
+        raise ValueError('a discriminative network reads images: order, tokenizer and noise_t '
+                         'are not its options')
     if curve is not None and not n_valid:
         raise ValueError('a learning curve (curve=) is measured on held-out images: set n_valid, '
                          'e.g. 1000')
@@ -1307,6 +1314,15 @@ def train_model(
             x, y, preset, order=order, wd=wd, vocab_size=vocab, tokenizer=tokenizer,
             sched=schedule, **kw, **cfg
         )
+    elif family == 'discriminative':  # ERM with cross-entropy, the same engine and checkpoints
+        try:  # the preset's fields and timm's own arguments (depth, embed_dim...)
+            create_model(preset, **cfg)
+        except TypeError as e:
+            raise ValueError(f'{preset}: config overrides {sorted(cfg)} do not fit it ({e})'
+                             ) from None
+        wd = 0.05 if wd is None else wd
+        model = train_discriminative(preset, dataset, wd=wd, schedule=schedule, data=(x, y),
+                                     root=root, **kw, **cfg)
     elif family == 'var':
         wd = 0.05 if wd is None else wd
         model = train_var(x, y, vae, preset, wd=wd, tokenizer=tokenizer, sched=schedule, **kw,
