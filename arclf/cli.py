@@ -216,7 +216,8 @@ def train_model_cli(family: str, argv):
     p.add_argument('--curve-first', type=count(), default=50,
                    help='first curve point (steps); then every doubling')
     p.add_argument('--curve-n', type=count(),
-                   help='orders (randar, default 1) or timesteps (dit/sit, default 16) per image')
+                   help='orders (randar, default 1), timesteps (dit/sit, default 16) or A-VARC '
+                   'samples (var, default 1) per image')
     p.add_argument('--curve-images', type=count(),
                    help='validation images the classifier is scored on (default: all)')
     p.add_argument('--tol', type=float, default=1.0,
@@ -879,8 +880,6 @@ def _experiment(a):
             raise ValueError('--weights FILE loads into a registered --model NAME: give --model')
         # A-VARC's stages are read before anything is loaded (the rule is checked with the model)
         stages = parse_avarc_stages(a.avarc_stages) if a.avarc_stages is not None else None
-        if stages and a.prune:
-            raise ValueError('give --avarc-stages (A-VARC\'s stages) or --prune, not both')
         if a.imagenet:
             from arclf.data import imagenet_variant
 
@@ -903,10 +902,6 @@ def _experiment(a):
         if given and not _is_var(a.model or a.clf, a.weights):
             raise ValueError(f"{', '.join(given)} apply to A-VARC (VAR models) only: "
                              f'{a.model or a.clf} is not a VAR model')
-        if stages:
-            r = _avarc_eval(a, a.model, ds, per or None, stages)
-            print(json.dumps({k: v for k, v in r.items() if k != 'run_info'}, indent=1))
-            return r
         r = run_eval(
             a.model or a.clf,
             ds,
@@ -923,6 +918,7 @@ def _experiment(a):
             a.step,
             clf_kw=_clf_kw(a),
             weights=a.weights,
+            avarc_stages=stages,
         )
         print(
             json.dumps({k: v for k, v in r.items() if k not in ('acc_vs_n', 'run_info')}, indent=1)
@@ -953,40 +949,6 @@ def _is_var(model, weights=None) -> bool:
     if weights or name in list_models():
         return model_spec(name).family == 'var'
     return isinstance(load_model(model), VAR)  # a file: what it holds
-
-
-def _avarc_eval(a, model, dataset, n_per_class, stages) -> dict:
-    """`arclf eval --avarc-stages`: A-VARC's adaptive class pruning over the test set
-    (`avarc_evaluate`), with the accuracy and the VAR forwards per image, written as every
-    evaluation is (`write_results`: the provenance beside the numbers)."""
-    from arclf.avarc import avarc_evaluate
-    from arclf.classifiers import create_classifier
-    from arclf.core import create_model, run_info
-    from arclf.data import load_dataset
-    from arclf.experiments import check_fit, write_results
-
-    if a.out is not None and Path(a.out).suffix != '.json':
-        raise ValueError(f'--out {a.out}: results are written as JSON: name a .json file')
-    check_out(a.out, replace_ok=True)  # writable, before any work
-    if int(os.environ.get('WORLD_SIZE', '1')) > 1:
-        raise ValueError('--avarc-stages runs in one process: start it without torchrun')
-    m = create_model(model, pretrained=a.weights) if a.weights else model
-    clf = create_classifier(m, a.tokenizer, device=a.device, **_clf_kw(a))
-    if isinstance(dataset, (str, Path)):
-        ds = load_dataset(dataset, 'test', a.root, severity=a.severity or 3, seed=a.seed,
-                          n_per_class=n_per_class)
-        name = str(dataset)
-    else:
-        ds, name = dataset, dataset.name
-    check_fit(clf, ds, model)
-    r = avarc_evaluate(clf, ds, stages, bs=a.bs, seed=a.seed)
-    res = dict(model=str(model), classifier=type(clf).__name__, dataset=name, images=len(r['y']),
-               n=max(S for _, S, _ in r['stages']), seed=a.seed,
-               sigma=getattr(clf, 'clf', clf).sigma, avarc_stages=[list(s) for s in r['stages']],
-               acc=r['acc'], seconds_per_image=r['seconds_per_image'],
-               forwards_per_image=r['forwards_per_image'],
-               full_equivalents_per_image=r['full_equivalents_per_image'])
-    return write_results(a.out, res) if a.out else dict(res, run_info=run_info())
 
 
 def _trained_on(f: Path, dataset: str) -> Path:

@@ -32,6 +32,7 @@ from arclf.scorer import (
     drop_accuracy,
 )
 from .classifiers import create_classifier, load_model, ALIASES
+from .avarc import avarc_evaluate, parse_avarc_stages
 from .core import create_model
 
 # %% auto 0
@@ -151,20 +152,28 @@ def run_eval(
     progress: bool = True,
     clf_kw: dict | None = None,
     weights=None,
+    avarc_stages=None,
 ) -> dict:
     """Evaluate a classifier (a model name, alias or path; `weights=FILE` loads that file into
     the registered `model`) on a dataset (a name, a folder, or a
     dataset object such as an ImageNet `ImageFolderSet`); return (and optionally write) the result
     with its Table 2 row. With `out=F.json` the scores go to `F.scores.pt`, saved as they come:
     an interrupted run continues where it stopped. `clf_kw`: classifier options (`crop`,
-    `autocast_dtype`, `chunk`, `compile`, `encoder`, `sample_latent`, ...)."""
+    `autocast_dtype`, `chunk`, `compile`, `encoder`, `sample_latent`, ...). Two pruned evaluations
+    give one prediction per image instead: `prune` (RandAR's class pruning, `'K:keep,...'`) and
+    `avarc_stages` (A-VARC's, `'keep:samples:scales,...'` or its list, for a VAR model)."""
     if out is not None and Path(out).suffix != '.json':
         raise ValueError(f'--out {out}: results are written as JSON: name a .json file')
     check_out(out, replace_ok=True)  # a results file is rewritten; but writable, before any work
     check_device(device)
     world = int(os.environ.get('WORLD_SIZE', '1')) if 'RANK' in os.environ else 1
-    if world > 1 and prune:
-        raise ValueError('--prune runs in one process: start it without torchrun')
+    if world > 1 and (prune or avarc_stages):
+        flag = '--prune' if prune else '--avarc-stages'
+        raise ValueError(f'{flag} runs in one process: start it without torchrun')
+    if prune and avarc_stages:
+        raise ValueError("give --avarc-stages (A-VARC's stages) or --prune, not both")
+    if isinstance(avarc_stages, str):
+        avarc_stages = parse_avarc_stages(avarc_stages)
     if 'RANK' in os.environ:  # under torchrun: images are split across the processes
         from arclf.training import setup_distributed
 
@@ -206,6 +215,14 @@ def run_eval(
             seconds_per_image=r['seconds_per_image'],
             forwards_per_image=r['forwards_per_image'],
         )
+        return write_results(out, res) if out else dict(res, run_info=run_info())
+    if avarc_stages:
+        r = avarc_evaluate(clf, ds, avarc_stages, bs=bs, seed=seed, progress=progress)
+        res.update(n=max(S for _, S, _ in r['stages']), sigma=getattr(clf, 'clf', clf).sigma,
+                   avarc_stages=[list(s) for s in r['stages']],
+                   acc=r['acc'], seconds_per_image=r['seconds_per_image'],
+                   forwards_per_image=r['forwards_per_image'],
+                   full_equivalents_per_image=r['full_equivalents_per_image'])
         return write_results(out, res) if out else dict(res, run_info=run_info())
     scores = None if out is None else Path(out).with_suffix('.scores.pt')
     r = evaluate(clf, ds, n, bs=bs, seed=seed, progress=progress, out=scores)

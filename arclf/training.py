@@ -46,6 +46,7 @@ from .classifiers import DiffusionClassifier, load_model
 # VAR: its multi-scale VAE trains as a tokenizer, then VAR on the VAE's teacher-forcing data
 from .var import VAR, VARConfig, VARVAE, VAR_NO_DECAY, VARDecayCB, teacher_forcing_data
 from .discriminative import train_discriminative
+from .avarc import AVARClassifier
 
 # %% auto 0
 __all__ = ['DATASET_OF', 'TRAIN_FAMILIES', 'FAMILY_PRESETS', 'setup_distributed', 'is_main', 'enable_tf32', 'MixedPrecisionCB',
@@ -908,7 +909,8 @@ def loss_flops(model: nn.Module, batch, loss_fn=None) -> int:
 
 
 def _valid_loss(model, loss_fn, valid, seed: int, bs: int = 256) -> float:
-    "Mean loss over `valid` (x, y) with seeded randomness (orders, timesteps, noise), RNG restored."
+    """Mean loss over `valid` (the tensors of a training batch: (x, y), or VAR's (tokens, x_in,
+    y)) with seeded randomness (orders, timesteps, noise), RNG restored."""
     was = model.training
     model.eval()
     tot, n = 0.0, 0
@@ -916,7 +918,7 @@ def _valid_loss(model, loss_fn, valid, seed: int, bs: int = 256) -> float:
         torch.manual_seed(seed)
         dev = next(model.parameters()).device
         for s in range(0, len(valid[0]), bs):
-            b = (valid[0][s : s + bs].to(dev), valid[1][s : s + bs].to(dev))
+            b = tuple(t[s : s + bs].to(dev) for t in valid)
             tot += loss_fn(model, b).item() * len(b[0])
             n += len(b[0])
     model.train(was)
@@ -945,10 +947,12 @@ class CurveCB(Callback):
 
     def __init__(self, valid, classifier, n: int = 1, first: int = 50, out=None,
                  tol: float | None = 1.0, seed: int = 0, max_points: int = 30, snapshot=None,
-                 meta: dict | None = None, images: int | None = None):
+                 meta: dict | None = None, images: int | None = None, loss_data=None):
         check_count('first', first)
         check_count('n', n)
         self.valid, self.classifier, self.n, self.first = valid, classifier, n, first
+        # what the validation loss reads, if not `valid` (VAR: teacher-forcing data of its images)
+        self.loss_data = valid if loss_data is None else loss_data
         self.out, self.tol, self.seed, self.max_points = out, tol, seed, max_points
         self.snapshot, self.meta = snapshot, meta or {}
         self.images = valid if images is None else (valid[0][:images], valid[1][:images])
@@ -956,7 +960,7 @@ class CurveCB(Callback):
     def before_fit(self, learn):
         if getattr(learn, 'curve', None) is None:  # (a resumed run brings its own)
             dl = learn.train_dl  # one training example, without moving the loader
-            b = tuple(t[:1].to(learn.device) for t in dl.tensors[:2])
+            b = tuple(t[:1].to(learn.device) for t in dl.tensors[: len(self.loss_data)])
             fl = loss_flops(learn.model, b, learn.loss_fn)
             learn.curve = dict(points=[], seconds=0.0, converged=False, flops_per_sample=3 * fl,
                                samples_per_step=dl.bs)
@@ -983,7 +987,7 @@ class CurveCB(Callback):
         m = getattr(learn, 'ema', None) or learn.model
         was = m.training
         c = learn.curve
-        vloss = _valid_loss(m, learn.loss_fn, self.valid, self.seed)
+        vloss = _valid_loss(m, learn.loss_fn, self.loss_data, self.seed)
         t0 = time.time()
         r = evaluate(self.classifier(m), self.images, self.n, seed=self.seed, progress=False)
         m.train(was)
@@ -1012,13 +1016,21 @@ class CurveCB(Callback):
 
 # %% ../nbs/06_training.ipynb 62
 def _curve_cb(family, valid, out, first, n, tol, seed, key, preset, tokenizer,
-              images=None) -> CurveCB:
+              images=None, vae=None) -> CurveCB:
     """The learning curve of a `train_model` run: RandAR scored in its own order (raster or K
-    random orders), DiT/SiT over `n` timesteps of the standard grid (spread order)."""
+    random orders), DiT/SiT over `n` timesteps of the standard grid (spread order), VAR by A-VARC
+    with its `vae` (`n` samples; 1: VAR's likelihood) on the images, its validation loss on their
+    teacher-forcing data."""
+    loss_data = None
     if family == 'randar':
         n = n or 1
         clf = lambda m: RandARClassifier(m, raster=m.cfg.order == 'raster')  # noqa: E731
         valid = (valid[0].long(), valid[1].long())  # token ids
+    elif family == 'var':
+        n = n or 1
+        clf = lambda m: AVARClassifier(m, vae.to(next(m.parameters()).device))  # noqa: E731
+        valid = (valid[0], valid[1].long())
+        loss_data = teacher_forcing_data(vae, *valid)
     else:
         n = n or 16
         clf = DiffusionClassifier
@@ -1026,7 +1038,7 @@ def _curve_cb(family, valid, out, first, n, tol, seed, key, preset, tokenizer,
     out = Path(out)
     meta = dict(family=family, preset=preset, tokenizer=tokenizer, recipe=key)
     return CurveCB(valid, clf, n, first, out, tol, seed, snapshot=out.with_suffix('.pt'),
-                   meta=meta, images=images)
+                   meta=meta, images=images, loss_data=loss_data)
 
 # %% ../nbs/06_training.ipynb 64
 # what `train_model` trains: the generative families and the ERM baselines (notebook 05a)
@@ -1208,8 +1220,9 @@ def train_model(
 
     `n_valid` holds out the last `n_valid` of the images the run reads (validation, never
     trained on); with `curve` (a JSON path) the run records its learning curve on them
-    (`CurveCB`: every doubling from `curve_first` steps, `curve_n` orders (RandAR, default 1) or
-    timesteps (DiT/SiT, default 16) per image, on the first `curve_images`) and stops once a
+    (`CurveCB`: every doubling from `curve_first` steps, `curve_n` orders (RandAR, default 1),
+    timesteps (DiT/SiT, default 16) or A-VARC samples (VAR, default 1: its likelihood) per image,
+    on the first `curve_images`) and stops once a
     doubling moves the classifier's accuracy by less than `tol` points; the weights of the
     latest point go beside it (`<curve>.pt`)."""
     if family not in TRAIN_FAMILIES:
@@ -1220,9 +1233,9 @@ def train_model(
     for k, v in counts.items():
         check_count(k, v)
     check_count('n_valid', n_valid, lo=0)
-    if curve is not None and family in ('var', 'discriminative'):
-        raise ValueError('learning curves (curve=, --curve) are measured for randar, dit and sit; '
-                         f'not yet for {family}')
+    if curve is not None and family == 'discriminative':
+        raise ValueError('learning curves (curve=, --curve) are measured for the generative '
+                         'families (randar, dit, sit, var), not for discriminative')
     if family == 'discriminative' and (order or tokenizer or noise_t):
         raise ValueError('a discriminative network reads images: order, tokenizer and noise_t '
                          'are not its options')
@@ -1287,7 +1300,7 @@ def train_model(
     cbs = scale_cbs(dev, bf16, ema, compile, grad_ckpt, ckpt, ckpt_every, key) + list(extra_cbs)
     if curve is not None:
         cbs.append(_curve_cb(family, valid, curve, curve_first, curve_n, tol, seed, key,
-                             preset, tokenizer, curve_images))
+                             preset, tokenizer, curve_images, vae))
     kw = dict(
         epochs=epochs,
         bs=bs,

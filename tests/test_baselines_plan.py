@@ -1,0 +1,202 @@
+"""The rest of Table 2 in a reproduction plan (VAR, A-VARC with and without class pruning, the ERM
+networks) and the discriminative family of `train_model`: trained through the one engine,
+resumed exactly, scored through the one results path."""
+import json
+from pathlib import Path
+import pytest
+import torch
+from arclf.core import Callback
+
+
+def _write(d: Path, models: dict, **eval_kw) -> Path:
+    plan = dict(name='tiny_baselines', seed=0,
+                eval=dict(dict(ks=[1], avarc_ns=[1, 2], shift_K=1, shift_avarc_n=2,
+                               shifts=['jpeg']), **eval_kw),
+                datasets=dict(fashion_mnist=dict(n_per_class=1, models=models)))
+    p = d / 'plan.json'
+    p.write_text(json.dumps(plan))
+    return p
+
+
+TINY_VAR = dict(epochs=1, bs=16, n_train=32, tokenizer_epochs=1, depth=1, dim=32, n_head=2)
+TINY_VIT = dict(family='discriminative', epochs=1, bs=16, n_train=32, depth=1)
+
+
+@pytest.mark.parametrize('models, why', [
+    (dict(bogus=dict(weights='x')), "unknown classifier 'bogus'"),
+    (dict(avarc=dict(same_as='var')), '"same_as" must name another classifier'),
+    (dict(var=dict(same_as='avarc'), avarc=dict(same_as='var')), '"same_as" must name'),
+    (dict(vit=dict(weights='x'), avarc=dict(same_as='vit')), 'of the same family (var)'),
+    (dict(var=dict(weights='x', same_as='var')), 'exactly one of "weights", "train" or "same_as"'),
+])
+def test_plan_refuses_bad_classifiers(tmp_path, models, why):
+    from arclf.reproduce import load_plan
+
+    with pytest.raises(ValueError, match=why.replace('(', r'\(').replace(')', r'\)')):
+        load_plan(_write(tmp_path, models))
+
+
+def test_stamp_depends_only_on_the_settings_its_classifiers_read(tmp_path):
+    "A-VARC's settings leave a RandAR-only dataset's stored results standing, and its own not."
+    from arclf.reproduce import EVAL_DEFAULTS, _stamp, load_plan
+
+    def stamp(models, **kw):
+        p = load_plan(_write(tmp_path, models, **kw))
+        return _stamp(p, {**EVAL_DEFAULTS, **p['eval']}, 'fashion_mnist')
+
+    ar, av = dict(randar=dict(weights='x')), dict(var=dict(weights='x'), avarc=dict(same_as='var'))
+    assert stamp(ar) == stamp(ar, sigma=0.5, avarc_stages='2:1:3,1:2:5')
+    assert stamp(av) != stamp(av, sigma=0.5)
+    assert stamp(av) != stamp(av, avarc_stages='2:1:3,1:2:5')
+    assert stamp(ar) != stamp(ar, ks=[1, 2])
+
+
+def test_budget_rows_count_a_networks_forwards_and_give_intervals():
+    from arclf.reproduce import budget_rows
+
+    g = torch.Generator().manual_seed(0)
+    r = dict(scores=torch.randn(40, 10, 1, generator=g), classes=list(range(10)),
+             y=torch.randint(0, 10, (40,), generator=g), seconds_per_image=0.01,
+             forwards_per_image=1)
+    (o,) = budget_rows(r, 'vit', [1])
+    assert o['forwards'] == 1 and o['lo'] <= o['acc'] <= o['hi'] and o['hi'] > o['lo']
+    r = dict(r, scores=torch.randn(40, 10, 4, generator=g), forwards_per_image=40)
+    rows = budget_rows(r, 'avarc', [1, 2, 4])
+    assert [o['forwards'] for o in rows] == [10, 20, 40]
+    assert all(o['lo'] <= o['acc'] <= o['hi'] for o in rows)
+
+
+def test_discriminative_family_refuses_options_of_other_families(data_root, tmp_path):
+    from arclf.training import train_model
+
+    kw = dict(n_train=16, bs=8, root=data_root, log_every=0)
+    with pytest.raises(ValueError, match='order, tokenizer and noise_t are not its options'):
+        train_model('discriminative', out=tmp_path / 'a.pt', order='raster', **kw)
+    with pytest.raises(ValueError, match='not for discriminative'):
+        train_model('discriminative', out=tmp_path / 'a.pt', curve=tmp_path / 'c.json',
+                    n_valid=4, **kw)
+    with pytest.raises(ValueError, match=r"vit_erm_fmnist: config overrides \['bogus'\]"):
+        train_model('discriminative', out=tmp_path / 'a.pt', bogus=1, **kw)
+    with pytest.raises(ValueError, match='is a randar model, not a discriminative one'):
+        train_model('discriminative', out=tmp_path / 'a.pt', preset='randar_fmnist', **kw)
+    assert not (tmp_path / 'a.pt').exists()
+
+
+def test_discriminative_training_resumes_exactly(data_root, tmp_path):
+    """Killed after 3 of its 4 steps and resumed from its checkpoint: the same weights and losses
+    as the run that was never stopped; the saved network scores through `create_classifier`."""
+    from arclf.classifiers import create_classifier
+    from arclf.discriminative import DiscriminativeClassifier
+    from arclf.training import train_model
+
+    class Killed(Exception):
+        pass
+
+    class Kill(Callback):
+        order = 200  # after CheckpointCB has saved the step
+
+        def after_step(self, learn):
+            if learn.iter == 3:
+                raise Killed
+
+    kw = dict(n_train=32, bs=8, epochs=1, warmup=1, log_every=0, root=data_root, depth=1,
+              preset='vit_erm_fmnist')
+    train_model('discriminative', out=tmp_path / 'a.pt', **kw)
+    ckpt = tmp_path / 'b.ckpt'
+    with pytest.raises(Killed):
+        train_model('discriminative', out=tmp_path / 'b.pt', ckpt=ckpt, ckpt_every=1,
+                    extra_cbs=[Kill()], **kw)
+    assert ckpt.exists() and not (tmp_path / 'b.pt').exists()
+    train_model('discriminative', out=tmp_path / 'b.pt', ckpt=ckpt, **kw)
+    a, b = (torch.load(tmp_path / f, weights_only=True) for f in ('a.pt', 'b.pt'))
+    assert all(torch.equal(a['model'][k], b['model'][k]) for k in a['model'])
+    assert a['meta']['record']['loss_curve'] == b['meta']['record']['loss_curve']
+    assert a['meta']['recipe']['overrides'] == {'depth': 1}
+    with pytest.raises(ValueError, match='another'):  # a checkpoint of another recipe
+        train_model('discriminative', out=tmp_path / 'c.pt', ckpt=ckpt, **dict(kw, lr=0.1))
+    assert isinstance(create_classifier(tmp_path / 'a.pt'), DiscriminativeClassifier)
+
+
+def test_plan_with_var_avarc_pruning_and_a_network(data_root, tmp_path, monkeypatch):
+    """A plan naming VAR (trained in its two stages), A-VARC on the same model (`same_as`, with
+    class pruning) and an ERM ViT: every row in Table 2 and Fig. 6 with its interval, A-VARC's
+    pruned row with its forwards, and a second run that trains and scores nothing."""
+    from arclf.reproduce import reproduce
+
+    monkeypatch.setenv('ARCLF_CACHE', str(tmp_path / 'cache'))
+    models = dict(var=dict(train=TINY_VAR), avarc=dict(same_as='var'), vit=dict(train=TINY_VIT))
+    plan = _write(tmp_path, models, avarc_stages='3:1:3,1:2:5')
+    runs, out = tmp_path / 'runs', tmp_path / 'results'
+    res = reproduce(plan, out, runs, progress=False)['results']['fashion_mnist']
+    t2 = {(o['classifier'], o['shift']): o for o in res['table2']}
+    assert set(t2) == {(k, s) for k in ('var', 'avarc', 'vit', 'avarc_pruned')
+                       for s in ('none', 'jpeg')}
+    assert all(o['images'] == 10 and o['lo'] <= o['acc'] <= o['hi'] for o in t2.values())
+    f6 = {(o['classifier'], o['n']): o for o in res['fig6']}
+    assert set(f6) == {('var', 1), ('avarc', 1), ('avarc', 2), ('vit', 1), ('avarc_pruned', 2)}
+    # 10 classes on 3 of 5 scales, then 3 survivors with 2 samples each
+    assert f6[('avarc_pruned', 2)]['forwards'] == 10 + 3 * 2
+    assert (f6[('vit', 1)]['forwards'], f6[('avarc', 2)]['forwards']) == (1, 20)
+    # S = 1 of A-VARC is VAR's likelihood: the same model and images, the same accuracy
+    assert f6[('avarc', 1)]['acc'] == f6[('var', 1)]['acc']
+    assert res['models']['avarc']['file'] == res['models']['var']['file']
+    assert res['speed'] == {}  # no RandAR in this plan: nothing to compare its speed with
+    md = (out / 'tiny_baselines' / 'README.md').read_text()
+    assert 'A-VARC (smoothing and class pruning) | stages 3:1:3,1:2:5' in md
+    ev = runs / 'reproduce-tiny_baselines' / 'fashion_mnist'
+    before = {p: p.stat().st_mtime_ns for p in ev.glob('*.pt')}
+    reproduce(plan, out, runs, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in ev.glob('*.pt')} == before
+
+
+def test_findings_state_the_new_rows(tmp_path):
+    """The findings read a reproduction's VAR / A-VARC rows as 'the AR classifier beats ...' and the
+    ERM rows as 'competitive with ...': contradicted only when the AR classifier is less accurate
+    beyond the interval."""
+    from arclf.study import _reproduce_rows
+
+    def f6(k, n, acc):
+        return dict(classifier=k, n=n, acc=acc, s_per_image=0.1 * n)
+
+    def t2(k, n, acc, sh='none'):
+        return dict(classifier=k, n=n, acc=acc, shift=sh, images=1000)
+
+    ep = dict(recipe=dict(epochs=1))
+    res = dict(results=dict(fashion_mnist=dict(
+        images=1000, models={k: ep for k in ('randar', 'var', 'avarc', 'vit', 'resnet')},
+        fig6=[f6('randar', 1, 0.80), f6('randar', 5, 0.85), f6('var', 1, 0.70),
+              f6('avarc', 5, 0.84), f6('vit', 1, 0.86), f6('resnet', 1, 0.92)],
+        table2=[t2('randar', 5, 0.85), t2('avarc', 5, 0.84), t2('randar', 5, 0.6, 'jpeg'),
+                t2('avarc', 5, 0.5, 'jpeg')],
+        speed={})))
+    f = tmp_path / 'results.json'
+    f.write_text(json.dumps(res))
+    rows = {r['claim']: r for r in _reproduce_rows(f)}
+    ds = ' (fashion_mnist)'
+    assert rows['the AR classifier beats VAR' + ds]['verdict'] == 'reproduced'
+    r = rows['the AR classifier beats A-VARC' + ds]
+    assert (r['verdict'], r['a'], r['b']) == ('inconclusive', 'RandAR K=5', 'A-VARC S=5')
+    assert rows['AR is more accurate than A-VARC under jpeg' + ds]['verdict'] == 'reproduced'
+    assert rows['the AR classifier is competitive with the ERM ViT' + ds]['verdict'] == 'reproduced'
+    r = rows['the AR classifier is competitive with the ERM ResNet-18' + ds]
+    assert r['verdict'] == 'contradicted' and r['hi'] < 0
+
+
+def test_var_learning_curve(data_root, tmp_path):
+    """`train_model('var', curve=...)`: the validation loss on the held-out images' teacher-forcing
+    data falls, each point scores A-VARC with the run's VAE, and the latest point's weights load
+    by path as an A-VARC classifier."""
+    from arclf.avarc import AVARClassifier
+    from arclf.classifiers import create_classifier
+    from arclf.training import train_model
+
+    c = tmp_path / 'curve.json'
+    train_model('var', out=tmp_path / 'var.pt', n_train=64, n_valid=16, bs=8, epochs=2,
+                tokenizer_epochs=1, depth=1, dim=32, n_head=2, curve=c, curve_first=2,
+                curve_n=2, log_every=0, tol=None, root=data_root)
+    pts = json.loads(c.read_text())['points']
+    assert [p['step'] for p in pts] == [2, 4, 8, 16]
+    assert all(p['n'] == 2 and p['images'] == 16 for p in pts)
+    assert pts[-1]['valid_loss'] < pts[0]['valid_loss']
+    clf = create_classifier(c.with_suffix('.pt'))
+    assert isinstance(clf, AVARClassifier) and clf.vae.cfg.patch_nums == (1, 2, 3, 5, 7)
