@@ -25,6 +25,30 @@ TINY_VAR = dict(vocab_size=64, z_channels=8, depth=1, dim=32, n_head=2, drop_pat
 ENDS = [1, 5, 14, 30, 55, 91, 155, 255, 424, 680]
 
 
+# The parity fixture (tools/make_var_parity.py runs FoundationVision/VAR's own code on these sizes,
+# its weights made by `fill` from each parameter's name): 64 px, scales 1..4 (30 tokens), 512 codes
+PARITY_VAE = dict(vocab_size=512, z_channels=16, ch=32, patch_nums=(1, 2, 3, 4), image_size=64)
+PARITY_VAR = dict(num_classes=10, depth=2, dim=128, n_head=2)
+PARITY = Path(__file__).parent / 'fixtures' / 'var_parity.pt'
+
+
+def fill(m: torch.nn.Module):
+    """Every parameter from a generator seeded by its name (order-free): norm weights near 1,
+    code embeddings of scale 0.5, the rest of scale 0.05 (gates away from 0: every block counts)."""
+    import zlib
+
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            g = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+            r = torch.randn(p.shape, generator=g)
+            if 'norm' in name and name.endswith('weight'):
+                p.copy_(1 + 0.05 * r)
+            elif 'embedding' in name:
+                p.copy_(0.5 * r)
+            else:
+                p.copy_(0.05 * r)
+
+
 def official(name: str) -> dict:
     return json.loads((LAYOUTS / OFFICIAL[name]).read_text())
 
@@ -395,3 +419,37 @@ def test_registered_vae_is_checked_against_the_record(tmp_path, monkeypatch):
     m.meta['recipe']['tokenizer_sha256'] = file_digest(f)[:12]
     avarc._check_vae_file(m, 'var_vae_fmnist', pretrained=True)  # the recorded file passes
     avarc._check_vae_file(m, 'var_vae_fmnist', pretrained=False)  # random weights: no file
+
+
+def test_equal_to_the_official_code():
+    """On the weights `fill` makes, arclf's VAE and VAR give what FoundationVision/VAR's own code
+    gave (the fixture): the same token maps (also of an A-VARC neighbour f + 0.1·eps), the
+    teacher-forcing input, the decoded image and the logits to float32 rounding."""
+    from arclf.var import VARConfig, VARVAEConfig
+
+    ref = torch.load(PARITY, weights_only=True)
+    assert (ref['vae'], ref['var']) == (PARITY_VAE, PARITY_VAR)
+    vae = VARVAE(VARVAEConfig(**{**PARITY_VAE, 'patch_nums': PARITY_VAE['patch_nums']})).eval()
+    var = VAR(VARConfig(**PARITY_VAR, vocab_size=PARITY_VAE['vocab_size'],
+                        z_channels=PARITY_VAE['z_channels'], patch_nums=PARITY_VAE['patch_nums'],
+                        cond_drop_rate=0.0, drop_path_rate=0.0)).eval()
+    fill(vae)
+    fill(var)
+    with torch.no_grad():
+        f = vae.encode_continuous(ref['x'])
+        ids = vae.tokenize(ref['f'])  # the quantizer alone, on the official f
+        nb = vae.tokenize(ref['f'] + ref['eps'])
+        x_in = vae.var_input(ids)
+        img = vae.decode(ids)
+        logits = var(ref['x_in'], ref['labels'])
+        lp = var.token_logprobs(ref['ids'], ref['labels'], ref['x_in'])
+    torch.testing.assert_close(f, ref['f'], rtol=0, atol=1e-5)
+    assert torch.equal(torch.cat(ids, 1), ref['ids']) and len(ref['ids'].unique()) > 20
+    assert torch.equal(torch.cat(vae.tokenize(f), 1), ref['ids'])  # and on arclf's own f
+    assert torch.equal(torch.cat(nb, 1), ref['neighbour'])
+    assert not torch.equal(ref['neighbour'], ref['ids'])  # the noise moved some codes
+    torch.testing.assert_close(x_in, ref['x_in'], rtol=0, atol=1e-5)
+    torch.testing.assert_close(img, ref['image'], rtol=0, atol=1e-4)
+    torch.testing.assert_close(logits, ref['logits'], rtol=0, atol=1e-5)
+    want = ref['logits'].log_softmax(-1).gather(-1, ref['ids'][..., None])[..., 0]
+    torch.testing.assert_close(lp, want, rtol=0, atol=1e-5)
