@@ -499,13 +499,16 @@ def train_tokenizer(
     cbs=(),
     overwrite: bool = False,
     root=None,
+    log_every: int = 0,
+    log_file=None,
     **overrides,
 ) -> VQModel:
     """Train the tokenizer `preset` (a VQ tokenizer, or VAR's multi-scale VAE) on `dataset`
     (default: the preset's; a folder: your own images, preset by their shape) and return it; with
     `out` save it with its record (checked first, see `check_out`). `data=(train, test)` (objects
     with the images as `.x`) skip loading; `cbs` are extra training callbacks; the metrics are
-    measured on the first `n_eval` test images."""
+    measured on the first `n_eval` test images; the loss is printed (and written to `log_file`)
+    every `log_every` steps."""
     if preset is None and dataset is None:
         raise ValueError('name a tokenizer preset or a dataset')
     dataset = dataset or DATASET_OF.get(preset)
@@ -548,6 +551,8 @@ def train_tokenizer(
         # (VAR's VAE keeps no per-batch statistics)
         cbs=[VQStatsCB(), *cbs] if hasattr(model, 'last_stats') else list(cbs),
         progress=progress,
+        log_every=log_every,
+        log_file=log_file,
     )
     model = trained_model(learn)
     recipe = dict(
@@ -1124,7 +1129,8 @@ def _recorded(tokenizer) -> str:
 
 
 def _var_vae(tokenizer, preset: str, dataset, x: Tensor, out, tokenizer_out, epochs: int,
-             bs: int, seed: int, dev, bf16, ckpt, ckpt_every, progress: bool, root):
+             bs: int, seed: int, dev, bf16, ckpt, ckpt_every, progress: bool, root,
+             log_every: int = 0, log_file=None):
     """Stage 1 of a VAR run: its multi-scale VAE, `(what the VAR records, the VAE)`. The VAE is
     `tokenizer` if given (a file or a registered name); else the file `tokenizer_out` (default:
     `<preset>.pt` beside `out`) if an earlier run trained it there on `dataset`; else `preset`
@@ -1157,6 +1163,7 @@ def _var_vae(tokenizer, preset: str, dataset, x: Tensor, out, tokenizer_out, epo
         n_eval=min(2000, len(x)),
         data=(types.SimpleNamespace(x=x), load_dataset(dataset, 'test', root)),
         cbs=scale_cbs(dev, bf16, ckpt=vae_ckpt, ckpt_every=ckpt_every, key=key),
+        log_every=log_every, log_file=log_file,  # stage 1 is long: its loss in the run's log
     )
     import torch.distributed as dist
 
@@ -1284,7 +1291,7 @@ def train_model(
                    dict(vocab_size=by_vae, z_channels=by_vae, patch_nums=by_vae))
         tokenizer, vae = _var_vae(tokenizer, fit['var_vae'], dataset, x, out, tokenizer_out,
                                   tokenizer_epochs, bs, seed, dev, bf16, ckpt, ckpt_every,
-                                  progress, root)
+                                  progress, root, log_every, log_file)
     tok_digest = file_digest(weights_path(tokenizer))[:12] if tokenizer else None
     if vae is not None and tokenizer is None:  # a VAE kept in memory: its weights identify it
         tok_digest = state_digest(vae, 12)

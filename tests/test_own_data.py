@@ -107,6 +107,32 @@ def test_own_folder_all_families_through_the_cli(offline):
     assert 'has 10 classes but mine/test has 3' in p.stderr
 
 
+def test_own_folder_discriminative_and_var_through_the_cli(offline):
+    """The ERM baseline and VAR on your own folder, offline: `arclf train discriminative` (a ViT
+    with the folder's 3 classes and grey 28 px input, by the folder rule) and `arclf train var`
+    (its VAE first), then `arclf eval --model FILE` on the folder's test images: one forward per
+    image for the network, one VAR forward per class for A-VARC's S = 1."""
+    f, runs = make_folder(offline / 'mine'), offline / 'runs'
+    common = ['--data', str(f), '--runs', str(runs), '--epochs', '1', '--bs', '12',
+              '--log-every', '0']
+    arclf_cmd('train', 'discriminative', *common, '--cfg', 'depth=1')
+    arclf_cmd('train', 'var', *common, '--tokenizer-epochs', '1', '--cfg', 'depth=1',
+              '--cfg', 'dim=32', '--cfg', 'n_head=2')
+    d = runs / 'mine'
+    assert sorted(p.name for p in d.iterdir()) == ['var_fmnist.pt', 'var_vae_fmnist.pt',
+                                                    'vit_erm_fmnist.pt']
+    meta = arclf.model_meta(d / 'vit_erm_fmnist.pt')
+    assert (meta['family'], meta['config']['num_classes'], meta['config']['in_chans']) == (
+        'discriminative', 3, 1)
+    for m, fw in (('vit_erm_fmnist', 1), ('var_fmnist', 3)):
+        res = offline / f'{m}.json'
+        arclf_cmd('eval', '--model', str(d / f'{m}.pt'), '--data', str(f), '--n', '1',
+                  '--n-per-class', '0', '--out', str(res))
+        r = json.loads(res.read_text())
+        assert (r['images'], r['dataset'], r['forwards_per_image']) == (12, str(f), fw)
+        assert 0 <= r['ci']['lo'] <= r['acc']['lower_bound'] <= r['ci']['hi'] <= 1
+
+
 def test_own_folder_through_python(offline):
     """The same through the API: `train_model` on a folder, then its classifier on the folder's
     test images gives what `arclf eval` gives (one scoring path)."""
