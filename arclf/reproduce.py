@@ -30,7 +30,7 @@ from .avarc import avarc_evaluate, parse_avarc_stages
 # %% auto 0
 __all__ = ['PLANS_DIR', 'PLAN_KEYS', 'EVAL_DEFAULTS', 'KINDS', 'EVAL_COMMON', 'NO_EFFECT', 'NAMES', 'SHIFT_NAMES', 'SPEED_VS',
            'load_plan', 'ensure_trained', 'model_file', 'cached_eval', 'cached_prune', 'prune_row', 'budget_rows',
-           'time_to_reach', 'speed_ratio', 'reproduce', 'refresh_report', 'speed_summary', 'report',
+           'time_to_reach', 'speed_ratio', 'reproduce', 'refresh_report', 'ratio_words', 'speed_summary', 'report',
            'plot_reproduction']
 
 # %% ../nbs/09_reproduce.ipynb 5
@@ -123,10 +123,25 @@ def load_plan(src) -> dict:
                                  '"same_as" (another classifier of the plan whose model it scores)')
             other = spec.get('same_as')
             if other is not None and (other not in d['models'] or 'same_as' in d['models'][other]
-                                      or KINDS[other]['family'] != KINDS[kind]['family']):
-                raise ValueError(f'{p}: {ds}/{kind}: "same_as" must name another classifier of '
-                                 f'the plan, of the same family ({KINDS[kind]["family"]}), with '
+                                      or {kind, other} != {'var', 'avarc'}):
+                raise ValueError(f'{p}: {ds}/{kind}: "same_as" lets A-VARC and VAR score one '
+                                 'model: it must name the other of var/avarc in the plan, with '
                                  f'"weights" or "train"; got {other!r}')
+            pre = spec.get('train', {}).get('preset')
+            if kind in ('vit', 'resnet') and pre and not str(pre).startswith(kind):
+                raise ValueError(f'{p}: {ds}/{kind}: preset {pre!r} is not a {kind} '
+                                 f'(the report would name it {NAMES[kind]!r})')
+    stages = plan.get('eval', {}).get('avarc_stages')
+    if stages is not None:  # a typo fails here, before any work
+        if not isinstance(stages, str):
+            raise ValueError(f'{p}: avarc_stages is a string keep:samples:scales,... (e.g. '
+                             f'"3:1:4,1:5:5"), got {stages!r}')
+        try:
+            parse_avarc_stages(stages)
+        except ValueError as e:
+            raise ValueError(f'{p}: {e}') from None
+        if not any('avarc' in d['models'] for d in plan['datasets'].values()):
+            raise ValueError(f'{p}: avarc_stages is set but no dataset names an avarc classifier')
     plan['path'] = str(p)
     return plan
 
@@ -175,9 +190,9 @@ def ensure_trained(
     out, family: str, dataset: str, recipe: dict, device=None, progress: bool = False
 ) -> Path:
     """`out`, trained by `train_model(family, dataset, **recipe)` if it does not exist yet
-    (resuming from `out.ckpt` if an earlier attempt of the same recipe was interrupted); a stored
-    model or checkpoint of another recipe is refused, not silently reused. The recipe is kept
-    beside the model, in `out.recipe.json`."""
+    (resuming from `out.ckpt`, written every 50 steps, if an earlier attempt of the same recipe
+    was interrupted); a stored model or checkpoint of another recipe is refused, not silently
+    reused. The recipe is kept beside the model, in `out.recipe.json`."""
     out = Path(out)
     spec, ckpt = out.with_suffix('.recipe.json'), out.with_suffix('.ckpt')
     want = _wanted(family, dataset, recipe)
@@ -213,7 +228,8 @@ def ensure_trained(
         device=device,
         progress=progress,
         log_file=out.with_suffix('.log'),
-        **recipe,
+        # a run stopped with its session loses at most 50 steps (no effect on the weights)
+        **{'ckpt_every': 50, **recipe},
     )
     _barrier()
     if is_main():
@@ -312,26 +328,33 @@ def cached_prune(clf, ds, stages: str, path, seed: int = 0, bs: int = 16, progre
     n = max(S for _, S, _ in st)
     want = eval_key(clf, n, seed, classes, len(ds),
                     dict(key or {}, data=data_digest(ds.x, ds.y), stages=stages))
-    if path.exists():
+
+    def stored():
+        if not path.exists():
+            return None
         try:
             r = torch.load(path, map_location='cpu', weights_only=True)
         except Exception:
             r = None
         if not isinstance(r, dict) or 'hits' not in r:
             raise ValueError(f'{path} (a finished pruned evaluation) is unreadable: delete it')
-        if not key_diff(r.get('key'), want):
-            return r
-    r = avarc_evaluate(clf, ds, st, classes, bs, seed, progress)
-    hits = (r['pred'].cpu() == r['y'].cpu()).float()
-    out = dict(key=want, stages=stages, hits=hits, acc=hits.mean().item(),
-               forwards_per_image=float(r['forwards_per_image']),
-               full_equivalents_per_image=float(r['full_equivalents_per_image']),
-               seconds_per_image=float(r['seconds_per_image']))
-    if is_main():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_save(out, path)
+        return None if key_diff(r.get('key'), want) else r
+
+    # pruning is not split over torchrun's processes: rank 0 scores, the others read its file;
+    # every process passes the same two barriers, whichever way it goes
     _barrier()
-    return out
+    r = stored()
+    if r is None and is_main():
+        e = avarc_evaluate(clf, ds, st, classes, bs, seed, progress)
+        hits = (e['pred'].cpu() == e['y'].cpu()).float()
+        r = dict(key=want, stages=stages, hits=hits, acc=hits.mean().item(),
+                 forwards_per_image=float(e['forwards_per_image']),
+                 full_equivalents_per_image=float(e['full_equivalents_per_image']),
+                 seconds_per_image=float(e['seconds_per_image']))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_save(r, path)
+    _barrier()
+    return r if r is not None else stored()
 
 
 def prune_row(r: dict) -> dict:
@@ -452,11 +475,16 @@ def _stamp(plan: dict, E: dict, name: str) -> dict:
 
 
 def _stored_stamp(prev: dict, name: str) -> dict | None:
-    """The stamp of dataset `name`'s results in a stored reproduction `prev`: their own, or for a
-    file written before results carried one (in one run), that of the plan the file stores."""
+    """The stamp of dataset `name`'s results in a stored reproduction `prev`: their own (its
+    evaluation settings cut to those its classifiers read, as `_stamp` does: stamps once held them
+    all), or for a file written before results carried one (in one run), that of the plan the
+    file stores."""
     r = prev.get('results', {}).get(name, {})
     if 'stamp' in r:
-        return r['stamp']
+        st = r['stamp']
+        kinds = [k for k in st.get('dataset', {}).get('models', {}) if k in KINDS]
+        keys = set(EVAL_COMMON).union(*(_kind_keys(k) for k in kinds))
+        return dict(st, eval={k: v for k, v in st.get('eval', {}).items() if k in keys})
     plan = prev.get('plan') or {}
     if name not in plan.get('datasets', {}):
         return None
@@ -490,7 +518,7 @@ def reproduce(
 ) -> dict:
     """Carry out a reproduction `plan`: train the models it names (or load them), evaluate every
     classifier at every budget on the clean test subset (Fig. 6), at one budget on each shift
-    suite (Table 2), and compute the speed ratio of the RandAR classifier to each diffusion
+    suite (Table 2), and compute the speed ratio of the RandAR classifier to each other generative
     classifier at matched accuracy. Every step is stored under `runs` and skipped when done,
     so an interrupted run continues where it stopped. Writes `out/<plan name>/`."""
     plan = load_plan(plan)
@@ -662,7 +690,7 @@ def refresh_report(folder) -> dict:
     return res
 
 
-def _times(r: float) -> str:
+def ratio_words(r: float) -> str:
     "A time ratio (slow over fast) in words, either way round."
     return f'{r:.1f}× faster' if r >= 1 else f'{1 / r:.1f}× slower'
 
@@ -674,7 +702,7 @@ def speed_summary(rows: list[dict]) -> str:
     ok = [r for r in rows if r['ratio']]
     if ok:
         top = max(ok, key=lambda r: r['ratio'])
-        return (f"{top['ratio']:.1f}× at {100 * top['slow_acc']:.1f}% accuracy "
+        return (f"{ratio_words(top['ratio'])} at {100 * top['slow_acc']:.1f}% accuracy "
                 f"({top['slow_s']:.3g} s against {top['fast_s']:.3g} s per image); matched at "
                 f"{len(ok)} of {len(rows)} budgets")
     r = rows[0]
@@ -685,7 +713,7 @@ def speed_summary(rows: list[dict]) -> str:
                 f"accurate than the {NAMES.get(r['slow'], r['slow'])}'s best budget "
                 f"({_budget(dict(b, classifier=r['slow']))}, "
                 f"{100 * b['acc']:.1f}%, {b['s_per_image']:.3g} s): at those two points RandAR is "
-                f"{_times(b['s_per_image'] / c['s_per_image'])} and "
+                f"{ratio_words(b['s_per_image'] / c['s_per_image'])} and "
                 f"{100 * (c['acc'] - b['acc']):.1f} points more accurate")
     f = r['fast_best']
     return (f"no matched accuracy: no RandAR budget reaches {100 * b['acc']:.1f}% (its best: "
@@ -744,8 +772,12 @@ def report(res: dict) -> str:
         s += [
             '',
             '± is the standard deviation over the disjoint groups of samples of one evaluation '
-            '(none for the largest budget); brackets hold the 95% bootstrap interval over images '
-            'of the mean over the groups.',
+            '(0 for the largest budget: one group)'
+            + ('; brackets hold the 95% bootstrap interval over images of the mean over the '
+               'groups' if any('lo' in o for o in r['fig6']) else '')
+            + ('. A-VARC with pruning counts its VAR forwards as A-VARC does, whatever the number '
+               'of scales each reads' if any(o['classifier'] == 'avarc_pruned' for o in r['fig6'])
+               else '') + '.',
             '',
         ]
         for k, rows in _speeds(r['fig6']).items():
