@@ -1269,6 +1269,13 @@ def train_model(
     preset = preset or fit[family]
     check_family(preset, family, '--preset')
     cfg = {**fit['overrides'], **cfg}
+    if family == 'discriminative':  # its fields and timm's own arguments, before any data is read
+        try:
+            with torch.device('meta'):
+                create_model(preset, **cfg)
+        except TypeError as e:
+            raise ValueError(f'{preset}: config overrides {sorted(cfg)} do not fit it ({e})'
+                             ) from None
     if family == 'randar':
         tokenizer = tokenizer or fit['tokenizer']
         check_family(tokenizer, 'tokenizer', '--tokenizer')
@@ -1335,11 +1342,6 @@ def train_model(
             sched=schedule, **kw, **cfg
         )
     elif family == 'discriminative':  # ERM with cross-entropy, the same engine and checkpoints
-        try:  # the preset's fields and timm's own arguments (depth, embed_dim...)
-            create_model(preset, **cfg)
-        except TypeError as e:
-            raise ValueError(f'{preset}: config overrides {sorted(cfg)} do not fit it ({e})'
-                             ) from None
         wd = 0.05 if wd is None else wd
         model = train_discriminative(preset, dataset, wd=wd, schedule=schedule, data=(x, y),
                                      root=root, **kw, **cfg)
