@@ -237,6 +237,7 @@ def _competitive(claim, ref, a, b, n_a, n_b, source, training) -> dict:
                   'difference against that margin)')
     r['verdict'] = ('reproduced' if r['lo'] > -MARGIN else 'contradicted' if r['hi'] < -MARGIN
                     else 'inconclusive')
+    r['margin'] = MARGIN
     return r
 
 
@@ -437,7 +438,8 @@ def findings_markdown(rows: list[dict]) -> str:
         if r.get('note'):
             nums += f"; {r['note']}"
         v = f"**{r['verdict']}**"
-        if r['verdict'] == 'inconclusive' and r['diff'] < 0:
+        # (against the paper: below 0 for 'a beats b', below -margin for 'competitive')
+        if r['verdict'] == 'inconclusive' and r.get('diff', 0) < -r.get('margin', 0):
             v += ' (the estimate goes against the paper)'
         s += (f"| {r['claim']} | {r['ref']} | {nums} | {ci} | {r.get('images', '-')} | {v} | "
               f"{r.get('training', '-')} | {r.get('source', '-')} |\n")
