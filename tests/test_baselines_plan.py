@@ -265,5 +265,7 @@ def test_speed_findings_say_which_way(tmp_path, fast, slow, fate):
     f.write_text(json.dumps(res))
     (r,) = [r for r in _reproduce_rows(f) if r['claim'].startswith('the AR classifier is faster')]
     assert r['verdict'] == fate, r['note']
+    from arclf.study import findings_markdown
+    assert f"**{fate}**" in findings_markdown([r])  # a row without a difference renders too
     if fate == 'contradicted':
         assert 'slower' in r['note']
