@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 import pytest
 import torch
-from arclf.core import Callback
 
 
 def _write(d: Path, models: dict, **eval_kw) -> Path:
@@ -125,15 +124,7 @@ def test_discriminative_training_resumes_exactly(data_root, tmp_path):
     from arclf.discriminative import DiscriminativeClassifier
     from arclf.training import train_model
 
-    class Killed(Exception):
-        pass
-
-    class Kill(Callback):
-        order = 200  # after CheckpointCB has saved the step
-
-        def after_step(self, learn):
-            if learn.iter == 3:
-                raise Killed
+    from conftest import Killed, kill_after
 
     kw = dict(n_train=32, bs=8, epochs=1, warmup=1, log_every=0, root=data_root, depth=1,
               preset='vit_erm_fmnist')
@@ -141,7 +132,7 @@ def test_discriminative_training_resumes_exactly(data_root, tmp_path):
     ckpt = tmp_path / 'b.ckpt'
     with pytest.raises(Killed):
         train_model('discriminative', out=tmp_path / 'b.pt', ckpt=ckpt, ckpt_every=1,
-                    extra_cbs=[Kill()], **kw)
+                    extra_cbs=[kill_after(3)], **kw)
     assert ckpt.exists() and not (tmp_path / 'b.pt').exists()
     train_model('discriminative', out=tmp_path / 'b.pt', ckpt=ckpt, **kw)
     a, b = (torch.load(tmp_path / f, weights_only=True) for f in ('a.pt', 'b.pt'))

@@ -316,24 +316,15 @@ def test_train_var_resumes_exactly(trained, data_root, tmp_path):
     """Killed in stage 2 after 3 of its 4 steps, resumed through `arclf train var --ckpt`: the same
     weights as the uninterrupted run (the VAE beside --out is the same file, reused)."""
     from test_cli import arclf_cmd
-    from arclf.core import Callback
     from arclf.training import train_model
 
-    class Killed(Exception):
-        pass
-
-    class Kill(Callback):
-        order = 200  # after CheckpointCB has saved the step
-
-        def after_step(self, learn):
-            if learn.iter == 3:
-                raise Killed
+    from conftest import Killed, kill_after
 
     out, ckpt = trained / 'b.pt', tmp_path / 'b.ckpt'
     kw = dict(n_train=16, bs=8, epochs=2, tokenizer_epochs=1, device='cpu', log_every=0,
               depth=1, dim=32, n_head=2, root=data_root)
     with pytest.raises(Killed):
-        train_model('var', out=out, ckpt=ckpt, ckpt_every=1, extra_cbs=[Kill()], **kw)
+        train_model('var', out=out, ckpt=ckpt, ckpt_every=1, extra_cbs=[kill_after(3)], **kw)
     assert not out.exists() and ckpt.exists()
     arclf_cmd('train', 'var', *TRAIN, '--root', str(data_root), '--out', str(out), '--ckpt',
               str(ckpt))
