@@ -581,7 +581,7 @@ def _experiment_parsers(sub, F):
         'weighting) on Fashion-MNIST (results/ablations/)',
         formatter_class=F,
     )
-    ab.add_argument('--n-per-class', type=count(), default=50, help='clean test images per class')
+    ab.add_argument('--n-per-class', type=count(), default=100, help='clean test images per class')
     ab.add_argument(
         '--K', type=count(), default=10, help='orders per image of the clean evaluation'
     )
@@ -630,11 +630,13 @@ def _study_parsers(sub, F):
         'curves (results/training/)',
         formatter_class=F,
     )
-    st.add_argument('what', choices=['train', 'report', 'findings'],
+    st.add_argument('what', choices=['train', 'report', 'ship', 'findings'],
                     help='train MODEL [--dataset] [--runs] [--threads] [train flags]; report '
-                    'FOLDER; findings (the paper\'s claims against results/, to '
-                    'results/findings/)')
-    st.add_argument('folder', nargs='?', help='report: the folder of the curves (RUNS/<dataset>)')
+                    'FOLDER; ship FOLDER (the latest curve points, fp16, to arclf/weights/); '
+                    'findings (the paper\'s claims against results/, to results/findings/)')
+    st.add_argument('folder', nargs='?',
+                    help='report, ship: the folder of the curves (RUNS/<dataset>)')
+    st.add_argument('--models', help='ship: comma-separated study models (default: all four)')
     st.add_argument('--out', default='results/training/fashion_mnist', help='results folder')
     st.add_argument('--dataset', default='fashion_mnist', help='the dataset the curves are of')
     d = sub.add_parser(
@@ -759,11 +761,16 @@ def _main(argv: list):
         print('results/findings/findings.md:', r['counts'])
         return r
     if a.cmd == 'study':
-        from arclf.study import study_report
+        from arclf.study import study_report, ship_models
 
         if not a.folder:
-            raise ValueError('arclf study report needs the folder of the curves, e.g. '
+            raise ValueError(f'arclf study {a.what} needs the folder of the curves, e.g. '
                              'runs/study/fashion_mnist')
+        if a.what == 'ship':
+            names = a.models.split(',') if a.models else None
+            for k, f in ship_models(a.folder, a.dataset, names).items():
+                print(f'{k}: {f}')
+            return None
         r = study_report(a.folder, a.out, a.dataset)
         for k, v in r['status'].items():
             print(f'{k}: {v["why"]}')

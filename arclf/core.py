@@ -17,12 +17,12 @@ __all__ = ['PACKAGE_DIR', 'WRAP_KEYS', 'WEIGHTS_DIR', 'RECORD_KEYS', 'default_de
            'num_params', 'eval_mode', 'slow_enabled', 'run_info', 'provenance', 'check_images', 'check_out',
            'check_device', 'check_count', 'atomic_write', 'atomic_save', 'atomic_write_text', 'load_weights', 'layout',
            'layout_diff', 'load_strict', 'random_state_dict', 'save_pretrained', 'weights_path', 'tensor_digest',
-           'state_digest', 'model_meta', 'load_pretrained', 'DownloadError', 'is_offline', 'file_digest',
-           'download_file', 'ModelSpec', 'register_model', 'list_models', 'model_spec', 'weight_dirs', 'download_dir',
-           'find_weights', 'create_model', 'weights_table', 'check_rates', 'check_family', 'TensorLoader',
-           'CancelFitException', 'CancelEpochException', 'CancelBatchException', 'Callback', 'run_cbs', 'default_loss',
-           'param_groups', 'adamw', 'Learner', 'lr_factor', 'SchedCB', 'GradClipCB', 'ProgressCB', 'LogCB',
-           'RecorderCB', 'fit_model', 'trained_model']
+           'state_digest', 'model_meta', 'trained_epochs', 'load_pretrained', 'DownloadError', 'is_offline',
+           'file_digest', 'download_file', 'ModelSpec', 'register_model', 'list_models', 'model_spec', 'weight_dirs',
+           'download_dir', 'find_weights', 'create_model', 'weights_table', 'check_rates', 'check_family',
+           'TensorLoader', 'CancelFitException', 'CancelEpochException', 'CancelBatchException', 'Callback', 'run_cbs',
+           'default_loss', 'param_groups', 'adamw', 'Learner', 'lr_factor', 'SchedCB', 'GradClipCB', 'ProgressCB',
+           'LogCB', 'RecorderCB', 'fit_model', 'trained_model']
 
 # %% ../nbs/00_core.ipynb 5
 def default_device() -> torch.device:
@@ -496,7 +496,14 @@ def model_meta(src) -> dict:
         )
     return dict(config=dict(d['config']), **d.get('meta', {}))
 
-# %% ../nbs/00_core.ipynb 39
+
+def trained_epochs(meta: Mapping) -> float | None:
+    """How many epochs a saved model was trained for: the point it was shipped at
+    (`record['trained']`, see `arclf.study.ship_models`) or else its recipe's `epochs`."""
+    t = (meta.get('record') or {}).get('trained') or {}
+    return t.get('epochs', (meta.get('recipe') or {}).get('epochs'))
+
+# %% ../nbs/00_core.ipynb 40
 def load_pretrained(cls, src, **overrides) -> nn.Module:
     """Rebuild a `cls` model from a `save_pretrained` file (or a shipped weight's name) and load it
     strictly."""
@@ -519,7 +526,7 @@ def _from_record(cls, d, p, overrides: dict) -> nn.Module:
     m.meta = d.get('meta', {})
     return m.eval()
 
-# %% ../nbs/00_core.ipynb 44
+# %% ../nbs/00_core.ipynb 45
 class DownloadError(FileNotFoundError):
     "A file not on disk that could not be downloaded; the message names the URL and what to do."
 
@@ -609,7 +616,7 @@ def download_file(
                           else f'{u} ({type(e).__name__}: {why})')
     raise DownloadError(f'could not download {dest.name} from ' + '; '.join(errors))
 
-# %% ../nbs/00_core.ipynb 48
+# %% ../nbs/00_core.ipynb 49
 @dataclass
 class ModelSpec:
     """A registered model: its name, family, builder and where its pretrained weights come from
@@ -632,7 +639,7 @@ class ModelSpec:
     # the decoder arclf does not build); None: a strict load into `build()`
     load: Callable | None = None
 
-# %% ../nbs/00_core.ipynb 49
+# %% ../nbs/00_core.ipynb 50
 _MODELS: dict[str, ModelSpec] = {}
 
 
@@ -689,7 +696,7 @@ def register_model(
 
     return deco
 
-# %% ../nbs/00_core.ipynb 50
+# %% ../nbs/00_core.ipynb 51
 def list_models(
     pattern: str = '*', family: str | None = None, pretrained: bool | None = None
 ) -> list[str]:
@@ -705,7 +712,7 @@ def list_models(
         and (pretrained is None or bool(s.weights) == pretrained)
     )
 
-# %% ../nbs/00_core.ipynb 51
+# %% ../nbs/00_core.ipynb 52
 def model_spec(name: str) -> ModelSpec:
     "The registration of model `name`, or an error listing the close names."
     if name not in _MODELS:
@@ -717,7 +724,7 @@ def model_spec(name: str) -> ModelSpec:
         )
     return _MODELS[name]
 
-# %% ../nbs/00_core.ipynb 52
+# %% ../nbs/00_core.ipynb 53
 def weight_dirs() -> list[Path]:
     """Where pretrained files are looked for: `$ARCLF_WEIGHTS`, `~/.cache/arclf/weights`, the
     package's weights."""
@@ -731,7 +738,7 @@ def download_dir() -> Path:
     `~/.cache/arclf/weights`."""
     return weight_dirs()[0]
 
-# %% ../nbs/00_core.ipynb 53
+# %% ../nbs/00_core.ipynb 54
 def find_weights(spec: ModelSpec | str, download: bool = True, progress: bool = True) -> Path:
     """The local file of the pretrained weights of `spec` (a `ModelSpec` or a registered name): the
     first in `weight_dirs()`; else, if its registration has a URL, `download` is on and
@@ -771,7 +778,7 @@ def find_weights(spec: ModelSpec | str, download: bool = True, progress: bool = 
               f'{spec.name!r}', file=sys.stderr)
     return dest
 
-# %% ../nbs/00_core.ipynb 54
+# %% ../nbs/00_core.ipynb 55
 def create_model(name: str, pretrained: bool | str | Path = False, **overrides) -> nn.Module:
     """Build registered model `name` (`overrides`: config fields); `pretrained=True` loads its
     weights strictly (found or downloaded by `find_weights`), `pretrained=PATH` loads that file
@@ -799,7 +806,7 @@ def create_model(name: str, pretrained: bool | str | Path = False, **overrides) 
     # built on the CPU, not on `meta`: buffers the checkpoint does not hold start initialised
     return load_strict(spec.build(**overrides), sd, what=what).eval()
 
-# %% ../nbs/00_core.ipynb 60
+# %% ../nbs/00_core.ipynb 61
 def weights_table(names=None) -> str:
     """The official checkpoints as a markdown table: name, family, file (its local name), source
     URL, size and sha256 ('not recorded' where unknown), and notes. `names`: registered names
@@ -817,7 +824,7 @@ def weights_table(names=None) -> str:
         rows.append(f'| `{n}` | {s.family} | `{s.weights}` | {url} | {size} | {sha} | {s.note} |')
     return '\n'.join(rows)
 
-# %% ../nbs/00_core.ipynb 63
+# %% ../nbs/00_core.ipynb 64
 def check_rates(lr: float, wd: float | None = None, ema: float | None = None):
     "Optimizer settings checked before any work: lr > 0, wd >= 0, EMA decay in (0, 1)."
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
@@ -841,7 +848,7 @@ def check_family(name, family: str, what: str):
     if got != family:
         raise ValueError(f'{what} {name} is a {got} model, not a {family} one')
 
-# %% ../nbs/00_core.ipynb 66
+# %% ../nbs/00_core.ipynb 67
 class TensorLoader:
     """Batches of in-memory tensors with seeded shuffling, exact resume (`state_dict`) and rank
     sharding."""
@@ -900,19 +907,19 @@ class TensorLoader:
     def load_state_dict(self, d):
         self.epoch, self.pos, self.seed = d['epoch'], d['pos'], d['seed']
 
-# %% ../nbs/00_core.ipynb 69
+# %% ../nbs/00_core.ipynb 70
 class CancelFitException(Exception):
     pass
 
-# %% ../nbs/00_core.ipynb 70
+# %% ../nbs/00_core.ipynb 71
 class CancelEpochException(Exception):
     pass
 
-# %% ../nbs/00_core.ipynb 71
+# %% ../nbs/00_core.ipynb 72
 class CancelBatchException(Exception):
     pass
 
-# %% ../nbs/00_core.ipynb 72
+# %% ../nbs/00_core.ipynb 73
 class Callback:
     """Base class: override any of before_/after_ fit, epoch, batch, and after_loss, after_backward,
     after_step."""
@@ -920,18 +927,18 @@ class Callback:
     order = 0
     learn: 'Learner' = None
 
-# %% ../nbs/00_core.ipynb 73
+# %% ../nbs/00_core.ipynb 74
 def run_cbs(cbs, name, learn=None):
     for cb in sorted(cbs, key=lambda c: c.order):
         m = getattr(cb, name, None)
         if m is not None:
             m(learn)
 
-# %% ../nbs/00_core.ipynb 74
+# %% ../nbs/00_core.ipynb 75
 def default_loss(model, batch):
     return model.loss(batch)
 
-# %% ../nbs/00_core.ipynb 75
+# %% ../nbs/00_core.ipynb 76
 def param_groups(model: nn.Module, wd: float):
     """AdamW groups as in the RandAR/nanoGPT recipe: weight decay on ≥2-D parameters (matrices,
     embeddings) only."""
@@ -941,13 +948,13 @@ def param_groups(model: nn.Module, wd: float):
         dict(params=[p for p in ps if p.ndim < 2], weight_decay=0.0),
     ]
 
-# %% ../nbs/00_core.ipynb 76
+# %% ../nbs/00_core.ipynb 77
 def adamw(params, lr, betas=(0.9, 0.95), eps=1e-8, **kw):
     "AdamW with the reference betas; fused on CUDA."
     fused = all(p.is_cuda for g in params for p in (g['params'] if isinstance(g, dict) else [g]))
     return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, fused=fused or None)
 
-# %% ../nbs/00_core.ipynb 77
+# %% ../nbs/00_core.ipynb 78
 class Learner:
     """Train `model` on `train_dl` (and report `valid_dl`) with `loss_fn(model, batch)`; behaviour
     comes from callbacks."""
@@ -1057,7 +1064,7 @@ class Learner:
         finally:
             self.valid_dl = saved
 
-# %% ../nbs/00_core.ipynb 79
+# %% ../nbs/00_core.ipynb 80
 def lr_factor(
     step: int, total: int, warmup: int = 0, kind: str = 'cosine', min_ratio: float = 0.05
 ) -> float:
@@ -1074,7 +1081,7 @@ def lr_factor(
         return 1 - (1 - min_ratio) * p
     raise ValueError(f"unknown schedule {kind!r}: use 'constant', 'cosine' or 'linear'")
 
-# %% ../nbs/00_core.ipynb 80
+# %% ../nbs/00_core.ipynb 81
 class SchedCB(Callback):
     "Set every group's learning rate to `lr * lr_factor(iter, ...)` before each training batch."
 
@@ -1090,7 +1097,7 @@ class SchedCB(Callback):
         for g in learn.opt.param_groups:
             g['lr'] = learn.lr * f
 
-# %% ../nbs/00_core.ipynb 81
+# %% ../nbs/00_core.ipynb 82
 class GradClipCB(Callback):
     """Clip the gradient norm to `max_norm`; skip the step if the norm exceeds `skip_above` (after
     `skip_after` steps)."""
@@ -1107,7 +1114,7 @@ class GradClipCB(Callback):
         if self.skip_above and learn.iter > self.skip_after and learn.grad_norm > self.skip_above:
             learn.opt.zero_grad(set_to_none=True)  # an all-None step is a no-op for AdamW
 
-# %% ../nbs/00_core.ipynb 82
+# %% ../nbs/00_core.ipynb 83
 class ProgressCB(Callback):
     "fastprogress bars over epochs and batches, with a live plot of the smoothed training loss."
 
@@ -1149,7 +1156,7 @@ class ProgressCB(Callback):
             ' '.join(f'{k} {v:.4f}' if isinstance(v, float) else f'{k} {v}' for k, v in r.items())
         )
 
-# %% ../nbs/00_core.ipynb 84
+# %% ../nbs/00_core.ipynb 85
 class LogCB(Callback):
     "Print (and append to `file`) a line every `every` training steps and one per epoch."
 
@@ -1179,7 +1186,7 @@ class LogCB(Callback):
     def after_record(self, learn):
         self._w(f'{learn.history[-1]} {time.time() - self.t0:.0f}s')
 
-# %% ../nbs/00_core.ipynb 86
+# %% ../nbs/00_core.ipynb 87
 class RecorderCB(Callback):
     """Record the loss of every training step in `learn.step_losses` (kept in checkpoints and in the
     weights' metadata)."""
@@ -1191,7 +1198,7 @@ class RecorderCB(Callback):
     def after_step(self, learn):
         learn.step_losses.append(learn.loss.item())
 
-# %% ../nbs/00_core.ipynb 87
+# %% ../nbs/00_core.ipynb 88
 def _rank0() -> bool:
     return os.environ.get('RANK', '0') == '0'
 
@@ -1240,7 +1247,7 @@ def fit_model(
     learn.train_seconds = round(time.time() - t0, 1)
     return learn
 
-# %% ../nbs/00_core.ipynb 88
+# %% ../nbs/00_core.ipynb 89
 def trained_model(learn: Learner) -> nn.Module:
     """The weights a fitted run delivers, in eval mode: the EMA copy if the run kept one, else the
     model."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 import torch
-from .core import run_info, atomic_save, atomic_write_text, state_digest
+from .core import run_info, atomic_save, atomic_write_text, state_digest, trained_epochs
 from .data import load_dataset
 from .diffusion import DDPMSchedule, FlowSchedule, WEIGHTINGS, weighting
 from .scorer import evaluate, accuracy, accuracy_vs_n, eval_key, data_digest, key_diff
@@ -97,6 +97,7 @@ def table7(
     cmd = f'arclf diffusion table7 --kind {kind} --n-per-class {n_per_class} --budget {budget}'
     rec = dict(
         kind=kind,
+        epochs=trained_epochs(getattr(model, 'meta', {})),
         budget=budget,
         images=len(y),
         rows=rows,
@@ -195,7 +196,9 @@ def report(out=RESULTS) -> dict:
             scoring_seconds_per_image=r['seconds_per_image'],
             run_info=r['run_info'],
         )
-    write_results(out / 'table8.json', dict(rows=t8), command='arclf diffusion report')
+    epochs = {k: trained_epochs(getattr(c.model, 'meta', {})) for k, c in clfs.items()}
+    write_results(out / 'table8.json', dict(rows=t8, epochs=epochs),
+                  command='arclf diffusion report')
     write_results(out / 'fig6.json', f6, command='arclf diffusion report')
     plot_results(out, save=True)
     lines = [

@@ -8,8 +8,8 @@ import json, math, os
 from pathlib import Path
 import torch
 import arclf
-from .core import (run_info, weights_path, default_device, model_meta, atomic_write_text,
-                        atomic_save)
+from .core import (run_info, weights_path, default_device, model_meta, trained_epochs,
+                        atomic_write_text, atomic_save)
 from .experiments import write_results, read_results, fig6_markdown, table2_markdown
 from .data import load_dataset, SHIFTS, file_digest
 from arclf.scorer import (
@@ -501,7 +501,8 @@ def _model_summary(path) -> dict:
             for k in ('order', 'epochs', 'bs', 'lr', 'n_train', 'steps', 'ema')
             if k in r
         },
-        train_seconds=rec.get('train_seconds'),
+        epochs=trained_epochs(m),  # a shipped study model: its last curve point, not the cap
+        train_seconds=rec.get('train_seconds', (rec.get('trained') or {}).get('seconds')),
         device=r.get('device', 'cpu'),
         tokenizer=m.get('tokenizer'),
     )

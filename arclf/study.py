@@ -6,16 +6,17 @@
 from __future__ import annotations
 import json, math
 from pathlib import Path
-from .core import num_params, provenance
+import torch
+from .core import num_params, provenance, run_info, atomic_save, WEIGHTS_DIR
 from .experiments import write_results, read_results
 from .classifiers import load_model
 from .training import curve_converged
 from .reproduce import ratio_words
 
 # %% auto 0
-__all__ = ['RECIPE', 'STUDY', 'NAMES', 'BEATEN', 'NETWORKS', 'MARGIN', 'study_argv', 'read_curves', 'curve_status',
-           'compute_rows', 'compute_markdown', 'plot_curves', 'study_markdown', 'study_report', 'diff_ci', 'verdict',
-           'findings', 'findings_markdown', 'write_findings']
+__all__ = ['RECIPE', 'STUDY', 'SHIP', 'NAMES', 'BEATEN', 'NETWORKS', 'MARGIN', 'study_argv', 'read_curves', 'curve_status',
+           'compute_rows', 'compute_markdown', 'plot_curves', 'study_markdown', 'study_report', 'ship_models',
+           'diff_ci', 'verdict', 'findings', 'findings_markdown', 'write_findings']
 
 # %% ../nbs/09a_study.ipynb 5
 RECIPE = dict(epochs=32, bs=128, lr=1e-3, warmup=100, schedule='constant', ema=0.999,
@@ -195,6 +196,52 @@ def study_report(folder, out='results/training/fashion_mnist', dataset: str = 'f
                          md_path=out / 'README.md')
 
 # %% ../nbs/09a_study.ipynb 19
+SHIP = {  # dataset: {study model: the name of its shipped weights (arclf/weights/<name>.pt)}
+    'fashion_mnist': dict(randar='randar_fmnist', randar_raster='randar_fmnist_raster',
+                          dit='dit_fmnist', sit='sit_fmnist'),
+}
+
+
+def ship_models(folder, dataset: str = 'fashion_mnist', names=None, dest=None,
+                dtype=torch.float16) -> dict:
+    """Ship the latest curve point of each study run under `folder` (`<model>.pt`, written by
+    `CurveCB`) as `dest`/`SHIP[dataset][model]`.pt (default: `arclf/weights`), in `dtype`, with
+    its training record (`record['trained']`: step, epochs, samples, FLOPs; the curve). Returns
+    {model: the file written}."""
+    if dataset not in SHIP:
+        raise ValueError(f'no shipped weights are named for {dataset!r}: SHIP names them for '
+                         f'{sorted(SHIP)}')
+    names = list(names or SHIP[dataset])
+    if bad := [n for n in names if n not in SHIP[dataset]]:
+        raise ValueError(f'unknown study models {bad}: use some of {list(SHIP[dataset])}')
+    folder, dest = Path(folder), Path(dest or WEIGHTS_DIR)
+    todo = {}
+    for n in names:  # read and check all first: nothing is replaced unless every model is there
+        f = folder / f'{n}.pt'
+        if not f.exists():
+            raise FileNotFoundError(f'{f} not found: `arclf study train {n}` writes it at its '
+                                    'first curve point')
+        d = torch.load(f, map_location='cpu', weights_only=True)
+        pts = d.get('meta', {}).get('record', {}).get('curve', {}).get('points')
+        if not pts:
+            raise ValueError(f'{f} holds no learning-curve point: it is not a study snapshot')
+        todo[n] = d
+    cmd = f"arclf study ship {_rel(folder)} --dataset {dataset}"
+    out = {}
+    for n, d in todo.items():
+        curve = d['meta']['record']['curve']
+        last = curve['points'][-1]
+        trained = {k: last[k] for k in ('step', 'samples', 'epochs', 'train_flops', 'seconds')}
+        record = dict(d['meta']['record'], trained=dict(trained, source=_rel(folder / f'{n}.pt'),
+                      converged=bool(curve.get('converged')), acc=last['acc'],
+                      shipped=run_info(cmd)))
+        sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in d['model'].items()}
+        out[n] = dest / f'{SHIP[dataset][n]}.pt'
+        atomic_save(dict(config=d['config'], model=sd, meta=dict(d['meta'], record=record)),
+                    out[n])
+    return out
+
+# %% ../nbs/09a_study.ipynb 23
 def diff_ci(a: float, na: int, b: float, nb: int, z: float = 1.96) -> tuple[float, float, float]:
     """a − b with a normal-approximation interval for two independent accuracies on `na` and
     `nb` images: (difference, lo, hi)."""
@@ -253,11 +300,27 @@ def _missing(claim, ref, why) -> dict:
     return dict(claim=claim, ref=ref, verdict='not measured', note=why)
 
 
-def _epochs(models: dict, *names) -> str:
-    ep = sorted({m['recipe'].get('epochs') for k, m in models.items() if k in names})
-    return f"{'/'.join(str(e) for e in ep)} epoch(s)"
+def _ep(e) -> str:
+    return f'{round(e, 1):g}' if isinstance(e, (int, float)) else str(e)
 
-# %% ../nbs/09a_study.ipynb 21
+
+def _epochs(models: dict, *names) -> str:
+    "The epochs the models `names` of a result were trained for (as it recorded them)."
+    ep = sorted({_ep(m.get('epochs', m['recipe'].get('epochs'))) for k, m in models.items()
+                 if k in names})
+    return f"{'/'.join(ep)} epoch(s)"
+
+
+def _training(d: dict, epochs=None) -> str:
+    """The training of the shipped models a result used: the `epochs` it recorded or, for a
+    result that recorded none, the revision whose shipped models made it."""
+    if isinstance(epochs, dict):  # one entry per model
+        epochs = '/'.join(sorted({_ep(e) for e in epochs.values() if e is not None})) or None
+    if epochs is not None:
+        return f'{_ep(epochs)} epoch(s) (shipped)'
+    return f"the shipped models of git {d.get('run_info', {}).get('git_rev', '?')}"
+
+# %% ../nbs/09a_study.ipynb 25
 def _reproduce_rows(f: Path) -> list[dict]:
     rows = []
     for ds, r in read_results(f)['results'].items():
@@ -318,9 +381,10 @@ def _reproduce_rows(f: Path) -> list[dict]:
     return rows
 
 
-def _ablation_rows(f: Path, shipped: str) -> list[dict]:
+def _ablation_rows(f: Path) -> list[dict]:
     d = read_results(f)
     rows = []
+    shipped = _training(d, d['variants'].get('base', {}).get('epochs'))
     ks = [r['n'] for r in d['rules'] if r['variant'] == 'base']
     K = max(ks)
     acc = {r['rule']: r['acc'] for r in d['rules'] if r['variant'] == 'base' and r['n'] == K}
@@ -353,11 +417,13 @@ def _ablation_rows(f: Path, shipped: str) -> list[dict]:
     return rows
 
 
-def _diffusion_rows(folder: Path, shipped: str) -> list[dict]:
+def _diffusion_rows(folder: Path) -> list[dict]:
     rows = []
     f8 = folder / 'table8.json'
     if f8.exists():
-        t8 = read_results(f8)['rows']
+        d8 = read_results(f8)
+        t8 = d8['rows']
+        shipped = _training(d8, d8.get('epochs'))
         n = read_results(folder / 'fig6.json')['dit_fmnist']['images']
         for mdl, sp in dict.fromkeys((r['model'], r['space']) for r in t8):
             accs = {r['weighting']: r['acc'] for r in t8 if (r['model'], r['space']) == (mdl, sp)}
@@ -367,6 +433,7 @@ def _diffusion_rows(folder: Path, shipped: str) -> list[dict]:
                              n, n, str(f8), shipped))
     for f7 in sorted(folder.glob('table7_*.json')):
         d = read_results(f7)
+        shipped = _training(d, d.get('epochs'))
         one = min(d['rows'], key=lambda r: r['T'])  # one timestep, all noise draws
         many = max(d['rows'], key=lambda r: r['T'])  # one draw at each of the most timesteps
         rows.append(_row(f"more timesteps beat more noise draws ({d['kind']})", 'Table 7',
@@ -408,16 +475,13 @@ def _study_rows(folder: Path) -> list[dict]:
 def findings(root='results') -> list[dict]:
     """Every claim of the paper that a committed small-scale result tests, with its verdict (rows
     of `_row`); claims nothing here tests are listed as not measured."""
-    from arclf.core import model_meta, weights_path
-
     root = Path(root)
-    shipped = f"{model_meta(weights_path('randar_fmnist'))['recipe']['epochs']} epoch(s) (shipped)"
     rows = []
     if (root / 'reproduce/cpu/results.json').exists():
         rows += _reproduce_rows(root / 'reproduce/cpu/results.json')
     if (root / 'ablations/results.json').exists():
-        rows += _ablation_rows(root / 'ablations/results.json', shipped)
-    rows += _diffusion_rows(root / 'diffusion', shipped)
+        rows += _ablation_rows(root / 'ablations/results.json')
+    rows += _diffusion_rows(root / 'diffusion')
     for folder in sorted((root / 'training').glob('*/')):
         rows += _study_rows(folder)
     if not any(r['ref'] == 'Table 3' for r in rows):
@@ -445,7 +509,7 @@ def findings_markdown(rows: list[dict]) -> str:
               f"{r.get('training', '-')} | {r.get('source', '-')} |\n")
     return s
 
-# %% ../nbs/09a_study.ipynb 22
+# %% ../nbs/09a_study.ipynb 26
 def write_findings(root='results', out='results/findings') -> dict:
     """`findings` of the committed results under `root`, written to `out`/findings.json and
     findings.md (`arclf study findings`)."""
