@@ -378,6 +378,11 @@ def _reproduce_rows(f: Path) -> list[dict]:
                              ref='Fig. 6', verdict=fate,
                              note=why, source=src, images=n,
                              training=_epochs(models, 'randar', s)))
+    for o in rows:  # a model trained longer wins for that reason too: no verdict either way
+        if '/' in o['training']:
+            o['verdict'] = 'inconclusive'
+            o['note'] = '; '.join(x for x in (o.get('note'), 'unequal training: not a fair test')
+                                  if x)
     return rows
 
 

@@ -212,6 +212,12 @@ def test_findings_state_the_new_rows(tmp_path):
     r = {r['claim']: r for r in _reproduce_rows(f)}['the AR classifier is competitive with the '
                                                     'ERM ViT' + ds]
     assert r['verdict'] == 'inconclusive' and r['lo'] < -0.03 < r['hi']
+    # a RandAR trained 8 epochs against a VAR of one: no verdict, and the row says why
+    res['results']['fashion_mnist']['models']['randar'] = dict(epochs=8.05, recipe=dict(epochs=32))
+    f.write_text(json.dumps(res))
+    r = {r['claim']: r for r in _reproduce_rows(f)}['the AR classifier beats VAR' + ds]
+    assert (r['verdict'], r['training']) == ('inconclusive', '1/8.1 epoch(s)'), r
+    assert 'unequal training' in r['note'] and r['lo'] > 0  # the interval alone would say reproduced
 
 
 def test_var_learning_curve(data_root, tmp_path):
