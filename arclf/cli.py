@@ -427,10 +427,10 @@ def _experiment_parsers(sub, F):
     m.add_argument(
         '--n-per-class',
         type=count(0),
-        default=10,
+        default=30,
         help='first n test images of each class (0: all)',
     )
-    m.add_argument('--ks', type=counts, default='1,5,20',
+    m.add_argument('--ks', type=counts, default='1,5,10',
                    help='numbers of orders K for the RandAR classifier')
     m.add_argument('--dit-ns', type=counts, default='5,25',
                    help='numbers of timesteps for the DiT classifier')
@@ -637,6 +637,8 @@ def _study_parsers(sub, F):
     st.add_argument('folder', nargs='?',
                     help='report, ship: the folder of the curves (RUNS/<dataset>)')
     st.add_argument('--models', help='ship: comma-separated study models (default: all four)')
+    st.add_argument('--dest', help='ship: the weights folder (default: arclf/weights, what '
+                    '`create_model(..., pretrained=True)` finds last)')
     st.add_argument('--out', default='results/training/fashion_mnist', help='results folder')
     st.add_argument('--dataset', default='fashion_mnist', help='the dataset the curves are of')
     d = sub.add_parser(
@@ -768,7 +770,7 @@ def _main(argv: list):
                              'runs/study/fashion_mnist')
         if a.what == 'ship':
             names = a.models.split(',') if a.models else None
-            for k, f in ship_models(a.folder, a.dataset, names).items():
+            for k, f in ship_models(a.folder, a.dataset, names, a.dest).items():
                 print(f'{k}: {f}')
             return None
         r = study_report(a.folder, a.out, a.dataset)

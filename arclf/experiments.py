@@ -9,7 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 import torch
 from torch import Tensor
-from .core import run_info, provenance, atomic_write_text, model_meta, check_out, check_device
+from .core import (run_info, provenance, atomic_write_text, model_meta, check_out,
+                        check_device, trained_epochs)
 from .data import load_dataset, SHIFTS, show_images
 from arclf.scorer import (
     RULES,
@@ -18,6 +19,7 @@ from arclf.scorer import (
     accuracy_vs_n,
     accuracy_ci,
     bootstrap_ci,
+    predict,
     prune_evaluate,
     prefix_prune,
     check_prefix_plan,
@@ -37,9 +39,9 @@ from .core import create_model
 
 # %% auto 0
 __all__ = ['FIG_DEFINITIONS', 'write_results', 'read_results', 'parse_plan', 'check_fit', 'table2_row', 'run_eval',
-           'fig6_markdown', 'table2_markdown', 'plot_acc_vs_time', 'demo', 'robustness', 'robustness_table',
-           'paired_diff_ci', 'token_analyses', 'order_experiment', 'per_token_tables', 'order_tables',
-           'plot_order_maps', 'simulate_prefix_plan', 'plan_cost', 'prefix_study', 'prefix_markdown',
+           'fig6_markdown', 'table2_markdown', 'plot_acc_vs_time', 'group_hits', 'budget_rows', 'demo', 'robustness',
+           'robustness_table', 'paired_diff_ci', 'token_analyses', 'order_experiment', 'per_token_tables',
+           'order_tables', 'plot_order_maps', 'simulate_prefix_plan', 'plan_cost', 'prefix_study', 'prefix_markdown',
            'plot_prefix_study', 'sample_images', 'ar_samples']
 
 # %% ../nbs/07_experiments.ipynb 6
@@ -207,6 +209,8 @@ def run_eval(
         n=n,
         seed=seed,
     )
+    if (ep := trained_epochs(getattr(m, 'meta', None) or {})) is not None:
+        res['epochs'] = ep  # how long a model with an arclf record was trained
     if prune:
         r = prune_evaluate(clf, ds, parse_plan(prune), bs=bs, seed=seed, progress=progress)
         res.update(
@@ -309,11 +313,48 @@ def plot_acc_vs_time(rows, path=None, title='Fashion-MNIST'):
         fig.savefig(path, dpi=120)
     return fig
 
-# %% ../nbs/07_experiments.ipynb 15
+# %% ../nbs/07_experiments.ipynb 16
+def group_hits(scores: Tensor, classes, y: Tensor, n: int) -> Tensor:
+    """Per image, the share of the disjoint groups of `n` samples of `scores` `[I, C, S]` whose
+    lower-bound prediction is right: `[I]`."""
+    G = scores.shape[-1] // n
+    if G < 1:
+        raise ValueError(f'budget {n} needs at least {n} samples per image, got {scores.shape[-1]}')
+    return torch.stack([  # [groups, images]
+        predict(scores[..., g * n : (g + 1) * n], classes)[:, 0] == y.to(scores.device)
+        for g in range(G)
+    ]).float().mean(0).cpu()
+
+
+def budget_rows(r: dict, kind: str, ns) -> list[dict]:
+    """Accuracy at each budget `n` in `ns` (mean ± std over the disjoint groups of `n` samples of
+    one evaluation `r`, and a 95% bootstrap interval over images of that mean) with forwards and
+    seconds per image; both scale the evaluation's per-sample cost, since they grow linearly in
+    `n` (a discriminative network's forwards do not grow with the classes)."""
+    n_max = r['scores'].shape[-1]
+    fw = r.get('forwards_per_image', len(r['classes']) * n_max) / n_max  # per sample
+    rows = accuracy_vs_n(r['scores'], r['classes'], r['y'], ns=[n for n in ns if n <= n_max])
+    out = []
+    for o in rows:
+        lo, hi = bootstrap_ci(group_hits(r['scores'], r['classes'], r['y'], o['n']))
+        out.append(dict(
+            classifier=kind,
+            n=o['n'],
+            acc=o['acc'],
+            std=o['std'],
+            lo=lo,
+            hi=hi,
+            groups=o['groups'],
+            forwards=round(fw * o['n']),
+            s_per_image=r['seconds_per_image'] * o['n'] / n_max,
+        ))
+    return out
+
+# %% ../nbs/07_experiments.ipynb 18
 def demo(
     dataset: str = 'fashion_mnist',
-    n_per_class: int = 10,
-    ks=(1, 5, 20),
+    n_per_class: int = 30,
+    ks=(1, 5, 10),
     dit_ns=(5, 25),
     out='results/demo',
     seed: int = 0,
@@ -321,10 +362,12 @@ def demo(
     progress: bool = True,
     device=None,
     models: dict | None = None,
-) -> list[dict]:
+) -> dict:
     """The main job: RandAR (K orders), raster AR and DiT classifiers on one test subset, same
-    machine, same code. `models` (`randar`, `raster`, `dit`: names or weights files; `None`
-    skips one) default to the shipped Fashion-MNIST models; give your own for other data."""
+    machine, same code, each accuracy with its 95% interval, and the gain of RandAR from the
+    fewest to the most orders as a paired difference with its interval. `models` (`randar`,
+    `raster`, `dit`: names or weights files; `None` skips one) default to the shipped
+    Fashion-MNIST models; give your own for other data."""
     models = models or dict(randar='randar', raster='raster', dit='dit')
     if out:
         check_out(Path(out) / 'results.json', replace_ok=True)  # writable, before any work
@@ -332,51 +375,52 @@ def demo(
     ds = load_dataset(dataset, 'test', root, n_per_class=n_per_class)
     rows = []
 
-    def add(method, family, clf, n):
-        r = evaluate(clf, ds, n, seed=seed, progress=progress)
-        rows.append(
-            dict(
-                method=method,
-                family=family,
-                n=n,
-                forwards=r['forwards_per_image'],
-                acc=accuracy(r['scores'], r['classes'], r['y']),
-                s_per_image=r['seconds_per_image'],
-            )
-        )
-        print(
-            f"{method:28s} n={n:<4d} acc={100 * rows[-1]['acc']:5.1f}%  "
-            f"{rows[-1]['s_per_image']:.3f} s/image",
-            flush=True,
-        )
+    def add(method, family, r, ns):  # the rows of one evaluation: one per budget in ns
+        for o in budget_rows(r, family, ns):
+            rows.append(dict(o, method=method.format(n=o['n']), family=family))
+            print(f"{rows[-1]['method']:28s} acc={100 * o['acc']:5.1f}% "
+                  f"[{100 * o['lo']:.1f}, {100 * o['hi']:.1f}]  {o['s_per_image']:.3f} s/image",
+                  flush=True)
 
     rand = create_classifier(models['randar'], device=device)
     check_fit(rand, ds, models['randar'])
-    for k in ks:
-        add(f'RandAR, K={k} orders', 'RandAR (random orders, lower bound)', rand, k)
+    # one evaluation with the most orders: each smaller K is its disjoint groups of orders
+    r = evaluate(rand, ds, max(ks), seed=seed, progress=progress)
+    add('RandAR, K={n} orders', 'RandAR (random orders, lower bound)', r, ks)
+    k0, k1 = min(ks), max(ks)
+    gain = group_hits(r['scores'], r['classes'], r['y'], k1) - group_hits(
+        r['scores'], r['classes'], r['y'], k0)
+    lo, hi = bootstrap_ci(gain)
+    trend = dict(k_from=k0, k_to=k1, diff=gain.mean().item(), lo=lo, hi=hi)
     if models.get('raster'):
         raster = create_classifier(models['raster'], device=device, raster=True)
         check_fit(raster, ds, models['raster'])
-        add('raster AR, K=1', 'raster-order AR', raster, 1)
+        add('raster AR, K=1', 'raster-order AR', evaluate(raster, ds, 1, seed=seed,
+                                                          progress=progress), [1])
     if models.get('dit'):
         dit = create_classifier(models['dit'], device=device)
         check_fit(dit, ds, models['dit'])
-        for n in dit_ns:
-            add(f'DiT, {n} timesteps', 'DiT diffusion classifier', dit, n)
-    table = fig6_markdown([dict(r, label=r['method'], budget=r['n']) for r in rows])
-    print('\n' + table)
+        for n in dit_ns:  # n timesteps spread over the grid: a separate evaluation each
+            add('DiT, {n} timesteps', 'DiT diffusion classifier',
+                evaluate(dit, ds, n, seed=seed, progress=progress), [n])
+    table = fig6_markdown([dict(o, label=o['method'], budget=o['n']) for o in rows])
+    words = (f"RandAR from K = {k0} to K = {k1} orders (the same images, paired): "
+             f"{100 * trend['diff']:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}]")
+    note = ('Brackets: 95% bootstrap intervals over images. A budget of k orders is the mean over '
+            f'the disjoint groups of k of the {k1} orders drawn per image; its seconds scale '
+            'those of the whole evaluation.')
+    print(f'\n{table}\n{words}')
+    res = dict(dataset=dataset, images=len(ds), seed=seed, rows=rows, trend=trend)
     if out:
         out = Path(out)
-        write_results(
-            out / 'results.json',
-            dict(dataset=dataset, images=len(ds), seed=seed, rows=rows),
-            f'# arclf demo: {dataset}, {len(ds)} test images\n\n{table}',
-        )
+        write_results(out / 'results.json', res,
+                      f'# arclf demo: {dataset}, {len(ds)} test images\n\n{table}\n{words}.\n\n'
+                      f'{note}\n')
         plot_acc_vs_time(rows, out / 'accuracy_vs_time.png', f'{dataset}: {len(ds)} test images')
         print(f'wrote {out}/results.json, results.md, accuracy_vs_time.png')
-    return rows
+    return res
 
-# %% ../nbs/07_experiments.ipynb 17
+# %% ../nbs/07_experiments.ipynb 20
 def robustness(
     dataset: str = 'fashion_mnist',
     n_per_class: int = 10,
@@ -417,7 +461,7 @@ def robustness(
         return write_results(Path(out) / 'table2.json', res, robustness_table(res))
     return res
 
-# %% ../nbs/07_experiments.ipynb 18
+# %% ../nbs/07_experiments.ipynb 21
 def robustness_table(res: dict) -> str:
     "Markdown: classifiers x (clean, shifts) accuracy."
     return (
@@ -425,7 +469,7 @@ def robustness_table(res: dict) -> str:
         + table2_markdown(res['rows'], shift_names={'none': 'clean'})
     )
 
-# %% ../nbs/07_experiments.ipynb 22
+# %% ../nbs/07_experiments.ipynb 25
 def paired_diff_ci(hit_a: Tensor, hit_b: Tensor, n_boot: int = 2000, seed: int = 0) -> dict:
     """Mean of `hit_a` minus `hit_b` (same images: accuracies, or any per-image values) with a
     paired 95% bootstrap interval."""
@@ -433,7 +477,7 @@ def paired_diff_ci(hit_a: Tensor, hit_b: Tensor, n_boot: int = 2000, seed: int =
     lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=seed)
     return dict(diff=d.mean().item(), lo=lo, hi=hi)
 
-# %% ../nbs/07_experiments.ipynb 23
+# %% ../nbs/07_experiments.ipynb 26
 FIG_DEFINITIONS = dict(
     fig3='Fig. 3: per image and position, max(0, log p(x_p | true class) - log p(x_p | a false '
          'class drawn at random per image)), per-position log-probs averaged over the K orders',
@@ -531,7 +575,7 @@ def token_analyses(
                           for v, (st, _) in views.items()}),
     )
 
-# %% ../nbs/07_experiments.ipynb 24
+# %% ../nbs/07_experiments.ipynb 27
 def order_experiment(
     n_per_class: int = 30,
     K: int = 20,
@@ -598,7 +642,7 @@ def order_experiment(
         return write_results(Path(out) / 'orders.json', res, order_tables(res), command=cmd)
     return res
 
-# %% ../nbs/07_experiments.ipynb 25
+# %% ../nbs/07_experiments.ipynb 28
 def _pm(r) -> str:
     return (
         f"{100 * r['acc']:.1f} ± {100 * r['std']:.1f}"
@@ -699,7 +743,7 @@ def order_tables(res: dict) -> str:
               '4, 5 and 8 (issue 15): re-run `order_experiment` for them.*\n')
     return s
 
-# %% ../nbs/07_experiments.ipynb 26
+# %% ../nbs/07_experiments.ipynb 29
 def plot_order_maps(res: dict, n_examples: int | None = None) -> list:
     """The paper's Figs. 3, 4, 5 and 8 analogues, two figures per analysed model: example images'
     clipped discriminative maps side by side (raster / K=1 / largest K), then the per-token
@@ -756,7 +800,7 @@ def plot_order_maps(res: dict, n_examples: int | None = None) -> list:
         figs.append(fig)
     return figs
 
-# %% ../nbs/07_experiments.ipynb 34
+# %% ../nbs/07_experiments.ipynb 37
 def simulate_prefix_plan(steps: Tensor, stages) -> Tensor:
     """The choice of `prefix_prune` with `stages`, as indices into the candidates `[I]`, replayed
     from per-step log-probs `[I, M, K, N]` of full sequences (a causal model's prefix score is a
@@ -780,7 +824,7 @@ def plan_cost(stages, M: int, N: int) -> float:
         alive = keep
     return cost
 
-# %% ../nbs/07_experiments.ipynb 35
+# %% ../nbs/07_experiments.ipynb 38
 def _prefix_grid(N: int, K: int, K1s, keeps, finals) -> list:
     Ls = sorted({max(1, round(N * f)) for f in (1 / 8, 1 / 6, 1 / 4, 1 / 3, 1 / 2)})
     plans = []
@@ -884,7 +928,7 @@ def _project_prefix(res: dict, M: int = 1000, N: int = 256, K: int = 20) -> list
             rows.append(dict(from_dataset=name, plan=plan, forwards=cost, saving=M * K / cost))
     return rows
 
-# %% ../nbs/07_experiments.ipynb 36
+# %% ../nbs/07_experiments.ipynb 39
 def prefix_markdown(rec: dict) -> str:
     "The prefix-pruning study as a report."
     out = ['# Prefix pruning (beyond the paper)', '',
@@ -962,7 +1006,7 @@ def plot_prefix_study(rec: dict, path=None):
         plt.close(fig)
     return fig
 
-# %% ../nbs/07_experiments.ipynb 40
+# %% ../nbs/07_experiments.ipynb 43
 @torch.no_grad()
 def sample_images(
     model,
@@ -988,7 +1032,7 @@ def sample_images(
     )
     return tokenizer.decode(ids.cpu()), y.cpu()
 
-# %% ../nbs/07_experiments.ipynb 41
+# %% ../nbs/07_experiments.ipynb 44
 def ar_samples(
     out='results/randar',
     n: int = 8,

@@ -10,14 +10,13 @@ import torch
 import arclf
 from .core import (run_info, weights_path, default_device, model_meta, trained_epochs,
                         atomic_write_text, atomic_save)
-from .experiments import write_results, read_results, fig6_markdown, table2_markdown
+from .experiments import (write_results, read_results, fig6_markdown, table2_markdown,
+                               budget_rows)
 from .data import load_dataset, SHIFTS, file_digest
 from arclf.scorer import (
     evaluate,
-    accuracy_vs_n,
     accuracy_ci,
     bootstrap_ci,
-    predict,
     eval_key,
     data_digest,
     key_diff,
@@ -29,9 +28,8 @@ from .avarc import avarc_evaluate, parse_avarc_stages
 
 # %% auto 0
 __all__ = ['PLANS_DIR', 'PLAN_KEYS', 'EVAL_DEFAULTS', 'KINDS', 'EVAL_COMMON', 'NO_EFFECT', 'NAMES', 'SHIFT_NAMES', 'SPEED_VS',
-           'load_plan', 'ensure_trained', 'model_file', 'cached_eval', 'cached_prune', 'prune_row', 'budget_rows',
-           'time_to_reach', 'speed_ratio', 'reproduce', 'refresh_report', 'ratio_words', 'speed_summary', 'report',
-           'plot_reproduction']
+           'load_plan', 'ensure_trained', 'model_file', 'cached_eval', 'cached_prune', 'prune_row', 'time_to_reach',
+           'speed_ratio', 'reproduce', 'refresh_report', 'ratio_words', 'speed_summary', 'report', 'plot_reproduction']
 
 # %% ../nbs/09_reproduce.ipynb 5
 PLANS_DIR = Path(arclf.__file__).resolve().parent / 'configs' / 'reproduce'  # package data
@@ -366,36 +364,6 @@ def prune_row(r: dict) -> dict:
                 stages=r['stages'])
 
 # %% ../nbs/09_reproduce.ipynb 15
-def budget_rows(r: dict, kind: str, ns) -> list[dict]:
-    """Accuracy at each budget `n` in `ns` (mean ± std over the disjoint groups of `n` samples of
-    one evaluation, and a 95% bootstrap interval over images of that mean) with forwards and
-    seconds per image; both scale the evaluation's per-sample cost, since they grow linearly in
-    `n` (a discriminative network's forwards do not grow with the classes)."""
-    n_max = r['scores'].shape[-1]
-    fw = r.get('forwards_per_image', len(r['classes']) * n_max) / n_max  # per sample
-    rows = accuracy_vs_n(r['scores'], r['classes'], r['y'], ns=[n for n in ns if n <= n_max])
-    out = []
-    for o in rows:
-        n = o['n']
-        hits = torch.stack([  # [groups, images]: is each group's prediction right
-            predict(r['scores'][..., g * n : (g + 1) * n], r['classes'])[:, 0] == r['y']
-            for g in range(o['groups'])
-        ]).float()
-        lo, hi = bootstrap_ci(hits.mean(0))  # over images, of their mean over the groups
-        out.append(dict(
-            classifier=kind,
-            n=o['n'],
-            acc=o['acc'],
-            std=o['std'],
-            lo=lo,
-            hi=hi,
-            groups=o['groups'],
-            forwards=round(fw * o['n']),
-            s_per_image=r['seconds_per_image'] * o['n'] / n_max,
-        ))
-    return out
-
-# %% ../nbs/09_reproduce.ipynb 16
 def _curve(rows: list[dict]) -> list[dict]:
     "The budgets that raise the best accuracy so far, by seconds per image: a rising curve."
     out = []
@@ -451,7 +419,7 @@ def speed_ratio(fast: list[dict], slow: list[dict]) -> list[dict]:
         )
     return out
 
-# %% ../nbs/09_reproduce.ipynb 19
+# %% ../nbs/09_reproduce.ipynb 18
 def _budgets(kind: str, E: dict) -> list[int]:
     "The Fig. 6 budgets of classifier `kind`."
     b = KINDS[kind]['budgets']
@@ -640,7 +608,7 @@ def reproduce(
         plot_reproduction(res, odir / 'fig6.png')
     return res
 
-# %% ../nbs/09_reproduce.ipynb 20
+# %% ../nbs/09_reproduce.ipynb 19
 NAMES = dict(
     randar='RandAR (random orders, lower bound)',
     raster='raster-order AR',
@@ -720,7 +688,7 @@ def speed_summary(rows: list[dict]) -> str:
     return (f"no matched accuracy: no RandAR budget reaches {100 * b['acc']:.1f}% (its best: "
             f"{100 * f['acc']:.1f}%)")
 
-# %% ../nbs/09_reproduce.ipynb 21
+# %% ../nbs/09_reproduce.ipynb 20
 def _plan_arg(plan: dict) -> str:
     """How to name the plan on the command line: a shipped plan by its name (wherever it was
     installed)."""
@@ -798,7 +766,7 @@ def report(res: dict) -> str:
         )
     return '\n'.join(s)
 
-# %% ../nbs/09_reproduce.ipynb 22
+# %% ../nbs/09_reproduce.ipynb 21
 def plot_reproduction(res: dict, path=None):
     "Fig. 6 analogue: accuracy against seconds per image, one panel per dataset."
     import matplotlib.pyplot as plt

@@ -87,7 +87,7 @@ def test_stamp_depends_only_on_the_settings_its_classifiers_read(tmp_path):
 
 
 def test_budget_rows_count_a_networks_forwards_and_give_intervals():
-    from arclf.reproduce import budget_rows
+    from arclf.experiments import budget_rows
 
     g = torch.Generator().manual_seed(0)
     r = dict(scores=torch.randn(40, 10, 1, generator=g), classes=list(range(10)),

@@ -59,3 +59,21 @@ def test_study_through_the_gpu_runbook_dry_run(tmp_path):
     assert r.returncode == 2 and 'different run' in r.stderr, r.stderr[-2000:]
     r = _arclf('study', 'report', str(tmp_path / 'nothing'), '--out', str(tmp_path / 'x'))
     assert r.returncode == 2 and 'no learning curves' in r.stderr
+    # the runs' latest points shipped (fp16) into a weights folder found first ($ARCLF_WEIGHTS):
+    # `arclf eval` then scores with them, and the record says how long they were trained
+    w = tmp_path / 'weights'
+    r = _arclf('study', 'ship', str(d), '--dest', str(w))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert sorted(p.name for p in w.glob('*.pt')) == [
+        'dit_fmnist.pt', 'randar_fmnist.pt', 'randar_fmnist_raster.pt', 'sit_fmnist.pt']
+    from arclf.core import model_meta, trained_epochs
+    m = model_meta(w / 'randar_fmnist_raster.pt')
+    last = rec['curves']['randar_raster']['points'][-1]
+    assert trained_epochs(m) == last['epochs'] and m['recipe']['order'] == 'raster'
+    env = _env(ARCLF_WEIGHTS=str(w))
+    r = subprocess.run([sys.executable, '-m', 'arclf.cli', 'eval', '--clf', 'raster', '--n', '1',
+                        '--n-per-class', '1', '--out', str(tmp_path / 'ev.json')], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ev = json.loads((tmp_path / 'ev.json').read_text())
+    assert ev['epochs'] == last['epochs'], 'the weights shipped to $ARCLF_WEIGHTS were not used'
