@@ -544,6 +544,20 @@ def _experiment_parsers(sub, F):
     pp.add_argument('--K', type=count(), default=20, help='orders of the unpruned classifier')
     pp.add_argument('--out', default='results/prefix_pruning', help='results folder')
     pp.add_argument('--threads', type=count(), help='CPU threads')
+    o = sub.add_parser(
+        'orders',
+        help="the paper's order studies with the shipped pair: Tables 1 and 5, Figs. 3, 4, 5 "
+        'and 8, class pruning (results/scorer/orders.json)',
+        formatter_class=F,
+    )
+    o.add_argument('--n-per-class', type=count(), default=100, help='test images per class')
+    o.add_argument('--K', type=count(), default=20, help='orders per image')
+    o.add_argument('--ks', type=counts, default='1,2,5,10,20',
+                   help='budgets of Tables 1 and 5 (at most K)')
+    o.add_argument('--n-maps', type=count(), default=100, help='images of the per-token maps')
+    o.add_argument('--seed', type=int, default=0, help='seeds the orders of every image')
+    o.add_argument('--out', default='results/scorer', help='results folder')
+    o.add_argument('--threads', type=count(), help='CPU threads')
     r = sub.add_parser(
         'robustness',
         help='Table 2 analogue: clean vs Gaussian noise / JPEG / sketch accuracy',
@@ -875,6 +889,14 @@ def _experiment(a):
         check_out(Path(a.out) / 'results.json', replace_ok=True)  # writable, before any work
         prefix_study(dict(pairs), a.n_per_class, a.K, out=a.out)
         print(f'wrote {a.out}/results.md, results.json, prefix_pruning.png')
+    elif a.cmd == 'orders':
+        from arclf.experiments import order_experiment
+
+        if bad := [k for k in a.ks if k > a.K]:
+            raise ValueError(f'--ks {bad}: a budget is at most --K {a.K} orders')
+        check_out(Path(a.out) / 'orders.json', replace_ok=True)  # writable, before any work
+        order_experiment(a.n_per_class, a.K, a.ks, a.n_maps, a.seed, out=a.out)
+        print(f'wrote {a.out}/orders.json, orders.md')
     elif a.cmd == 'robustness':
         from arclf.experiments import robustness, robustness_table
 

@@ -38,7 +38,7 @@ from .avarc import avarc_evaluate, parse_avarc_stages
 from .core import create_model
 
 # %% auto 0
-__all__ = ['FIG_DEFINITIONS', 'write_results', 'read_results', 'parse_plan', 'check_fit', 'table2_row', 'run_eval',
+__all__ = ['FIG_DEFINITIONS', 'ORDER_PLANS', 'write_results', 'read_results', 'parse_plan', 'check_fit', 'table2_row', 'run_eval',
            'fig6_markdown', 'table2_markdown', 'plot_acc_vs_time', 'group_hits', 'budget_rows', 'demo', 'robustness',
            'robustness_table', 'paired_diff_ci', 'token_analyses', 'order_experiment', 'per_token_tables',
            'order_tables', 'plot_order_maps', 'simulate_prefix_plan', 'plan_cost', 'prefix_study', 'prefix_markdown',
@@ -314,31 +314,33 @@ def plot_acc_vs_time(rows, path=None, title='Fashion-MNIST'):
     return fig
 
 # %% ../nbs/07_experiments.ipynb 16
-def group_hits(scores: Tensor, classes, y: Tensor, n: int) -> Tensor:
+def group_hits(scores: Tensor, classes, y: Tensor, n: int, rule: str = 'lower_bound') -> Tensor:
     """Per image, the share of the disjoint groups of `n` samples of `scores` `[I, C, S]` whose
-    lower-bound prediction is right: `[I]`."""
+    prediction (by `rule`) is right: `[I]`."""
     G = scores.shape[-1] // n
     if G < 1:
         raise ValueError(f'budget {n} needs at least {n} samples per image, got {scores.shape[-1]}')
     return torch.stack([  # [groups, images]
-        predict(scores[..., g * n : (g + 1) * n], classes)[:, 0] == y.to(scores.device)
+        predict(scores[..., g * n : (g + 1) * n], classes, rule)[:, 0] == y.to(scores.device)
         for g in range(G)
     ]).float().mean(0).cpu()
 
 
-def budget_rows(r: dict, kind: str, ns) -> list[dict]:
+def budget_rows(r: dict, kind: str, ns, rule: str = 'lower_bound') -> list[dict]:
     """Accuracy at each budget `n` in `ns` (mean ± std over the disjoint groups of `n` samples of
-    one evaluation `r`, and a 95% bootstrap interval over images of that mean) with forwards and
-    seconds per image; both scale the evaluation's per-sample cost, since they grow linearly in
-    `n` (a discriminative network's forwards do not grow with the classes)."""
+    one evaluation `r`, and a 95% bootstrap interval over images of that mean) by `rule`, with
+    forwards and seconds per image; both scale the evaluation's per-sample cost, since they grow
+    linearly in `n` (a discriminative network's forwards do not grow with the classes)."""
     n_max = r['scores'].shape[-1]
     fw = r.get('forwards_per_image', len(r['classes']) * n_max) / n_max  # per sample
-    rows = accuracy_vs_n(r['scores'], r['classes'], r['y'], ns=[n for n in ns if n <= n_max])
+    rows = accuracy_vs_n(r['scores'], r['classes'], r['y'], ns=[n for n in ns if n <= n_max],
+                         rule=rule)
     out = []
     for o in rows:
-        lo, hi = bootstrap_ci(group_hits(r['scores'], r['classes'], r['y'], o['n']))
+        lo, hi = bootstrap_ci(group_hits(r['scores'], r['classes'], r['y'], o['n'], rule))
         out.append(dict(
             classifier=kind,
+            rule=rule,
             n=o['n'],
             acc=o['acc'],
             std=o['std'],
@@ -576,8 +578,12 @@ def token_analyses(
     )
 
 # %% ../nbs/07_experiments.ipynb 27
+# adaptive class pruning schedules: (orders, classes kept) per stage
+ORDER_PLANS = (((1, 3), (20, 1)), ((2, 2), (20, 1)), ((5, 3), (20, 1)), ((2, 5), (10, 2), (20, 1)))
+
+
 def order_experiment(
-    n_per_class: int = 30,
+    n_per_class: int = 100,
     K: int = 20,
     ks=(1, 2, 5, 10, 20),
     n_maps: int = 100,
@@ -585,7 +591,7 @@ def order_experiment(
     dataset: str = 'fashion_mnist',
     model: str = 'randar_fmnist',
     raster_model: str = 'randar_fmnist_raster',
-    plans=(((1, 3), (20, 1)), ((2, 2), (20, 1)), ((5, 3), (20, 1)), ((2, 5), (10, 2), (20, 1))),
+    plans=ORDER_PLANS,
     out='results/scorer',
     map_ks=(1, 5, 20),
     map_models: dict | None = None,
@@ -607,12 +613,11 @@ def order_experiment(
         model=model,
         seconds_per_image_K=r['seconds_per_image'],
     )
-    res['table5'] = [row for rule in RULES for row in accuracy_vs_n(s, c, y, ks, rule)]
+    # every row with its 95% interval over images (of the mean over disjoint groups of orders)
+    res['table5'] = [row for rule in RULES for row in budget_rows(r, 'randar', ks, rule)]
     rr = evaluate(create_classifier(raster_model), ds, 1, seed=seed)
-    res['raster'] = dict(
-        acc=accuracy(rr['scores'], rr['classes'], rr['y']),
-        seconds_per_image=rr['seconds_per_image'],
-    )
+    res['raster'] = dict(accuracy_ci(rr['scores'], rr['classes'], rr['y']),
+                         seconds_per_image=rr['seconds_per_image'])
     ident = evaluate(create_classifier(model, raster=True), ds, 1, seed=seed, progress=False)
     res['random_model_identity_order'] = accuracy(ident['scores'], ident['classes'], ident['y'])
     # the paper's per-token analyses (Figs. 3, 4, 5, 8) of every model pair
@@ -622,17 +627,27 @@ def order_experiment(
         for label, (m, rm) in (map_models or {model: (model, raster_model)}).items()
     }
     # adaptive pruning: accuracy and forwards per image against full scoring with K orders
-    res['pruning'] = [dict(schedule='full', acc=accuracy(s, c, y), forwards=len(c) * K)]
+    full = accuracy_ci(s, c, y)
+    res['pruning'] = [dict(schedule='full', acc=full['acc'], lo=full['lo'], hi=full['hi'],
+                           forwards=len(c) * K)]
     for plan in plans:
         p = prune_evaluate(clf, ds, plan, bs=32, seed=seed, progress=False)
+        lo, hi = bootstrap_ci((p['pred'] == p['y']).float())
         res['pruning'].append(
             dict(
                 schedule=' → '.join(f'{n} orders, keep {k}' for n, k in plan),
                 acc=p['acc'],
+                lo=lo,
+                hi=hi,
                 forwards=p['forwards_per_image'],
             )
         )
-    cmd = (
+    defaults = (dataset, model, raster_model, plans, tuple(map_ks), map_models, n_examples) == (
+        'fashion_mnist', 'randar_fmnist', 'randar_fmnist_raster',
+        ORDER_PLANS, (1, 5, 20), None, 4)
+    cmd = (  # the CLI runs the shipped pair; anything else is a Python call
+        f'arclf orders --n-per-class {n_per_class} --K {K} --ks {",".join(map(str, ks))} '
+        f'--n-maps {n_maps} --seed {seed} --out {out}' if defaults else
         'python -c "from arclf.experiments import order_experiment; '
         f'order_experiment({n_per_class}, {K}, ks={tuple(ks)!r}, n_maps={n_maps}, seed={seed}, '
         f'dataset={dataset!r}, model={model!r}, raster_model={raster_model!r}, plans={plans!r}, '
@@ -644,11 +659,9 @@ def order_experiment(
 
 # %% ../nbs/07_experiments.ipynb 28
 def _pm(r) -> str:
-    return (
-        f"{100 * r['acc']:.1f} ± {100 * r['std']:.1f}"
-        if r['groups'] > 1
-        else f"{100 * r['acc']:.1f}"
-    )
+    "acc ± std over groups of orders, [95% interval over images] where the result has it"
+    s = f"{100 * r['acc']:.1f}" + (f" ± {100 * r['std']:.1f}" if r.get('groups', 1) > 1 else '')
+    return s + (f" [{100 * r['lo']:.1f}, {100 * r['hi']:.1f}]" if r.get('lo') is not None else '')
 
 
 def _ci(d: dict, scale: float = 100, sign: str = '') -> str:
@@ -716,10 +729,10 @@ def order_tables(res: dict) -> str:
     s = (
         f"**Table 1 analogue** ({res['dataset']}, {res['images']} test images; accuracy %, mean ± "
         "std over "
-        f"disjoint groups of K orders)\n\n| order " + head
+        f"disjoint groups of K orders [95% interval over images])\n\n| order " + head
     )
     s += (
-        f"| raster (raster-trained model) | {100 * res['raster']['acc']:.1f} |"
+        f"| raster (raster-trained model) | {_pm(res['raster'])} |"
         + ' |' * (len(ks) - 1)
         + '\n'
     )
@@ -734,7 +747,7 @@ def order_tables(res: dict) -> str:
         '| schedule | forwards / image | accuracy |\n|---|---:|---:|\n'
     )
     for p in res['pruning']:
-        s += f"| {p['schedule']} | {p['forwards']:.1f} | {100 * p['acc']:.1f} |\n"
+        s += f"| {p['schedule']} | {p['forwards']:.1f} | {_pm(p)} |\n"
     if 'per_token' in res:
         for label, pt in res['per_token'].items():
             s += '\n' + per_token_tables(pt, label)

@@ -67,6 +67,7 @@ def test_help_lists_every_command():
         'diffusion',
         'reproduce',
         'ablations',
+        'orders',
         'wilds',
         'study',
     ):
