@@ -88,7 +88,7 @@ def test_help_lists_every_command():
         assert opt in ev, opt
     assert '{randar,raster,dit,sit}' in ev
     assert '{eval,table7,report,diagnose}' in arclf_cmd('diffusion', '--help').stdout
-    assert '{train,report,findings}' in arclf_cmd('study', '--help').stdout
+    assert '{train,report,ship,findings}' in arclf_cmd('study', '--help').stdout
     assert '{training,scorer,tokenizer}' in arclf_cmd('bench', '--help').stdout
     tok = arclf_cmd('tokenizers', '--help').stdout
     assert all(n in tok for n in ('vq_fmnist_s', 'vq_fmnist_l', 'vq_cifar_s', 'vq_cifar_l'))
