@@ -44,7 +44,9 @@ def eval_scores(
     `out/scores_<kind>.pt`."""
     clf = small_classifier(kind)
     x, y = eval_set(n_per_class)
-    res = evaluate(clf, (x, y), n=n, classes=list(range(10)), bs=bs, seed=seed, progress=False)
+    # with `out`, the scores are saved as they come: a run stopped part-way resumes
+    res = evaluate(clf, (x, y), n=n, classes=list(range(10)), bs=bs, seed=seed, progress=False,
+                   out=None if out is None else Path(out) / f'scores_{kind}.pt')
     cmd = f'arclf diffusion eval --kind {kind} --n-per-class {n_per_class} --n {n}'
     res.update(
         t=clf.timesteps(n) if kind != 'randar' else None,
@@ -71,17 +73,22 @@ def table7(
     seed: int = 0,
     out=RESULTS,
     bs: int = 4,
+    cache='runs/diffusion',
 ) -> list:
     """Table 7 analogue: accuracy at `budget` forwards per class, split as T timesteps × N =
-    budget/T noises."""
+    budget/T noises. Each split's scores are kept in `cache` (None: not kept), so a run stopped
+    part-way resumes."""
     model = small_classifier(kind).model
     x, y = eval_set(n_per_class)
     rows, T = [], 1
     while T <= budget:
         clf = create_classifier(model, n_t=T)
-        r = evaluate(
-            clf, (x, y), n=budget, classes=list(range(10)), bs=bs, seed=seed, progress=False
-        )
+        keep = None if cache is None else Path(cache) / f'table7_{kind}_T{T}_of{budget}.pt'
+        want = eval_key(clf, budget, seed, torch.arange(10), len(y), dict(data=data_digest(x, y)))
+        r = torch.load(keep, weights_only=True) if keep is not None and keep.exists() else None
+        if r is None or key_diff(r.get('key'), want):  # not made by this very evaluation: score
+            r = evaluate(clf, (x, y), n=budget, classes=list(range(10)), bs=bs, seed=seed,
+                         progress=False, out=keep)
         rows.append(
             dict(
                 T=T,
