@@ -201,7 +201,8 @@ def test_errors_name_the_problem(tmp_path):
 
 def test_configs_are_the_shipped_recipes():
     """Every shipped config names a family and matches the recipe stored in the weights it
-    reproduces."""
+    reproduces. The generative models' are the study's: its recipe, stopped by the learning curve
+    (their shipped weights are the curve's point at the step `record['trained']` names)."""
     names = list_configs()
     assert names == sorted(p.stem for p in CONFIG_DIR.glob('*.json')) and len(names) == 8
     assert not (ROOT / 'configs').exists(), 'the configs are package data now (arclf/configs)'
@@ -213,7 +214,7 @@ def test_configs_are_the_shipped_recipes():
         cfg = json.loads((CONFIG_DIR / f'{name}.json').read_text())
         positional = cfg.pop('positional', [])
         assert positional == ([meta['preset']] if fam == 'tokenizer' else []), name
-        for k in ('family', 'threads'):  # not part of the recipe
+        for k in ('family', 'threads', 'curve'):  # not part of the recipe (curve: a path)
             cfg.pop(k, None)
         assert cfg.pop('tokenizer', None) == meta.get(
             'tokenizer'
@@ -227,6 +228,11 @@ def test_configs_are_the_shipped_recipes():
                 v,
                 meta['recipe'].get(k),
             )
+        if fam != 'tokenizer':
+            from arclf.study import RECIPE
+            assert {k: meta['recipe'][k] for k in ('epochs', 'lr', 'schedule', 'ema')} == {
+                k: RECIPE[k] for k in ('epochs', 'lr', 'schedule', 'ema')}, name
+            assert meta['record']['trained']['step'] > 0, name
         flags = dict(zip(argv[len(positional) :: 2], argv[len(positional) + 1 :: 2]))
         assert float(flags['--lr']) == float(meta['recipe']['lr']), name
 
