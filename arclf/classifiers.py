@@ -10,7 +10,7 @@ from torch import nn, Tensor
 from collections.abc import Mapping
 from arclf.core import (
     _from_record,
-    _read,
+    read_weights,
     check_device,
     check_images,
     create_model,
@@ -269,7 +269,7 @@ def _load_file(path) -> nn.Module:
     RandAR, LlamaGen, VAR and its VAE, DiT/SiT, a VQ tokenizer or MaskGIT's, a discriminative
     network), or an official checkpoint (rebuilt as the registered model of the same layout). The
     file is read once: official checkpoints are gigabytes."""
-    d = load_weights(path) if path.suffix == '.safetensors' else _read(path)
+    d = read_weights(path)
     if not (isinstance(d, Mapping) and 'config' in d and 'model' in d):
         return _official(load_weights(d), path)
     cfg = d['config']

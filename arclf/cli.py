@@ -413,7 +413,7 @@ def _common(p, out: str | None, what: str, seed: bool = True):
 
 
 def _experiment_parsers(sub, F):
-    """`demo`, `eval`, `robustness`, `reproduce`, `ablations`, `wilds`: the commands that run an
+    """`demo`, `eval`, `orders`, `reproduce`, `ablations`, `wilds`: the commands that run an
     experiment."""
     m = sub.add_parser(
         'demo',
@@ -558,18 +558,6 @@ def _experiment_parsers(sub, F):
     o.add_argument('--seed', type=int, default=0, help='seeds the orders of every image')
     o.add_argument('--out', default='results/scorer', help='results folder')
     o.add_argument('--threads', type=count(), help='CPU threads')
-    r = sub.add_parser(
-        'robustness',
-        help='Table 2 analogue: clean vs Gaussian noise / JPEG / sketch accuracy',
-        formatter_class=F,
-    )
-    r.add_argument('--dataset', default='fashion_mnist', help='test set')
-    r.add_argument(
-        '--n-per-class', type=count(), default=10, help='first n test images of each class'
-    )
-    r.add_argument('--K', type=count(), default=5, help='orders for RandAR')
-    r.add_argument('--dit-n', type=count(), default=25, help='timesteps for DiT')
-    _common(r, 'results/robustness', 'folder for table2.json and table2.md', seed=False)
     g = sub.add_parser(
         'reproduce',
         help='a reproduction plan: train its models, Table 2, Fig. 6 and the speed ratio '
@@ -897,13 +885,6 @@ def _experiment(a):
         check_out(Path(a.out) / 'orders.json', replace_ok=True)  # writable, before any work
         order_experiment(a.n_per_class, a.K, a.ks, a.n_maps, a.seed, out=a.out)
         print(f'wrote {a.out}/orders.json, orders.md')
-    elif a.cmd == 'robustness':
-        from arclf.experiments import robustness, robustness_table
-
-        res = robustness(
-            a.dataset, a.n_per_class, a.K, a.dit_n, out=a.out, root=a.root, device=a.device
-        )
-        print(robustness_table(res))
     elif a.cmd == 'eval':
         from arclf.experiments import run_eval
 

@@ -15,14 +15,14 @@ from torch import nn, Tensor
 # %% auto 0
 __all__ = ['PACKAGE_DIR', 'WRAP_KEYS', 'WEIGHTS_DIR', 'RECORD_KEYS', 'default_device', 'seed_everything', 'to_device',
            'num_params', 'eval_mode', 'slow_enabled', 'run_info', 'provenance', 'check_images', 'check_out',
-           'check_device', 'check_count', 'atomic_write', 'atomic_save', 'atomic_write_text', 'load_weights', 'layout',
-           'layout_diff', 'load_strict', 'random_state_dict', 'save_pretrained', 'weights_path', 'tensor_digest',
-           'state_digest', 'model_meta', 'trained_epochs', 'load_pretrained', 'DownloadError', 'is_offline',
-           'file_digest', 'download_file', 'ModelSpec', 'register_model', 'list_models', 'model_spec', 'weight_dirs',
-           'download_dir', 'find_weights', 'create_model', 'weights_table', 'check_rates', 'check_family',
-           'TensorLoader', 'CancelFitException', 'CancelEpochException', 'CancelBatchException', 'Callback', 'run_cbs',
-           'default_loss', 'param_groups', 'adamw', 'Learner', 'lr_factor', 'SchedCB', 'GradClipCB', 'ProgressCB',
-           'LogCB', 'RecorderCB', 'fit_model', 'trained_model']
+           'check_device', 'check_count', 'atomic_write', 'atomic_save', 'atomic_write_text', 'read_weights',
+           'load_weights', 'layout', 'layout_diff', 'load_strict', 'random_state_dict', 'save_pretrained',
+           'weights_path', 'tensor_digest', 'state_digest', 'model_meta', 'trained_epochs', 'load_pretrained',
+           'DownloadError', 'is_offline', 'file_digest', 'download_file', 'ModelSpec', 'register_model', 'list_models',
+           'model_spec', 'weight_dirs', 'download_dir', 'find_weights', 'create_model', 'weights_table', 'check_rates',
+           'check_family', 'TensorLoader', 'CancelFitException', 'CancelEpochException', 'CancelBatchException',
+           'Callback', 'run_cbs', 'default_loss', 'param_groups', 'adamw', 'Learner', 'lr_factor', 'SchedCB',
+           'GradClipCB', 'ProgressCB', 'LogCB', 'RecorderCB', 'fit_model', 'trained_model']
 
 # %% ../nbs/00_core.ipynb 5
 def default_device() -> torch.device:
@@ -315,6 +315,26 @@ def atomic_write_text(text: str, path: str | Path):
 WRAP_KEYS = ('ema', 'model', 'state_dict', 'module', 'net')
 
 
+def read_weights(p) -> Mapping:
+    """What a weights file holds, read once and as stored: a `.safetensors` file's tensors, or a
+    `.pt` file's contents (a `save_pretrained` record, an official checkpoint, a state dict), loaded
+    tensors-only (`weights_only`: a file cannot run code). An unreadable file -- empty, cut short,
+    foreign, a folder -- is one clear error that names it."""
+    p = Path(p)
+    try:
+        if p.suffix == '.safetensors':
+            from safetensors.torch import load_file
+
+            return load_file(str(p))
+        return torch.load(p, map_location='cpu', weights_only=True)
+    except Exception as e:
+        why = (str(e).splitlines() or [''])[0][:120] or 'empty or cut short'
+        raise ValueError(
+            f'{p} is not a readable weights file ({type(e).__name__}: {why}); delete it and '
+            'download or train it again'
+        ) from None
+
+
 def load_weights(src, key: str | None = None) -> dict:
     """A flat state dict from a path (`.pt`, `.pth`, `.bin`, `.safetensors`) or a dict, unwrapping
     `key` or a known wrapper."""
@@ -323,17 +343,7 @@ def load_weights(src, key: str | None = None) -> dict:
         if not p.exists():
             raise FileNotFoundError(f'checkpoint not found: {p} (check the path; `arclf models` '
                                     'lists the registered names)')
-        try:
-            if p.suffix == '.safetensors':
-                from safetensors.torch import load_file
-
-                sd = load_file(str(p))
-            else:
-                sd = torch.load(p, map_location='cpu', weights_only=True)
-        except Exception as e:
-            why = (str(e).splitlines() or [type(e).__name__])[0][:160]
-            raise ValueError(f'could not read checkpoint {p} ({why}): a truncated, corrupt or '
-                             'foreign file? download or train it again') from None
+        sd = read_weights(p)
     else:
         sd = src
     if not isinstance(sd, Mapping):
@@ -456,18 +466,6 @@ def weights_path(src) -> Path:
     return p
 
 # %% ../nbs/00_core.ipynb 37
-def _read(p: Path) -> Mapping:
-    try:
-        d = torch.load(p, map_location='cpu', weights_only=True)
-    except Exception as e:
-        why = (str(e).splitlines() or [''])[0][:120] or 'empty or cut short'
-        raise ValueError(
-            f'{p} is not a readable weights file ({type(e).__name__}: {why}); delete it and '
-            'download or train it again'
-        ) from None
-    return d
-
-
 def tensor_digest(named: dict, n: int = 16) -> str:
     "A short sha256 of named tensors: their names, shapes, dtypes and values."
     import hashlib
@@ -489,7 +487,7 @@ def model_meta(src) -> dict:
     (recipe, training record, provenance, the tokenizer it reads) -- from a path or a shipped
     weight's name, without building it."""
     p = weights_path(src)
-    d = _read(p)
+    d = read_weights(p)
     if not isinstance(d, Mapping) or 'config' not in d:
         raise ValueError(
             f'{p} was not written by save_pretrained (no "config" entry): it has no arclf record'
@@ -508,7 +506,7 @@ def load_pretrained(cls, src, **overrides) -> nn.Module:
     """Rebuild a `cls` model from a `save_pretrained` file (or a shipped weight's name) and load it
     strictly."""
     p = weights_path(src)
-    return _from_record(cls, _read(p), p, overrides)
+    return _from_record(cls, read_weights(p), p, overrides)
 
 
 def _from_record(cls, d, p, overrides: dict) -> nn.Module:
@@ -792,7 +790,7 @@ def create_model(name: str, pretrained: bool | str | Path = False, **overrides) 
     if spec.load is not None:  # a file of another layout: the family's own loader checks it
         return spec.load(path, **overrides).eval()
     # the file is read once (official checkpoints are gigabytes): a record, or plain weights
-    d = load_weights(path) if path.suffix == '.safetensors' else _read(path)
+    d = read_weights(path)
     if isinstance(d, Mapping) and 'config' in d and 'model' in d:
         with torch.device('meta'):
             cls = type(spec.build(**overrides))

@@ -16,7 +16,7 @@ from torch import nn, Tensor
 from arclf.core import (
     DownloadError,
     TensorLoader,
-    _read,
+    read_weights,
     check_family,
     check_images,
     check_rates,
@@ -409,7 +409,7 @@ def load_net(path, build=None, what: str | None = None, **overrides) -> nn.Modul
     rebuilt from its config), or a state dict in timm's layout loaded strictly into
     `build(**overrides)` (the registered builder)."""
     path = Path(path)
-    d = load_weights(path) if path.suffix == '.safetensors' else _read(path)
+    d = read_weights(path)
     if isinstance(d, Mapping) and 'config' in d and 'model' in d:
         return load_record(d, path, **overrides)
     if build is None:

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from .core import (run_info, provenance, atomic_write_text, model_meta, check_out,
                         check_device, trained_epochs)
-from .data import load_dataset, SHIFTS, show_images
+from .data import load_dataset, show_images
 from arclf.scorer import (
     RULES,
     evaluate,
@@ -40,8 +40,8 @@ from .core import create_model
 # %% auto 0
 __all__ = ['FIG_DEFINITIONS', 'ORDER_PLANS', 'write_results', 'read_results', 'parse_plan', 'check_fit', 'table2_row', 'run_eval',
            'fig6_markdown', 'table2_markdown', 'plot_acc_vs_time', 'group_hits', 'budget_rows', 'demo_markdown', 'demo',
-           'robustness', 'robustness_table', 'paired_diff_ci', 'token_analyses', 'order_experiment', 'per_token_tables',
-           'order_tables', 'plot_order_maps', 'simulate_prefix_plan', 'plan_cost', 'prefix_study', 'prefix_markdown',
+           'paired_diff_ci', 'token_analyses', 'order_experiment', 'per_token_tables', 'order_tables',
+           'plot_order_maps', 'simulate_prefix_plan', 'plan_cost', 'prefix_study', 'prefix_markdown',
            'plot_prefix_study', 'sample_images', 'ar_samples']
 
 # %% ../nbs/07_experiments.ipynb 6
@@ -428,56 +428,7 @@ def demo(
         print(f'wrote {out}/results.json, results.md, accuracy_vs_time.png')
     return res
 
-# %% ../nbs/07_experiments.ipynb 20
-def robustness(
-    dataset: str = 'fashion_mnist',
-    n_per_class: int = 10,
-    K: int = 5,
-    dit_n: int = 25,
-    shifts=('none',) + SHIFTS,
-    out='results/robustness',
-    seed: int = 0,
-    root=None,
-    device=None,
-    progress: bool = False,
-) -> dict:
-    """Accuracy of RandAR (K orders), raster AR and DiT on clean and shifted test subsets (Table 2
-    analogue)."""
-    clfs = [
-        (f'RandAR, K={K}', create_classifier('randar', device=device), K),
-        ('raster AR, K=1', create_classifier('raster', device=device), 1),
-        (f'DiT, {dit_n} timesteps', create_classifier('dit', device=device), dit_n),
-    ]
-    rows = []
-    for sh in shifts:
-        name = dataset + ('' if sh == 'none' else f'+{sh}')
-        ds = load_dataset(name, 'test', root, seed=seed, n_per_class=n_per_class)
-        for label, clf, n in clfs:
-            check_fit(clf, ds, label)
-            r = evaluate(clf, ds, n, seed=seed, progress=progress)
-            rows.append(
-                dict(
-                    classifier=label,
-                    shift=sh,
-                    acc=accuracy(r['scores'], r['classes'], r['y']),
-                    s_per_image=r['seconds_per_image'],
-                )
-            )
-            print(f"{sh:15s} {label:22s} {100 * rows[-1]['acc']:5.1f}%", flush=True)
-    res = dict(dataset=dataset, images=len(ds), rows=rows)
-    if out:
-        return write_results(Path(out) / 'table2.json', res, robustness_table(res))
-    return res
-
 # %% ../nbs/07_experiments.ipynb 21
-def robustness_table(res: dict) -> str:
-    "Markdown: classifiers x (clean, shifts) accuracy."
-    return (
-        f"{res['dataset']}, {res['images']} test images per column, top-1 accuracy (%)\n\n"
-        + table2_markdown(res['rows'], shift_names={'none': 'clean'})
-    )
-
-# %% ../nbs/07_experiments.ipynb 25
 def paired_diff_ci(hit_a: Tensor, hit_b: Tensor, n_boot: int = 2000, seed: int = 0) -> dict:
     """Mean of `hit_a` minus `hit_b` (same images: accuracies, or any per-image values) with a
     paired 95% bootstrap interval."""
@@ -485,7 +436,7 @@ def paired_diff_ci(hit_a: Tensor, hit_b: Tensor, n_boot: int = 2000, seed: int =
     lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=seed)
     return dict(diff=d.mean().item(), lo=lo, hi=hi)
 
-# %% ../nbs/07_experiments.ipynb 26
+# %% ../nbs/07_experiments.ipynb 22
 FIG_DEFINITIONS = dict(
     fig3='Fig. 3: per image and position, max(0, log p(x_p | true class) - log p(x_p | a false '
          'class drawn at random per image)), per-position log-probs averaged over the K orders',
@@ -583,7 +534,7 @@ def token_analyses(
                           for v, (st, _) in views.items()}),
     )
 
-# %% ../nbs/07_experiments.ipynb 27
+# %% ../nbs/07_experiments.ipynb 23
 # adaptive class pruning schedules: (orders, classes kept) per stage
 ORDER_PLANS = (((1, 3), (20, 1)), ((2, 2), (20, 1)), ((5, 3), (20, 1)), ((2, 5), (10, 2), (20, 1)))
 
@@ -663,7 +614,7 @@ def order_experiment(
         return write_results(Path(out) / 'orders.json', res, order_tables(res), command=cmd)
     return res
 
-# %% ../nbs/07_experiments.ipynb 28
+# %% ../nbs/07_experiments.ipynb 24
 def _pm(r) -> str:
     "acc ± std over groups of orders, [95% interval over images] where the result has it"
     s = f"{100 * r['acc']:.1f}" + (f" ± {100 * r['std']:.1f}" if r.get('groups', 1) > 1 else '')
@@ -762,7 +713,7 @@ def order_tables(res: dict) -> str:
               '4, 5 and 8 (issue 15): re-run `order_experiment` for them.*\n')
     return s
 
-# %% ../nbs/07_experiments.ipynb 29
+# %% ../nbs/07_experiments.ipynb 25
 def plot_order_maps(res: dict, n_examples: int | None = None) -> list:
     """The paper's Figs. 3, 4, 5 and 8 analogues, two figures per analysed model: example images'
     clipped discriminative maps side by side (raster / K=1 / largest K), then the per-token
@@ -819,7 +770,7 @@ def plot_order_maps(res: dict, n_examples: int | None = None) -> list:
         figs.append(fig)
     return figs
 
-# %% ../nbs/07_experiments.ipynb 37
+# %% ../nbs/07_experiments.ipynb 33
 def simulate_prefix_plan(steps: Tensor, stages) -> Tensor:
     """The choice of `prefix_prune` with `stages`, as indices into the candidates `[I]`, replayed
     from per-step log-probs `[I, M, K, N]` of full sequences (a causal model's prefix score is a
@@ -843,7 +794,7 @@ def plan_cost(stages, M: int, N: int) -> float:
         alive = keep
     return cost
 
-# %% ../nbs/07_experiments.ipynb 38
+# %% ../nbs/07_experiments.ipynb 34
 def _prefix_grid(N: int, K: int, K1s, keeps, finals) -> list:
     Ls = sorted({max(1, round(N * f)) for f in (1 / 8, 1 / 6, 1 / 4, 1 / 3, 1 / 2)})
     plans = []
@@ -947,7 +898,7 @@ def _project_prefix(res: dict, M: int = 1000, N: int = 256, K: int = 20) -> list
             rows.append(dict(from_dataset=name, plan=plan, forwards=cost, saving=M * K / cost))
     return rows
 
-# %% ../nbs/07_experiments.ipynb 39
+# %% ../nbs/07_experiments.ipynb 35
 def prefix_markdown(rec: dict) -> str:
     "The prefix-pruning study as a report."
     out = ['# Prefix pruning (beyond the paper)', '',
@@ -1025,7 +976,7 @@ def plot_prefix_study(rec: dict, path=None):
         plt.close(fig)
     return fig
 
-# %% ../nbs/07_experiments.ipynb 43
+# %% ../nbs/07_experiments.ipynb 39
 @torch.no_grad()
 def sample_images(
     model,
@@ -1051,7 +1002,7 @@ def sample_images(
     )
     return tokenizer.decode(ids.cpu()), y.cpu()
 
-# %% ../nbs/07_experiments.ipynb 44
+# %% ../nbs/07_experiments.ipynb 40
 def ar_samples(
     out='results/randar',
     n: int = 8,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, math
 from pathlib import Path
 import torch
-from .core import num_params, provenance, run_info, atomic_save, WEIGHTS_DIR, _read
+from .core import num_params, provenance, run_info, atomic_save, WEIGHTS_DIR, read_weights
 from .experiments import write_results, read_results
 from .classifiers import load_model
 from .training import curve_converged
@@ -221,7 +221,7 @@ def ship_models(folder, dataset: str = 'fashion_mnist', names=None, dest=None,
         if not f.exists():
             raise FileNotFoundError(f'{f} not found: `arclf study train {n}` writes it at its '
                                     'first curve point')
-        d = _read(f)  # core's reader: tensors only, one clear error if unreadable
+        d = read_weights(f)  # tensors only; one clear error if unreadable
         pts = d.get('meta', {}).get('record', {}).get('curve', {}).get('points')
         if not pts:
             raise ValueError(f'{f} holds no learning-curve point: it is not a study snapshot')

@@ -42,6 +42,8 @@ def test_study_through_the_gpu_runbook_dry_run(tmp_path):
         assert steps == [2, 4, 8][: len(steps)] and steps, name
         assert len(steps) == 3 or c['converged'], name
         assert c['flops_per_sample'] > 0 and c['points'][0]['images'] == 16
+        # scored with the study's one order (RandAR); the dry run's 2 timesteps (DiT, SiT)
+        assert c['points'][0]['n'] == (2 if name in ('dit', 'sit') else 1), name
         assert (out / 'runs/fashion_mnist' / f'{name}.json').exists()
         assert (d / f'{name}.pt').exists() and (d / f'{name}_final.pt').exists()
         # the study's recipe, each model's own order

@@ -37,9 +37,9 @@ case "${1:-}" in
   bench)
     budget=${ARCLF_BENCH_BUDGET:-450}
     if [ -n "$tiny" ]; then  # CPU or GPU, whatever is here; the compile step only on CUDA (inductor on a CPU: minutes)
-      tag=tiny; sc=(--shape tiny --reps 1 --models randar_l,dit_xl2); tr=()  # the two of the ratio
+      tag=tiny; sc=(--shape tiny --reps 1); all=(--models randar_l,dit_xl2); tr=()  # the ratio's two
     else
-      tag=cuda; sc=(--shape full --device cuda); tr=(--full --device cuda)
+      tag=cuda; sc=(--shape full --device cuda); all=(); tr=(--full --device cuda)
     fi
     s="$out/results/scorer"
     # step NEED CMD...: run CMD under the time left of the budget, if at least NEED seconds are left
@@ -52,7 +52,7 @@ case "${1:-}" in
     {
       echo "GPU: $gpu"
       # 1. what the issue asks for: the four classifiers at full shapes in bf16, three chunk sizes (~1.5 min)
-      step 60 $py -m arclf.cli bench scorer "${sc[@]}" --chunks 64,256,auto --out "$s/bench_$tag.json"
+      step 60 $py -m arclf.cli bench scorer "${sc[@]}" "${all[@]}" --chunks 64,256,auto --out "$s/bench_$tag.json"
       # 2. training throughput of the small and the full presets (~1 min)
       step 60 $py -m arclf.cli bench training "${tr[@]}" --out "$out/results/training/bench_$tag.json"
       # 3. fp32 against bf16, for the two models of the speed ratio (~1 min)
@@ -81,8 +81,10 @@ case "${1:-}" in
     fi
     echo "GPU: $gpu" | tee "$out/study_$ds.log"
     for m in randar randar_raster dit sit; do
+      few=()  # the dry run scores its diffusion curves with 2 timesteps, not the study's 8: a CPU minute
+      [ -n "$tiny" ] && [[ $m = dit || $m = sit ]] && few=(--curve-n 2)
       timeout "$budget" $py -m arclf.cli study train $m --dataset "$ds" --runs "$runs" "${dev[@]}" \
-        "${extra[@]}" > "$out/study_${ds}_$m.log" 2>&1 &
+        "${extra[@]}" "${few[@]}" > "$out/study_${ds}_$m.log" 2>&1 &
     done
     wait || true  # a run cut at the budget keeps its curve and checkpoint
     $py -m arclf.cli study report "$runs/$ds" --out "$out/results/training/$ds" --dataset "$ds" 2>&1 \
