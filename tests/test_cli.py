@@ -245,6 +245,17 @@ def test_reproduce_plans_are_package_data():
         assert Path(plan['path']).parent == CONFIG_DIR / 'reproduce' and plan['datasets'], name
 
 
+def test_gpu_plan_trains_all_of_table2_for_equal_epochs():
+    """The gpu plan is the comparison at equal training: every classifier of Table 2 on each
+    dataset, each trained for the same number of epochs (A-VARC scores VAR's model)."""
+    from arclf.reproduce import KINDS, load_plan
+
+    for ds, d in load_plan('gpu')['datasets'].items():
+        assert set(d['models']) == set(KINDS), ds
+        epochs = {k: m['train']['epochs'] for k, m in d['models'].items() if 'train' in m}
+        assert len(set(epochs.values())) == 1 and set(epochs) == set(KINDS) - {'avarc'}, epochs
+
+
 def test_train_config_errors(tmp_path):
     p = arclf_cmd('train', '--config', str(tmp_path / 'nope.json'), code=2)
     assert 'config not found' in p.stderr
