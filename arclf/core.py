@@ -14,15 +14,15 @@ from torch import nn, Tensor
 
 # %% auto 0
 __all__ = ['PACKAGE_DIR', 'WRAP_KEYS', 'WEIGHTS_DIR', 'RECORD_KEYS', 'default_device', 'seed_everything', 'to_device',
-           'num_params', 'eval_mode', 'slow_enabled', 'run_info', 'provenance', 'check_images', 'check_out',
-           'check_device', 'check_count', 'atomic_write', 'atomic_save', 'atomic_write_text', 'read_weights',
-           'load_weights', 'layout', 'layout_diff', 'load_strict', 'random_state_dict', 'save_pretrained',
-           'weights_path', 'tensor_digest', 'state_digest', 'model_meta', 'trained_epochs', 'load_pretrained',
-           'DownloadError', 'is_offline', 'file_digest', 'download_file', 'ModelSpec', 'register_model', 'list_models',
-           'model_spec', 'weight_dirs', 'download_dir', 'find_weights', 'create_model', 'weights_table', 'check_rates',
-           'check_family', 'TensorLoader', 'CancelFitException', 'CancelEpochException', 'CancelBatchException',
-           'Callback', 'run_cbs', 'default_loss', 'param_groups', 'adamw', 'Learner', 'lr_factor', 'SchedCB',
-           'GradClipCB', 'ProgressCB', 'LogCB', 'RecorderCB', 'fit_model', 'trained_model']
+           'num_params', 'eval_mode', 'slow_enabled', 'code_state', 'run_info', 'provenance', 'check_images',
+           'check_out', 'check_device', 'check_count', 'atomic_write', 'atomic_save', 'atomic_write_text',
+           'read_weights', 'load_weights', 'layout', 'layout_diff', 'load_strict', 'random_state_dict',
+           'save_pretrained', 'weights_path', 'tensor_digest', 'state_digest', 'model_meta', 'trained_epochs',
+           'load_pretrained', 'DownloadError', 'is_offline', 'file_digest', 'download_file', 'ModelSpec',
+           'register_model', 'list_models', 'model_spec', 'weight_dirs', 'download_dir', 'find_weights', 'create_model',
+           'weights_table', 'check_rates', 'check_family', 'TensorLoader', 'CancelFitException', 'CancelEpochException',
+           'CancelBatchException', 'Callback', 'run_cbs', 'default_loss', 'param_groups', 'adamw', 'Learner',
+           'lr_factor', 'SchedCB', 'GradClipCB', 'ProgressCB', 'LogCB', 'RecorderCB', 'fit_model', 'trained_model']
 
 # %% ../nbs/00_core.ipynb 5
 def default_device() -> torch.device:
@@ -78,40 +78,37 @@ def slow_enabled() -> bool:
     return os.environ.get('ARCLF_SLOW', '').strip().lower() in ('1', 'true', 'yes')
 
 # %% ../nbs/00_core.ipynb 14
+def code_state() -> tuple:
+    """`(git revision, uncommitted changes?)` of arclf's own repository (`(None, None)` outside
+    one), read once per process: a long run's results name the code it started with, even if a
+    commit lands while it runs (the CLI reads it as it starts)."""
+    global _CODE_STATE
+    if _CODE_STATE is None:
+        import subprocess
+
+        def git(*args):
+            # the package's own repository, wherever the command runs from
+            here = Path(__file__).parent if '__file__' in globals() else None
+            r = subprocess.run(['git', *args], capture_output=True, text=True, timeout=5, cwd=here)
+            return r.stdout.strip()
+
+        try:
+            rev = git('rev-parse', '--short', 'HEAD') or None
+            dirty = bool(git('status', '--porcelain', '--untracked-files=no')) if rev else None
+        except Exception:
+            rev, dirty = None, None
+        _CODE_STATE = (rev, dirty)
+    return _CODE_STATE
+
+
+_CODE_STATE = None
+
+
 def run_info(command: str | None = None) -> dict:
     "The provenance of a result: command, git revision, versions, hardware, date."
-    import platform, subprocess, sys, datetime
+    import platform, sys, datetime
 
-    try:
-        rev = (
-            subprocess.run(
-                ['git', 'rev-parse', '--short', 'HEAD'],
-                capture_output=True,
-                text=True,
-                timeout=5,
-                cwd=Path(__file__).parent if '__file__' in globals() else None,
-            ).stdout.strip()
-            or None
-        )
-    except Exception:
-        rev = None
-    try:
-        dirty = (
-            bool(
-                subprocess.run(
-                    ['git', 'status', '--porcelain', '--untracked-files=no'],
-                    capture_output=True,
-                    text=True,
-                    timeout=5,
-                    # the package's own repository, wherever the command runs from
-                    cwd=Path(__file__).parent if '__file__' in globals() else None,
-                ).stdout.strip()
-            )
-            if rev
-            else None
-        )
-    except Exception:
-        dirty = None
+    rev, dirty = code_state()
     argv = list(sys.argv)
     if argv and (
         Path(argv[0]).name == 'arclf' or argv[0].endswith(os.path.join('arclf', 'cli.py'))
