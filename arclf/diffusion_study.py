@@ -10,10 +10,11 @@ import torch
 from .core import run_info, atomic_save, atomic_write_text, state_digest, trained_epochs
 from .data import load_dataset
 from .diffusion import DDPMSchedule, FlowSchedule, WEIGHTINGS, weighting
-from .scorer import evaluate, accuracy, accuracy_vs_n, eval_key, data_digest, key_diff
+from .scorer import (evaluate, accuracy, accuracy_ci, accuracy_vs_n, eval_key, data_digest,
+                          key_diff, predict)
 from .classifiers import create_classifier
 from .bench import benchmark
-from .experiments import write_results, read_results
+from .experiments import write_results, read_results, paired_diff_ci
 
 # %% auto 0
 __all__ = ['RESULTS', 'eval_set', 'small_classifier', 'eval_scores', 'table7', 'read_scores', 'report', 'plot_results',
@@ -75,12 +76,13 @@ def table7(
     bs: int = 4,
     cache='runs/diffusion',
 ) -> list:
-    """Table 7 analogue: accuracy at `budget` forwards per class, split as T timesteps × N =
-    budget/T noises. Each split's scores are kept in `cache` (None: not kept), so a run stopped
-    part-way resumes."""
+    """Table 7 analogue: accuracy (95% bootstrap interval over images) at `budget` forwards per
+    class, split as T timesteps × N = budget/T noises, and the paired difference (same images) of
+    the most timesteps against one. Each split's scores are kept in `cache` (None: not kept), so a
+    run stopped part-way resumes."""
     model = small_classifier(kind).model
     x, y = eval_set(n_per_class)
-    rows, T = [], 1
+    rows, hits, T = [], {}, 1
     while T <= budget:
         clf = create_classifier(model, n_t=T)
         keep = None if cache is None else Path(cache) / f'table7_{kind}_T{T}_of{budget}.pt'
@@ -89,11 +91,15 @@ def table7(
         if r is None or key_diff(r.get('key'), want):  # not made by this very evaluation: score
             r = evaluate(clf, (x, y), n=budget, classes=list(range(10)), bs=bs, seed=seed,
                          progress=False, out=keep)
+        ci = accuracy_ci(r['scores'], r['classes'], y, seed=seed)
+        hits[T] = (predict(r['scores'], r['classes'])[:, 0] == y).float()
         rows.append(
             dict(
                 T=T,
                 N=budget // T,
-                acc=accuracy(r['scores'], r['classes'], y),
+                acc=ci['acc'],
+                lo=ci['lo'],
+                hi=ci['hi'],
                 seconds_per_image=r['seconds_per_image'],
                 forwards_per_image=r['forwards_per_image'],
                 timesteps=clf.timesteps(T).tolist(),
@@ -108,6 +114,9 @@ def table7(
         budget=budget,
         images=len(y),
         rows=rows,
+        # the paper's claim (more timesteps beat more noise draws), on the same images
+        paired=dict(a=f'T={max(hits)}', b='T=1', **paired_diff_ci(hits[max(hits)], hits[1],
+                                                                  seed=seed)),
         key=_table7_key(model, n_per_class, seed, x, y),
         run_info=run_info(cmd),
     )
@@ -168,7 +177,7 @@ def report(out=RESULTS) -> dict:
     """Table 8 (weightings) and Fig. 6 (accuracy vs compute) from the stored score tensors; json +
     png. Every stored file must have been made by the current models (else an error names it)."""
     out = Path(out)
-    t8, f6, clfs, stored = [], {}, {}, {}
+    t8, paired8, f6, clfs, stored = [], [], {}, {}, {}
     for kind in ('dit', 'sit', 'randar'):  # check every file before any work
         f = out / f'scores_{kind}.pt'
         if f.exists():
@@ -180,16 +189,18 @@ def report(out=RESULTS) -> dict:
         s, y, cls, t = r['scores'], r['y'], r['classes'], r.get('t')
         sched = DDPMSchedule() if kind == 'dit' else FlowSchedule()
         for space in {'dit': ('eps',), 'sit': ('eps', 'v'), 'randar': ()}[kind]:
+            hits = {}
             for w in WEIGHTINGS:
                 m = weighting(w, sched, t) / (t.double() ** 2 if space == 'v' else 1)
-                t8.append(
-                    dict(
-                        model=f'{kind}_fmnist',
-                        space=space,
-                        weighting=w,
-                        acc=accuracy((s.double() * m).float(), cls, y),
-                    )
-                )
+                sw = (s.double() * m).float()
+                ci = accuracy_ci(sw, cls, y)
+                hits[w] = (predict(sw, cls)[:, 0] == y).float()
+                t8.append(dict(model=f'{kind}_fmnist', space=space, weighting=w, acc=ci['acc'],
+                               lo=ci['lo'], hi=ci['hi']))
+            # the paper's claim (constant weighting is best), on the same images and samples
+            best = max((w for w in hits if w != 'constant'), key=lambda w: hits[w].mean())
+            paired8.append(dict(model=f'{kind}_fmnist', space=space, a='constant', b=best,
+                                **paired_diff_ci(hits['constant'], hits[best])))
         ns = [k for k in (1, 2, 4, 8, 16, 32, 64, 128, 250) if k <= s.shape[-1]]
         rows = accuracy_vs_n(s, cls, y, ns=ns)
         b = benchmark(clfs[kind], eval_set(1)[0][:4], torch.arange(10), n=8, reps=2)
@@ -204,7 +215,7 @@ def report(out=RESULTS) -> dict:
             run_info=r['run_info'],
         )
     epochs = {k: trained_epochs(getattr(c.model, 'meta', {})) for k, c in clfs.items()}
-    write_results(out / 'table8.json', dict(rows=t8, epochs=epochs),
+    write_results(out / 'table8.json', dict(rows=t8, paired=paired8, epochs=epochs),
                   command='arclf diffusion report')
     write_results(out / 'fig6.json', f6, command='arclf diffusion report')
     plot_results(out, save=True)

@@ -296,6 +296,14 @@ def _row(claim, ref, a, b, n_a, n_b, source, training, note='') -> dict:
                 note=note)
 
 
+def _paired(row: dict, p: dict) -> dict:
+    """`row` with the paired difference `p` (diff, lo, hi: a bootstrap over the same images) in
+    place of the normal approximation for two independent accuracies, and its verdict."""
+    note = '; '.join(x for x in (row.get('note'), 'paired: the same images, bootstrap') if x)
+    return dict(row, diff=p['diff'], lo=p['lo'], hi=p['hi'], verdict=verdict(p['lo'], p['hi']),
+                note=note)
+
+
 def _missing(claim, ref, why) -> dict:
     return dict(claim=claim, ref=ref, verdict='not measured', note=why)
 
@@ -430,12 +438,15 @@ def _diffusion_rows(folder: Path) -> list[dict]:
         t8 = d8['rows']
         shipped = _training(d8, d8.get('epochs'))
         n = read_results(folder / 'fig6.json')['dit_fmnist']['images']
+        paired = {(p['model'], p['space']): p for p in d8.get('paired', [])}
         for mdl, sp in dict.fromkeys((r['model'], r['space']) for r in t8):
             accs = {r['weighting']: r['acc'] for r in t8 if (r['model'], r['space']) == (mdl, sp)}
             other = max((w for w in accs if w != 'constant'), key=accs.get)
             rows.append(_row(f'constant weighting is best ({mdl}, {sp}-space)', 'Table 8',
                              ('constant', accs['constant']), (f'best other: {other}', accs[other]),
                              n, n, str(f8), shipped))
+            if (p := paired.get((mdl, sp))) is not None:  # the same images and samples
+                rows[-1] = _paired(rows[-1], p)
     for f7 in sorted(folder.glob('table7_*.json')):
         d = read_results(f7)
         shipped = _training(d, d.get('epochs'))
@@ -445,6 +456,8 @@ def _diffusion_rows(folder: Path) -> list[dict]:
                          (f"T={many['T']} x N={many['N']}", many['acc']),
                          (f"T={one['T']} x N={one['N']}", one['acc']), d['images'], d['images'],
                          str(f7), shipped, note=f"{d['budget']} forwards per class"))
+        if d.get('paired'):  # the same images
+            rows[-1] = _paired(rows[-1], d['paired'])
     return rows
 
 
@@ -493,10 +506,7 @@ def _orders_rows(f: Path) -> list[dict]:
         a = (f"{'RandAR' if table == 'Table 1' else 'lower bound'} K={k}", t5[('lower_bound', k)])
         b = ('raster AR', d['raster']['acc']) if table == 'Table 1' else (
             f'likelihood K={k}', t5[('likelihood', k)])
-        rows.append(dict(claim=claim, ref=table, a=a[0], acc_a=a[1], b=b[0], acc_b=b[1],
-                         images=n, diff=p['diff'], lo=p['lo'], hi=p['hi'],
-                         verdict=verdict(p['lo'], p['hi']), source=str(f), training=shipped,
-                         note='paired: the same images, bootstrap over them'))
+        rows.append(_paired(_row(claim, table, a, b, n, n, str(f), shipped), p))
     return rows
 
 

@@ -4,17 +4,18 @@
 # resumes where it stopped. Pick steps with STEPS="demo orders"; default all, in the order below.
 #   bash tools/small_scale.sh                  # everything (about 12 hours on 2 cores)
 #   STEPS=reproduce bash tools/small_scale.sh  # one step
-# Then re-render the notebooks that show the results (09, 09a, 10, 07, index) and the README (tools/make_readme.py).
+# Then re-render the notebooks that show the results (07, 07b, 09, 09a, 10, index) and the README (tools/make_readme.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ARCLF_DATA="${ARCLF_DATA:-$(cd .. && pwd)/shared/data}" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 export MPLBACKEND=Agg PYTHONWARNINGS=ignore
-steps=${STEPS:-demo orders reproduce ablations diffusion findings}
+steps=${STEPS:-demo orders prefix reproduce ablations diffusion findings}
 run() { echo "== $(date -u +%H:%M:%S) $*"; "$@"; }
 for s in $steps; do
   case $s in
     demo) run arclf demo ;;                                   # 300 images, minutes
     orders) run arclf orders --threads 2 ;;                   # Tables 1, 5, Figs. 3-5, 8 on 1,000 images
+    prefix) run arclf prefix --threads 2 ;;                   # prefix pruning (beyond the paper), 1,000 images
     reproduce)                                                # Table 2 and Fig. 6 on 1,000 images, 2 processes
       run torchrun --standalone --nproc_per_node 2 -m arclf.cli reproduce --plan cpu --datasets fashion_mnist ;;
     ablations) run arclf ablations --threads 2 ;;             # Tables 3, 4, 5: 4 variants trained 2 epochs
@@ -26,7 +27,7 @@ for s in $steps; do
       run arclf diffusion report
       run arclf diffusion diagnose ;;
     findings) run arclf study findings ;;
-    *) echo "small_scale.sh: unknown step $s (demo orders reproduce ablations diffusion findings)" >&2
+    *) echo "small_scale.sh: unknown step $s (demo orders prefix reproduce ablations diffusion findings)" >&2
        exit 2 ;;
   esac
 done
