@@ -649,7 +649,7 @@ def _study_parsers(sub, F):
         formatter_class=F,
     )
     d.add_argument('what', choices=['eval', 'table7', 'report', 'diagnose'],
-                   help='diagnose: why the small diffusion classifiers are weak (the evidence)')
+                   help='diagnose: what limits the small diffusion classifiers (the evidence)')
     d.add_argument(
         '--kind', default='dit', choices=['dit', 'sit', 'randar'], help='which shipped model'
     )

@@ -363,7 +363,7 @@ def diagnosis(out=RESULTS, curves='results/training/fashion_mnist/curves.json') 
 
 
 def diagnosis_markdown(rec: dict) -> str:
-    s = ('# Why the small diffusion classifiers are weak: the evidence\n\nNoise level: 0 is the '
+    s = ('# What limits the small diffusion classifiers: the evidence\n\nNoise level: 0 is the '
          "image, 1000 pure noise (DiT's t; 1000·(1 − τ) for SiT). A band's accuracy sums the "
          'constant-weight scores of its timesteps only.\n\n')
     for kind, m in rec['models'].items():
