@@ -285,10 +285,16 @@ def plot_results(out=RESULTS, save: bool = False):
     axs[0].set_title('accuracy vs compute (Fig. 6 analogue)', fontsize=9)
     for f in sorted(out.glob('table7_*.json')):
         d = json.loads(f.read_text())
-        axs[2].plot(
-            [o['T'] for o in d['rows']],
-            [o['acc'] for o in d['rows']],
+        rows = d['rows']
+        # 95% intervals over images, where the file has them (older files: none)
+        err = ([[o['acc'] - o['lo'] for o in rows], [o['hi'] - o['acc'] for o in rows]]
+               if all('lo' in o for o in rows) else None)
+        axs[2].errorbar(
+            [o['T'] for o in rows],
+            [o['acc'] for o in rows],
+            yerr=err,
             marker='o',
+            capsize=2,
             label=f"{d['kind']}, T×N = {d['budget']}",
         )
     axs[2].set_xscale('log', base=2)

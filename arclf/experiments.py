@@ -802,7 +802,7 @@ def plot_order_maps(res: dict, n_examples: int | None = None) -> list:
         figs.append(fig)
     return figs
 
-# %% ../nbs/07_experiments.ipynb 33
+# %% ../nbs/07_experiments.ipynb 34
 def simulate_prefix_plan(steps: Tensor, stages) -> Tensor:
     """The choice of `prefix_prune` with `stages`, as indices into the candidates `[I]`, replayed
     from per-step log-probs `[I, M, K, N]` of full sequences (a causal model's prefix score is a
@@ -826,7 +826,7 @@ def plan_cost(stages, M: int, N: int) -> float:
         alive = keep
     return cost
 
-# %% ../nbs/07_experiments.ipynb 34
+# %% ../nbs/07_experiments.ipynb 35
 def _prefix_grid(N: int, K: int, K1s, keeps, finals) -> list:
     Ls = sorted({max(1, round(N * f)) for f in (1 / 8, 1 / 6, 1 / 4, 1 / 3, 1 / 2)})
     plans = []
@@ -930,7 +930,7 @@ def _project_prefix(res: dict, M: int = 1000, N: int = 256, K: int = 20) -> list
             rows.append(dict(from_dataset=name, plan=plan, forwards=cost, saving=M * K / cost))
     return rows
 
-# %% ../nbs/07_experiments.ipynb 35
+# %% ../nbs/07_experiments.ipynb 36
 def prefix_markdown(rec: dict) -> str:
     "The prefix-pruning study as a report."
     out = ['# Prefix pruning (beyond the paper)', '',
@@ -1008,7 +1008,7 @@ def plot_prefix_study(rec: dict, path=None):
         plt.close(fig)
     return fig
 
-# %% ../nbs/07_experiments.ipynb 39
+# %% ../nbs/07_experiments.ipynb 40
 @torch.no_grad()
 def sample_images(
     model,
@@ -1034,7 +1034,7 @@ def sample_images(
     )
     return tokenizer.decode(ids.cpu()), y.cpu()
 
-# %% ../nbs/07_experiments.ipynb 40
+# %% ../nbs/07_experiments.ipynb 41
 def ar_samples(
     out='results/randar',
     n: int = 8,
