@@ -19,11 +19,13 @@ for s in $steps; do
     reproduce)                                                # Table 2 and Fig. 6 on 1,000 images, 2 processes
       run torchrun --standalone --nproc_per_node 2 -m arclf.cli reproduce --plan cpu --datasets fashion_mnist ;;
     ablations) run arclf ablations --threads 2 ;;             # Tables 3, 4, 5: 4 variants trained 2 epochs
-    diffusion)                                                # Tables 7 and 8, the diagnosis, on 1,000 images
+    diffusion)                                  # Tables 7, 8, Fig. 6 (RandAR vs DiT/SiT), the diagnosis, 1,000 images
       for k in dit sit; do
         run arclf diffusion eval --kind $k --n-per-class 100 --n 32 --threads 2
         run arclf diffusion table7 --kind $k --n-per-class 100 --budget 8 --threads 2
       done
+      # RandAR on the same images, so that `report` times the three side by side (Fig. 6)
+      run arclf diffusion eval --kind randar --n-per-class 100 --n 16 --threads 2
       run arclf diffusion report
       run arclf diffusion diagnose ;;
     findings) run arclf study findings ;;
