@@ -393,11 +393,6 @@ def _reproduce_rows(f: Path) -> list[dict]:
         for s, sp in r.get('speed', {}).items():
             rows.append(_speed_row(f'the AR classifier is faster than {NAMES[s]} ({ds})', s, sp,
                                    src, n, _epochs(models, 'randar', s)))
-    for o in rows:  # a model trained longer wins for that reason too: no verdict either way
-        if '/' in o['training']:
-            o['verdict'] = 'inconclusive'
-            o['note'] = '; '.join(x for x in (o.get('note'), 'unequal training: not a fair test')
-                                  if x)
     return rows
 
 
@@ -443,7 +438,11 @@ def _diffusion_rows(folder: Path) -> list[dict]:
     if f8.exists():
         d8 = read_results(f8)
         t8 = d8['rows']
-        reported = _training(d8, d8.get('epochs'))  # the models of the report run
+        ep = d8.get('epochs')
+
+        def reported(*kinds):  # the training of the report run's models that a row compares
+            return _training(d8, {k: ep.get(k) for k in kinds} if isinstance(ep, dict) else ep)
+
         n = read_results(folder / 'fig6.json')['dit_fmnist']['images']
         paired = {(p['model'], p['space']): p for p in d8.get('paired', [])}
         for mdl, sp in dict.fromkeys((r['model'], r['space']) for r in t8):
@@ -451,7 +450,7 @@ def _diffusion_rows(folder: Path) -> list[dict]:
             other = max((w for w in accs if w != 'constant'), key=accs.get)
             rows.append(_row(f'constant weighting is best ({mdl}, {sp}-space)', 'Table 8',
                              ('constant', accs['constant']), (f'best other: {other}', accs[other]),
-                             n, n, str(f8), reported))
+                             n, n, str(f8), reported(mdl.split('_')[0])))
             if (p := paired.get((mdl, sp))) is not None:  # the same images and samples
                 rows[-1] = _paired(rows[-1], p)
     for f7 in sorted(folder.glob('table7_*.json')):
@@ -478,7 +477,7 @@ def _diffusion_rows(folder: Path) -> list[dict]:
                 rows.append(_speed_row(
                     f'the AR classifier is faster than {NAMES[s]} (fashion_mnist, timed side by '
                     'side)', s, speed_ratio(curve('randar'), curve(s)), f6,
-                    d6['randar_fmnist']['images'], reported))
+                    d6['randar_fmnist']['images'], reported('randar', s)))
     return rows
 
 
@@ -522,7 +521,10 @@ def _orders_rows(f: Path) -> list[dict]:
     rows = []
     for table, claim in (('Table 1', f'random orders beat raster for K > 1 ({ds}, paired)'),
                          ('Table 5', f'the lower bound beats the likelihood ({ds}, paired)')):
-        p = max((p for p in d['paired'] if p['table'] == table), key=lambda p: p['k'])
+        ps = [p for p in d['paired'] if p['table'] == table and p['k'] > 1]  # both claim K > 1
+        if not ps:
+            continue  # a study run with K = 1 only
+        p = max(ps, key=lambda p: p['k'])
         k = p['k']
         a = (f"{'RandAR' if table == 'Table 1' else 'lower bound'} K={k}", t5[('lower_bound', k)])
         b = ('raster AR', d['raster']['acc']) if table == 'Table 1' else (
@@ -545,6 +547,11 @@ def findings(root='results') -> list[dict]:
     rows += _diffusion_rows(root / 'diffusion')
     for folder in sorted((root / 'training').glob('*/')):
         rows += _study_rows(folder)
+    for o in rows:  # a model trained longer wins for that reason too: no verdict either way
+        if '/' in o.get('training', ''):
+            o['verdict'] = 'inconclusive'
+            o['note'] = '; '.join(x for x in (o.get('note'), 'unequal training: not a fair test')
+                                  if x)
     if not any(r['ref'] == 'Table 3' for r in rows):
         rows.append(_missing('the large codebook tolerates token flips', 'Table 3',
                              'no committed flip-rate grid for both codebooks yet'))
