@@ -180,7 +180,7 @@ def test_findings_state_the_new_rows(tmp_path):
     """The findings read a reproduction's VAR / A-VARC rows as 'the AR classifier beats ...' and the
     ERM rows as 'competitive with ...': contradicted only when the AR classifier is less accurate
     beyond the interval."""
-    from arclf.study import _reproduce_rows
+    from arclf.study import _reproduce_rows, findings
 
     def f6(k, n, acc):
         return dict(classifier=k, n=n, acc=acc, s_per_image=0.1 * n)
@@ -212,10 +212,12 @@ def test_findings_state_the_new_rows(tmp_path):
     r = {r['claim']: r for r in _reproduce_rows(f)}['the AR classifier is competitive with the '
                                                     'ERM ViT' + ds]
     assert r['verdict'] == 'inconclusive' and r['lo'] < -0.03 < r['hi']
-    # a RandAR trained 8 epochs against a VAR of one: no verdict, and the row says why
+    # a RandAR trained 8 epochs against a VAR of one: no verdict in the findings; the row says why
     res['results']['fashion_mnist']['models']['randar'] = dict(epochs=8.05, recipe=dict(epochs=32))
-    f.write_text(json.dumps(res))
-    r = {r['claim']: r for r in _reproduce_rows(f)}['the AR classifier beats VAR' + ds]
+    root = tmp_path / 'results'
+    (root / 'reproduce/cpu').mkdir(parents=True)
+    (root / 'reproduce/cpu/results.json').write_text(json.dumps(res))
+    r = {r['claim']: r for r in findings(root)}['the AR classifier beats VAR' + ds]
     assert (r['verdict'], r['training']) == ('inconclusive', '1/8.1 epoch(s)'), r
     assert 'unequal training' in r['note'] and r['lo'] > 0  # the interval alone would say reproduced
 
