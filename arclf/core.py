@@ -4,7 +4,8 @@
 
 # %% ../nbs/00_core.ipynb 2
 from __future__ import annotations
-import contextlib, gzip, hashlib, math, os, random, re, sys, tempfile, time, urllib.request
+import contextlib, functools, gzip, hashlib, math, os, random, re, sys, tempfile, time
+import urllib.request
 from pathlib import Path
 from collections.abc import Mapping, Callable
 from dataclasses import dataclass
@@ -78,30 +79,24 @@ def slow_enabled() -> bool:
     return os.environ.get('ARCLF_SLOW', '').strip().lower() in ('1', 'true', 'yes')
 
 # %% ../nbs/00_core.ipynb 14
+@functools.cache
 def code_state() -> tuple:
     """`(git revision, uncommitted changes?)` of arclf's own repository (`(None, None)` outside
     one), read once per process: a long run's results name the code it started with, even if a
     commit lands while it runs (the CLI reads it as it starts)."""
-    global _CODE_STATE
-    if _CODE_STATE is None:
-        import subprocess
+    import subprocess
 
-        def git(*args):
-            # the package's own repository, wherever the command runs from
-            here = Path(__file__).parent if '__file__' in globals() else None
-            r = subprocess.run(['git', *args], capture_output=True, text=True, timeout=5, cwd=here)
-            return r.stdout.strip()
+    def git(*args):
+        # the package's own repository, wherever the command runs from
+        here = Path(__file__).parent if '__file__' in globals() else None
+        r = subprocess.run(['git', *args], capture_output=True, text=True, timeout=5, cwd=here)
+        return r.stdout.strip()
 
-        try:
-            rev = git('rev-parse', '--short', 'HEAD') or None
-            dirty = bool(git('status', '--porcelain', '--untracked-files=no')) if rev else None
-        except Exception:
-            rev, dirty = None, None
-        _CODE_STATE = (rev, dirty)
-    return _CODE_STATE
-
-
-_CODE_STATE = None
+    try:
+        rev = git('rev-parse', '--short', 'HEAD') or None
+        return rev, (bool(git('status', '--porcelain', '--untracked-files=no')) if rev else None)
+    except Exception:
+        return None, None
 
 
 def run_info(command: str | None = None) -> dict:
