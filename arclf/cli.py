@@ -603,7 +603,7 @@ def _experiment_parsers(sub, F):
     )
     w.add_argument('--epochs', type=count(), default=1, help='training epochs of both models')
     w.add_argument(
-        '--n-per-group', type=count(), default=25, help='test images per (label, attribute) group'
+        '--n-per-group', type=count(), default=50, help='test images per (label, attribute) group'
     )
     w.add_argument('--K', type=count(), default=5, help='orders per image for RandAR')
     w.add_argument('--threads', type=count(), help='CPU threads')

@@ -533,6 +533,24 @@ def _orders_rows(f: Path) -> list[dict]:
     return rows
 
 
+def _wilds_rows(f: Path) -> list[dict]:
+    """The spurious-correlation analogue of the paper's WILDS experiment (`arclf wilds`): RandAR
+    against the ERM ViT on the minority groups and the worst group, paired over the same images."""
+    d = read_results(f)
+    if not d.get('paired'):
+        return []  # a result of before the intervals
+    rows = {r['classifier']: r for r in d['rows']}
+    a, b, n = d['paired']['a'], d['paired']['b'], rows[d['paired']['b']]['images']
+    ep = f"{_ep(d['epochs'])} epoch(s), both trained here"
+    out = []
+    for key, what in (('minority', 'minority groups'), ('worst', 'worst group')):
+        claim = f'the AR classifier resists a spurious correlation better than ERM ({what}, paired)'
+        r = _row(claim, 'WILDS', (a, rows[a][key]), (b, rows[b][key]), n, n, str(f), ep,
+                 note='Spurious Fashion-MNIST, a small analogue of WILDS')
+        out.append(_paired(r, d['paired'][key]))
+    return out
+
+
 def findings(root='results') -> list[dict]:
     """Every claim of the paper that a committed small-scale result tests, with its verdict (rows
     of `_row`); claims nothing here tests are listed as not measured."""
@@ -545,6 +563,8 @@ def findings(root='results') -> list[dict]:
     if (root / 'ablations/results.json').exists():
         rows += _ablation_rows(root / 'ablations/results.json')
     rows += _diffusion_rows(root / 'diffusion')
+    if (root / 'wilds/results.json').exists():
+        rows += _wilds_rows(root / 'wilds/results.json')
     for folder in sorted((root / 'training').glob('*/')):
         rows += _study_rows(folder)
     for o in rows:  # a model trained longer wins for that reason too: no verdict either way

@@ -21,13 +21,13 @@ from arclf.core import (
     default_device,
 )
 from .data import ImageSet, load_dataset, to_float
-from .scorer import RandARClassifier, accuracy_vs_n, predict, evaluate
+from .scorer import RandARClassifier, predict, evaluate
 from .reproduce import cached_eval
 from .experiments import write_results
 
 # %% auto 0
-__all__ = ['MINORITY', 'WILDS_FOLDERS', 'WATERBIRDS_TRAIN_COUNTS', 'group_accuracy', 'spurious_fmnist', 'minority_accuracy',
-           'group_subset', 'ERMConfig', 'ERMViT', 'wilds_experiment', 'report', 'plot_groups', 'WildsFolder',
+__all__ = ['MINORITY', 'WILDS_FOLDERS', 'WATERBIRDS_TRAIN_COUNTS', 'group_accuracy', 'spurious_fmnist', 'group_subset',
+           'group_ci', 'ERMConfig', 'ERMViT', 'wilds_experiment', 'report', 'plot_groups', 'WildsFolder',
            'wilds_metrics', 'evaluate_wilds']
 
 # %% ../nbs/11_wilds.ipynb 5
@@ -64,12 +64,6 @@ def spurious_fmnist(
 # groups whose attribute contradicts training
 MINORITY = [2 * y for y in range(5)] + [2 * y + 1 for y in range(5, 10)]
 
-
-def minority_accuracy(ga: dict) -> float:
-    """Mean accuracy over the minority groups of Spurious Fashion-MNIST (from `group_accuracy`'s
-    per-group results)."""
-    return sum(ga['per_group'][g]['acc'] for g in MINORITY) / len(MINORITY)
-
 # %% ../nbs/11_wilds.ipynb 10
 def group_subset(ds: ImageSet, a: Tensor, groups: Tensor, n_per_group: int):
     """The first `n_per_group` images of every group (sorted by group), with their attribute and
@@ -86,7 +80,63 @@ def group_subset(ds: ImageSet, a: Tensor, groups: Tensor, n_per_group: int):
         groups[idx],
     )
 
-# %% ../nbs/11_wilds.ipynb 13
+# %% ../nbs/11_wilds.ipynb 12
+def _stratified_draws(groups: Tensor, n_boot: int, seed: int) -> Tensor:
+    """`[n_boot, N]` indices: each draw resamples every group's images within the group, laid out
+    group after group (in the order of `groups.unique()`)."""
+    g = torch.Generator().manual_seed(seed)
+    parts = []
+    for k in groups.unique():
+        idx = torch.nonzero(groups == k)[:, 0]
+        parts.append(idx[torch.randint(0, len(idx), (n_boot, len(idx)), generator=g)])
+    return torch.cat(parts, 1)
+
+
+def _group_stats(hits: Tensor, groups: Tensor, minority) -> dict:
+    """avg, minority and worst of hits `[..., G, N]` (G disjoint order groups, averaged) with group
+    ids `groups` `[N]`: each a tensor of the leading shape."""
+    ids, inv = groups.unique(return_inverse=True)
+    per = torch.zeros(*hits.shape[:-1], len(ids), dtype=hits.dtype).index_add_(-1, inv, hits)
+    per = per / torch.bincount(inv, minlength=len(ids))  # [..., G, groups]
+    mino = [i for i, k in enumerate(ids.tolist()) if k in set(minority)]
+    out = dict(avg=hits.mean(-1), worst=per.min(-1).values)
+    if mino:
+        out['minority'] = per[..., mino].mean(-1)
+    return {k: v.mean(-1) for k, v in out.items()}  # the mean over the G order groups
+
+
+def group_ci(hits: Tensor, groups: Tensor, minority=MINORITY, other: Tensor | None = None,
+             n_boot: int = 2000, seed: int = 0) -> dict:
+    """Average, minority-group and worst-group accuracy of per-image `hits` (`[N]`, or `[G, N]`
+    for G disjoint groups of orders) with stratified 95% bootstrap intervals over images:
+    `{metric: dict(value, lo, hi)}`. With `other` (hits of another classifier on the same
+    images) also `paired`: each metric of `hits` minus that of `other`, with its interval."""
+    def two(h):
+        return (h if h.dim() == 2 else h[None]).float().cpu()
+
+    hits, groups = two(hits), groups.cpu()
+    draws = _stratified_draws(groups, n_boot, seed)  # [B, N]
+    gb = groups[draws[0]]  # the group of each resampled position: the same in every draw
+    q = torch.tensor([0.025, 0.975])
+
+    def stats(h):
+        return _group_stats(h, groups, minority), _group_stats(h[:, draws].transpose(0, 1), gb,
+                                                               minority)
+
+    point, boot = stats(hits)
+    res = {}
+    for k in point:
+        lo, hi = torch.quantile(boot[k], q).tolist()
+        res[k] = dict(value=point[k].item(), lo=lo, hi=hi)
+    if other is not None:
+        p2, b2 = stats(two(other))
+        res['paired'] = {}
+        for k in point:
+            lo, hi = torch.quantile(boot[k] - b2[k], q).tolist()
+            res['paired'][k] = dict(diff=(point[k] - p2[k]).item(), lo=lo, hi=hi)
+    return res
+
+# %% ../nbs/11_wilds.ipynb 16
 @dataclass
 class ERMConfig:
     img_size: int = 28
@@ -97,7 +147,7 @@ class ERMConfig:
     depth: int = 4
     num_heads: int = 3
 
-# %% ../nbs/11_wilds.ipynb 14
+# %% ../nbs/11_wilds.ipynb 17
 class ERMViT(nn.Module):
     "The discriminative baseline: a timm ViT trained with cross-entropy on images in [-1, 1]."
 
@@ -124,7 +174,7 @@ class ERMViT(nn.Module):
             [self(to_float(x[i : i + bs]).to(dev)).argmax(-1).cpu() for i in range(0, len(x), bs)]
         )
 
-# %% ../nbs/11_wilds.ipynb 16
+# %% ../nbs/11_wilds.ipynb 19
 def _train_or_load(path: Path, cls, train):
     if path.exists():
         return load_pretrained(cls, path)
@@ -138,7 +188,7 @@ def wilds_experiment(
     out='results/wilds',
     runs='runs',
     p: float = 0.95,
-    n_per_group: int = 25,
+    n_per_group: int = 50,
     K: int = 5,
     ks=(1, 2, 5),
     epochs: int = 1,
@@ -226,33 +276,34 @@ def wilds_experiment(
         progress,
     )
     rows = []
-    for o in accuracy_vs_n(
-        r['scores'], r['classes'], r['y'], ns=sorted({k for k in ks if k <= K} | {K})
-    ):  # disjoint groups of k orders
-        ga = [
-            group_accuracy(
-                predict(r['scores'][..., i * o['n'] : (i + 1) * o['n']], r['classes'])[:, 0],
-                sub.y,
-                g_s,
-            )
-            for i in range(K // o['n'])
-        ]
-        rows.append(
-            dict(
-                classifier=f"RandAR, K={o['n']}",
-                images=len(sub),
-                avg=sum(x['avg'] for x in ga) / len(ga),
-                worst=sum(x['worst'] for x in ga) / len(ga),
-                minority=sum(map(minority_accuracy, ga)) / len(ga),
-                per_group=ga[0]['per_group'] if o['n'] == K else None,
-            )
-        )
-    for name, (x, y, g) in (
-        ('ERM ViT', (sub.x, sub.y, g_s)),
-        ('ERM ViT, whole test set', (te.x, te.y, g_te)),
-    ):
-        ga = group_accuracy(erm.predict(x), y, g)
-        rows.append(dict(classifier=name, images=len(x), minority=minority_accuracy(ga), **ga))
+
+    def row(name, hits, groups, per_group=None):
+        c = group_ci(hits, groups, seed=seed)
+        h = hits if hits.dim() == 2 else hits[None]
+        rows.append(dict(
+            classifier=name, images=hits.shape[-1],
+            **{k: c[k]['value'] for k in ('avg', 'minority', 'worst')},
+            ci={k: [c[k]['lo'], c[k]['hi']] for k in ('avg', 'minority', 'worst')},
+            # the spread of the average accuracy over disjoint groups of orders (0 for one group)
+            avg_std=h.float().mean(-1).std(unbiased=False).item(),
+            per_group=per_group))
+
+    y = r['y'].cpu()
+    for n in sorted({k for k in ks if k <= K} | {K}):  # disjoint groups of n orders
+        hits = torch.stack([
+            predict(r['scores'][..., i * n : (i + 1) * n], r['classes'])[:, 0].cpu() == y
+            for i in range(K // n)
+        ])  # [K // n, images]
+        if n == K:
+            top = hits[0]
+        per = group_accuracy(predict(r['scores'], r['classes'])[:, 0], y, g_s)['per_group']
+        row(f'RandAR, K={n}', hits, g_s, per if n == K else None)
+    erm_sub = erm.predict(sub.x) == sub.y  # [images]
+    row('ERM ViT', erm_sub, g_s, group_accuracy(erm.predict(sub.x), sub.y, g_s)['per_group'])
+    row('ERM ViT, whole test set', erm.predict(te.x) == te.y, g_te)
+    # RandAR at the largest K minus ERM, on the same images and the same bootstrap draws
+    paired = dict(a=f'RandAR, K={K}', b='ERM ViT',
+                  **group_ci(top, g_s, other=erm_sub, seed=seed)['paired'])
     res = dict(
         p=p,
         train_images=len(tr),
@@ -260,6 +311,7 @@ def wilds_experiment(
         n_per_group=n_per_group,
         K=K,
         rows=rows,
+        paired=paired,
         seconds_per_image=dict(randar=r['seconds_per_image']),
         run_info=run_info(),
     )
@@ -271,7 +323,7 @@ def wilds_experiment(
     plt.close(plot_groups(res, o / 'groups.png'))
     return res
 
-# %% ../nbs/11_wilds.ipynb 17
+# %% ../nbs/11_wilds.ipynb 20
 def report(res: dict) -> str:
     "Average and worst-group accuracy as a markdown table."
     s = [
@@ -283,7 +335,8 @@ def report(res: dict) -> str:
         "those of classes 5-9. "
         f"Tested on {res['n_per_group']} images of each of the 20 (label, attribute) groups "
         "(attribute independent of "
-        'the label). RandAR rows are the mean over disjoint groups of K orders.',
+        'the label). RandAR rows are the mean over disjoint groups of K orders. Brackets: 95% '
+        'bootstrap intervals over images, resampled within each group.',
         '',
         'The 10 minority groups are those whose attribute contradicts the training correlation: (y '
         '< 5, a = 0) and '
@@ -292,15 +345,28 @@ def report(res: dict) -> str:
         '| classifier | test images | average | minority groups (mean) | worst group |',
         '|---|---:|---:|---:|---:|',
     ]
+
+    def cell(r, k):
+        lo, hi = r.get('ci', {}).get(k, (None, None))
+        v = f'{100 * r[k]:.1f}'
+        return v if lo is None else f'{v} [{100 * lo:.1f}, {100 * hi:.1f}]'
+
     s += [
-        f"| {r['classifier']} | {r['images']} | {100 * r['avg']:.1f} | {100 * r['minority']:.1f} | "
-        f"{100 * r['worst']:.1f} |"
+        f"| {r['classifier']} | {r['images']} | "
+        + ' | '.join(cell(r, k) for k in ('avg', 'minority', 'worst')) + ' |'
         for r in res['rows']
     ]
+    if pd := res.get('paired'):
+        s += ['', f"**{pd['a']} minus {pd['b']}** on the same images (paired, 95% interval over "
+              'the same stratified draws), in points:', '']
+        s += [f"- {name}: {100 * pd[k]['diff']:+.1f} [{100 * pd[k]['lo']:+.1f}, "
+              f"{100 * pd[k]['hi']:+.1f}]"
+              for k, name in (('avg', 'average'), ('minority', 'minority groups'),
+                              ('worst', 'worst group'))]
     s += ['', provenance(res['run_info'])]
     return '\n'.join(s) + '\n'
 
-# %% ../nbs/11_wilds.ipynb 18
+# %% ../nbs/11_wilds.ipynb 21
 def plot_groups(res: dict, path=None):
     """Accuracy of each (label, attribute) group for RandAR at the largest K and for ERM, on the
     same test images."""
@@ -324,7 +390,7 @@ def plot_groups(res: dict, path=None):
         fig.savefig(path, dpi=120, bbox_inches='tight')
     return fig
 
-# %% ../nbs/11_wilds.ipynb 22
+# %% ../nbs/11_wilds.ipynb 25
 from PIL import Image
 import csv, datetime
 import numpy as np
@@ -519,7 +585,7 @@ class WildsFolder(torch.utils.data.Dataset):
         ds.groups = self.groups[idx]
         return ds
 
-# %% ../nbs/11_wilds.ipynb 23
+# %% ../nbs/11_wilds.ipynb 26
 def wilds_metrics(pred: Tensor, y: Tensor, groups: Tensor, name: str, group_names=None) -> dict:
     """The numbers a WILDS table reports for `name`: average and worst-group accuracy (FMoW: worst
     region, 'Other' excluded)."""
@@ -544,7 +610,7 @@ def wilds_metrics(pred: Tensor, y: Tensor, groups: Tensor, name: str, group_name
         )
     return out
 
-# %% ../nbs/11_wilds.ipynb 24
+# %% ../nbs/11_wilds.ipynb 27
 def evaluate_wilds(
     clf,
     ds: WildsFolder,
