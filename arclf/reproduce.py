@@ -11,7 +11,7 @@ import arclf
 from .core import (run_info, weights_path, default_device, model_meta, trained_epochs,
                         atomic_write_text, atomic_save)
 from .experiments import (write_results, read_results, fig6_markdown, table2_markdown,
-                               budget_rows)
+                               budget_rows, group_hits, paired_diff_ci)
 from .data import load_dataset, SHIFTS, file_digest
 from arclf.scorer import (
     evaluate,
@@ -476,6 +476,16 @@ def _model_summary(path) -> dict:
     )
 
 
+def _paired_rows(hits: dict, budget: dict, shift: str, a: str = 'randar') -> list[dict]:
+    """RandAR (`a`) minus each other classifier, on the same images: the paired difference of
+    their per-image `hits` (at the budgets `budget`) with its 95% bootstrap interval."""
+    if a not in hits:
+        return []
+    return [dict(a=a, n_a=budget[a], b=b, n_b=budget[b], shift=shift,
+                 **paired_diff_ci(hits[a], hits[b]))
+            for b in hits if b != a]
+
+
 def reproduce(
     plan='cpu',
     out='results/reproduce',
@@ -524,6 +534,11 @@ def reproduce(
                 key=dict(model=digests[k], dataset=name, shift='none', severity=None),
             )
             fig6 += budget_rows(clean[k], k, _budgets(k, E))
+        # per image, the hits of each classifier at its largest budget: RandAR against each other
+        # classifier on the same images (paired), as the findings test the paper's claims
+        best = {k: max(o['n'] for o in fig6 if o['classifier'] == k) for k in kinds}
+        paired = _paired_rows({k: group_hits(clean[k]['scores'], clean[k]['classes'],
+                                             clean[k]['y'], best[k]) for k in kinds}, best, 'none')
         stages = E['avarc_stages'] if 'avarc' in kinds else None
         if stages:  # A-VARC with its class pruning: one more Fig. 6 point
             pr = cached_prune(clfs['avarc'], test, stages,
@@ -543,12 +558,14 @@ def reproduce(
                 n_per_class=d.get('shift_n_per_class', d.get('n_per_class')),
             )
             same = sh == 'none' and data_digest(sds.x, sds.y) == data_digest(test.x, test.y)
+            hits, budget = {}, {}
             for k in kinds:
                 n = _shift_budget(k, E)
                 if same and n <= clean[k]['scores'].shape[-1]:
                     r = clean[k]
                     # the first n of the same samples of the same images
                     ci = accuracy_ci(r['scores'][..., :n], r['classes'], r['y'])
+                    hits[k] = group_hits(r['scores'][..., :n], r['classes'], r['y'], n)
                 else:
                     r = cached_eval(
                         clfs[k],
@@ -566,8 +583,12 @@ def reproduce(
                         ),
                     )
                     ci = accuracy_ci(r['scores'], r['classes'], r['y'])
+                    hits[k] = group_hits(r['scores'], r['classes'], r['y'], n)
+                budget[k] = n
                 table2.append(dict(classifier=k, n=n, shift=sh, images=len(sds), acc=ci['acc'],
                                    lo=ci['lo'], hi=ci['hi']))
+            if sh != 'none':  # the clean pairs are those of Fig. 6, at the largest budgets
+                paired += _paired_rows(hits, budget, sh)
             if stages:
                 pr = pr if same else cached_prune(
                     clfs['avarc'], sds, stages, rdir / name / f'prune_avarc_{sh}_{len(sds)}.pt',
@@ -583,6 +604,7 @@ def reproduce(
             images=len(test),
             fig6=fig6,
             table2=table2,
+            paired=paired,
             speed=speed,
             models={k: dict(_model_summary(files[k]), digest=digests[k]) for k in kinds},
             stamp=_stamp(plan, E, name),
@@ -749,6 +771,17 @@ def report(res: dict) -> str:
                else '') + '.',
             '',
         ]
+        if pr := r.get('paired'):
+            s += ['### RandAR minus each other classifier, the same images (paired)', '',
+                  'Points of accuracy, with the 95% bootstrap interval over images; clean at each '
+                  "classifier's largest budget (Fig. 6), shifted at its Table 2 budget.", '',
+                  '| shift | RandAR | against | difference (points) |', '|---|---|---|---:|']
+            for p in pr:
+                ba, bb = (_budget(dict(classifier=p[k], n=p['n_' + k])) for k in 'ab')
+                s.append(f"| {SHIFT_NAMES.get(p['shift'], p['shift'])} | {ba} | {NAMES[p['b']]}, "
+                         f"{bb} | {100 * p['diff']:+.1f} [{100 * p['lo']:+.1f}, "
+                         f"{100 * p['hi']:+.1f}] |")
+            s += ['']
         for k, rows in _speeds(r['fig6']).items():
             s += [
                 f"**Speed of RandAR over the {NAMES[k]}:** "
