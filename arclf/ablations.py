@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_ablations.ipynb 2
 from __future__ import annotations
-import json
+import json, os
 from pathlib import Path
 import torch
 from .core import (run_info, provenance, weights_path, default_device, model_meta,
@@ -14,6 +14,7 @@ from .data import load_dataset, to_float
 from .scorer import RULES, accuracy_vs_n, accuracy_ci, draw_samples
 from .classifiers import create_classifier
 from .reproduce import ensure_trained, cached_eval
+from .training import setup_distributed, is_main
 from .tokenizer_study import t_for_flip_rate, flip_rate
 
 # %% auto 0
@@ -114,6 +115,8 @@ def ablations(
     (Table 4); the loss-weighting rows are read from `table8` (the diffusion study's Table 8) when
     that file exists."""
     variants = variants or VARIANTS
+    if 'RANK' in os.environ:  # under torchrun: training and scoring are split across processes
+        device = setup_distributed()[2]
     device = torch.device(device) if device else default_device()
     for name, vs in (('noise_variants', noise_variants), ('flip_variants', flip_variants)):
         if bad := [v for v in vs if v not in variants]:
@@ -236,12 +239,13 @@ def ablations(
         ),
         run_info=run_info(),
     )
-    o = Path(out)
-    o.mkdir(parents=True, exist_ok=True)
-    write_results(o / 'results.json', res, report, md_path=o / 'README.md')
-    import matplotlib.pyplot as plt
+    if is_main():  # every process holds the same results; one writes them
+        o = Path(out)
+        o.mkdir(parents=True, exist_ok=True)
+        write_results(o / 'results.json', res, report, md_path=o / 'README.md')
+        import matplotlib.pyplot as plt
 
-    plt.close(plot_ablations(res, o / 'ablations.png'))
+        plt.close(plot_ablations(res, o / 'ablations.png'))
     return res
 
 # %% ../nbs/10_ablations.ipynb 10

@@ -851,7 +851,8 @@ def _experiment(a):
         ablations(
             out=a.out, runs=a.runs, n_per_class=a.n_per_class, K=a.K, device=a.device, root=a.root
         )
-        print(f'wrote {a.out}/README.md, results.json, ablations.png')
+        if os.environ.get('RANK', '0') == '0':  # under torchrun, one process wrote them
+            print(f'wrote {a.out}/README.md, results.json, ablations.png')
     elif a.cmd == 'demo':
         from arclf.experiments import demo
 

@@ -1,5 +1,6 @@
 """Run by tests/test_distributed.py, once as a plain process and once under torchrun (2 CPU processes, gloo).
-    python tests/ddp_worker.py train|eval|interrupt|resume OUT.pt"""
+    python tests/ddp_worker.py train|eval|interrupt|resume OUT.pt
+    python tests/ddp_worker.py ablations OUT_FOLDER"""
 import sys, torch
 from torch import nn
 from arclf.core import TensorLoader, fit_model
@@ -15,7 +16,18 @@ class MLP(nn.Module):
     def __init__(self): super().__init__(); self.net = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 1))
     def loss(self, b): x, y = b; return ((self.net(x).squeeze(-1) - y) ** 2).mean()
 
-if mode == 'train':
+if mode == 'ablations':  # the shipped model against a tiny variant trained here (out: a folder)
+    from pathlib import Path
+    from arclf.ablations import ablations
+    tiny = dict(base=dict(weights='randar_fmnist'),
+                small=dict(train=dict(n_train=256, bs=64, epochs=1, n_layer=1, dim=32, n_head=2)))
+    res = ablations(variants=tiny, out=Path(out) / 'results', runs=Path(out) / 'runs',
+                    n_per_class=2, K=2, ks=(1, 2), noise_n_per_class=1, noise_K=1,
+                    noise_variants=('base',), flip_variants=('base',), flip_targets=(0.1,),
+                    progress=False, table8=None)
+    torch.save({k: res[k] for k in ('rules', 'noise', 'flip')} | {'world': world},
+               Path(out) / f'rank{rank}.pt')
+elif mode == 'train':
     torch.manual_seed(0); model = MLP()
     X = torch.randn(96, 8, generator=torch.Generator().manual_seed(1)); y = X[:, 0] * X[:, 1]
     learn = fit_model(model, TensorLoader(X, y, bs=16, seed=3), 3, lr=0.05, warmup=2, device='cpu', cbs=scale_cbs('cpu'))

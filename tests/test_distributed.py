@@ -145,3 +145,28 @@ def test_train_model_two_processes_match_one(data_root, tmp_path):
     assert ra['loss_curve'] != rb['loss_curve']  # rank 0 logged the loss of its half batch only
     for k in a['model']:
         torch.testing.assert_close(a['model'][k], b['model'][k], rtol=1e-4, atol=1e-5)
+
+
+def test_ablations_under_torchrun(data_root, tmp_path):
+    """`arclf ablations` under torchrun (as tools/small_scale.sh runs it): the variant is trained
+    by both processes together, the images are split, every process ends with the same results,
+    one writes them, and the shipped model's rows equal those of one process."""
+    one, two = tmp_path / 'one', tmp_path / 'two'
+    run(['ablations', str(one)], tmp_path)
+    run(['ablations', str(two)], tmp_path, nproc=2)
+    a, b0, b1 = (torch.load(f) for f in (one / 'rank0.pt', two / 'rank0.pt', two / 'rank1.pt'))
+    assert (a['world'], b0['world'], b1['world']) == (1, 2, 2)
+    keys = ('rules', 'noise', 'flip')
+    assert {k: b0[k] for k in keys} == {k: b1[k] for k in keys}
+
+    def base(r):
+        return [(o['rule'], o['n'], o['acc']) for o in r['rules'] if o['variant'] == 'base']
+
+    assert base(a) and base(a) == base(b0)
+    # test-time latent noise is drawn per image, whichever process scores it
+    for k in ('noise', 'flip'):
+        assert [o['acc'] for o in a[k]] == [o['acc'] for o in b0[k]], k
+    assert sorted(p.name for p in (two / 'results').iterdir()) == [
+        'README.md', 'ablations.png', 'results.json']
+    # the variant was trained once, by the two processes together (half batches each)
+    assert len(list((two / 'runs' / 'ablations').glob('randar_fmnist_small.pt'))) == 1

@@ -18,7 +18,8 @@ for s in $steps; do
     prefix) run arclf prefix --threads 2 ;;                   # prefix pruning (beyond the paper), 1,000 images
     reproduce)                                                # Table 2 and Fig. 6 on 1,000 images, 2 processes
       run torchrun --standalone --nproc_per_node 2 -m arclf.cli reproduce --plan cpu --datasets fashion_mnist ;;
-    ablations) run arclf ablations --threads 2 ;;             # Tables 3, 4, 5: 4 variants trained 2 epochs
+    ablations)                                  # Tables 3, 4, 5: 4 variants trained 2 epochs, 2 processes
+      run torchrun --standalone --nproc_per_node 2 -m arclf.cli ablations --threads 1 ;;
     diffusion)                                  # Tables 7, 8, Fig. 6 (RandAR vs DiT/SiT), the diagnosis, 1,000 images
       for k in dit sit; do
         run arclf diffusion eval --kind $k --n-per-class 100 --n 32 --threads 2
