@@ -610,6 +610,8 @@ def reproduce(
             stamp=_stamp(plan, E, name),
         )
     res['run_info'] = run_info()
+    for r in res['results'].values():  # its own provenance: a later run of others keeps it
+        r['run_info'] = res['run_info']
     if is_main():
         odir.mkdir(parents=True, exist_ok=True)
         f = odir / 'results.json'
@@ -749,9 +751,16 @@ def report(res: dict) -> str:
             dict(o, label=NAMES[o['classifier']], budget=_budget(o))
             for o in r['fig6']
         ]
+        s += [f'## {name}', '']
+        ri = r.get('run_info')
+        if not ri and any(x.get('run_info') for x in res['results'].values()):
+            # kept from a file of before per-dataset provenance (in such a file, none has it)
+            s += ['Kept from an earlier run of this plan, whose revision was not recorded per '
+                  'dataset.', '']
+        elif ri != info:
+            s += [f"Kept from an earlier run of this plan: `{ri.get('command', '?')}` at git "
+                  f"{ri.get('git_rev', '?')}, {ri.get('date', '?')}.", '']
         s += [
-            f'## {name}',
-            '',
             f"### Table 2 analogue: top-1 accuracy (%), {t2[-1]['images']} test images per column",
             '',
             table2_markdown(t2, NAMES, budgets, SHIFT_NAMES).rstrip(),
