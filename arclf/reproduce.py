@@ -757,7 +757,7 @@ def report(res: dict) -> str:
             # kept from a file of before per-dataset provenance (in such a file, none has it)
             s += ['Kept from an earlier run of this plan, whose revision was not recorded per '
                   'dataset.', '']
-        elif ri != info:
+        elif ri and ri != info:
             s += [f"Kept from an earlier run of this plan: `{ri.get('command', '?')}` at git "
                   f"{ri.get('git_rev', '?')}, {ri.get('date', '?')}.", '']
         s += [
