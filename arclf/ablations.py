@@ -42,7 +42,8 @@ VARIANTS = {
 }
 
 
-def variant_file(name: str, spec: dict, runs='runs', device=None, progress: bool = False) -> Path:
+def variant_file(name: str, spec: dict, runs='runs', device=None, progress: bool = False,
+                 root=None) -> Path:
     """The weights of a variant: its shipped file, or `runs/ablations/randar_fmnist_<name>.pt`,
     trained when missing."""
     if 'weights' in spec:
@@ -54,6 +55,7 @@ def variant_file(name: str, spec: dict, runs='runs', device=None, progress: bool
         dict(spec['train']),
         device,
         progress,
+        root,
     )
 
 
@@ -124,7 +126,7 @@ def ablations(
     if bad := [f for f in flip_targets if not 0 < f < 1]:
         raise ValueError(f'flip_targets must lie in (0, 1), got {bad}')
     rdir = Path(runs) / 'ablations'
-    files = {k: variant_file(k, s, runs, device, progress) for k, s in variants.items()}
+    files = {k: variant_file(k, s, runs, device, progress, root) for k, s in variants.items()}
     test = load_dataset('fashion_mnist', 'test', root, n_per_class=n_per_class)
     rules = []
     for k, f in files.items():  # rules and tokenizers: one evaluation per variant

@@ -185,7 +185,7 @@ def _check_record(out: Path, want: dict):
 
 
 def ensure_trained(
-    out, family: str, dataset: str, recipe: dict, device=None, progress: bool = False
+    out, family: str, dataset: str, recipe: dict, device=None, progress: bool = False, root=None
 ) -> Path:
     """`out`, trained by `train_model(family, dataset, **recipe)` if it does not exist yet
     (resuming from `out.ckpt`, written every 50 steps, if an earlier attempt of the same recipe
@@ -225,6 +225,7 @@ def ensure_trained(
         ckpt=out.with_suffix('.ckpt'),
         device=device,
         progress=progress,
+        root=root,  # where the data are: not part of the recipe
         log_file=out.with_suffix('.log'),
         # a run stopped with its session loses at most 50 steps (no effect on the weights)
         **{'ckpt_every': 50, **recipe},
@@ -237,14 +238,15 @@ def ensure_trained(
 
 # %% ../nbs/09_reproduce.ipynb 10
 def model_file(
-    plan: dict, dataset: str, kind: str, runs='runs', device=None, progress: bool = False
+    plan: dict, dataset: str, kind: str, runs='runs', device=None, progress: bool = False,
+    root=None,
 ) -> Path:
     """The weights of classifier `kind` on `dataset`: a shipped or given file (`"weights"`), the
     model of another classifier of the plan (`"same_as"`: A-VARC scores the VAR model), or the run
     folder's copy, trained from the plan's `"train"` recipe when missing (`ensure_trained`)."""
     spec = plan['datasets'][dataset]['models'][kind]
     if 'same_as' in spec:
-        return model_file(plan, dataset, spec['same_as'], runs, device, progress)
+        return model_file(plan, dataset, spec['same_as'], runs, device, progress, root)
     if 'weights' in spec:
         return weights_path(spec['weights'])
     rec = dict(spec['train'])
@@ -263,6 +265,7 @@ def model_file(
         rec,
         device,
         progress,
+        root,
     )
 
 # %% ../nbs/09_reproduce.ipynb 11
@@ -517,7 +520,7 @@ def reproduce(
             )
         d = plan['datasets'][name]
         kinds = list(d['models'])
-        files = {k: model_file(plan, name, k, runs, device, progress) for k in kinds}
+        files = {k: model_file(plan, name, k, runs, device, progress, root) for k in kinds}
         digests = {k: file_digest(files[k])[:16] for k in kinds}
         clfs = {k: _classifier(k, files[k], device, E) for k in kinds}
         test = load_dataset(name, 'test', root, n_per_class=d.get('n_per_class'))

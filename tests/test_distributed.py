@@ -3,6 +3,7 @@
 import os, subprocess, sys
 from pathlib import Path
 import torch, pytest
+from arclf.core import model_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / 'tests' / 'ddp_worker.py'
@@ -14,8 +15,8 @@ def _env():
     return {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': path}
 
 
-def run(args, tmp, nproc=None):
-    env = _env()
+def run(args, tmp, nproc=None, **env_vars):
+    env = {**_env(), **env_vars}
     cmd = (
         [sys.executable, str(WORKER)]
         if nproc is None
@@ -152,8 +153,8 @@ def test_ablations_under_torchrun(data_root, tmp_path):
     by both processes together, the images are split, every process ends with the same results,
     one writes them, and the shipped model's rows equal those of one process."""
     one, two = tmp_path / 'one', tmp_path / 'two'
-    run(['ablations', str(one)], tmp_path)
-    run(['ablations', str(two)], tmp_path, nproc=2)
+    run(['ablations', str(one)], tmp_path, ARCLF_DATA=str(data_root))
+    run(['ablations', str(two)], tmp_path, nproc=2, ARCLF_DATA=str(data_root))
     a, b0, b1 = (torch.load(f) for f in (one / 'rank0.pt', two / 'rank0.pt', two / 'rank1.pt'))
     assert (a['world'], b0['world'], b1['world']) == (1, 2, 2)
     keys = ('rules', 'noise', 'flip')
@@ -168,5 +169,6 @@ def test_ablations_under_torchrun(data_root, tmp_path):
         assert [o['acc'] for o in a[k]] == [o['acc'] for o in b0[k]], k
     assert sorted(p.name for p in (two / 'results').iterdir()) == [
         'README.md', 'ablations.png', 'results.json']
-    # the variant was trained once, by the two processes together (half batches each)
-    assert len(list((two / 'runs' / 'ablations').glob('randar_fmnist_small.pt'))) == 1
+    # the variant's record: 4 steps of the global batch of 64 (each process took half of it)
+    meta = model_meta(two / 'runs' / 'ablations' / 'randar_fmnist_small.pt')
+    assert meta['record']['steps'] == 256 // 64, meta['record']
