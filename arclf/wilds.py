@@ -133,7 +133,8 @@ def group_ci(hits: Tensor, groups: Tensor, minority=MINORITY, other: Tensor | No
     res = {}
     for k in point:
         lo, hi = interval(k, point[k].item(), boot[k])
-        res[k] = dict(value=point[k].item(), lo=lo, hi=hi)
+        # an accuracy lies in [0, 1] (the basic interval of a minimum near 0 can leave it)
+        res[k] = dict(value=point[k].item(), lo=max(lo, 0.0), hi=min(hi, 1.0))
     if other is not None:
         p2, b2 = stats(two(other))
         res['paired'] = {}
