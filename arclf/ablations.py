@@ -9,17 +9,17 @@ from pathlib import Path
 import torch
 from .core import (run_info, provenance, weights_path, default_device, model_meta,
                         trained_epochs)
-from .experiments import write_results
+from .experiments import write_results, group_hits, paired_diff_ci
 from .data import load_dataset, to_float
-from .scorer import RULES, accuracy_vs_n, accuracy_ci, draw_samples
+from .scorer import RULES, accuracy_vs_n, accuracy_ci, bootstrap_ci, draw_samples
 from .classifiers import create_classifier
 from .reproduce import ensure_trained, cached_eval
 from .training import setup_distributed, is_main
 from .tokenizer_study import t_for_flip_rate, flip_rate
 
 # %% auto 0
-__all__ = ['RECIPE', 'VARIANTS', 'RULE_NAMES', 'RERUN', 'variant_file', 'classifier_flip_rate', 'ablations', 'report',
-           'plot_ablations']
+__all__ = ['RECIPE', 'VARIANTS', 'AUG_PAIRS', 'RULE_NAMES', 'RERUN', 'variant_file', 'classifier_flip_rate', 'ablations',
+           'report', 'plot_ablations']
 
 # %% ../nbs/10_ablations.ipynb 5
 # the study's recipe (arclf.study.RECIPE), for an equal budget of 2 epochs per variant
@@ -40,6 +40,8 @@ VARIANTS = {
         about='vq_fmnist_l tokens of latents noised at t = 0.025 (the paper\'s large codebook)',
     ),
 }
+# Table 4's pairs: (noise-augmented, its clean-trained twin on the same tokenizer)
+AUG_PAIRS = (('vq_l_noise_aug', 'vq_l'), ('noise_aug', 'base'))
 
 
 def variant_file(name: str, spec: dict, runs='runs', device=None, progress: bool = False,
@@ -128,7 +130,7 @@ def ablations(
     rdir = Path(runs) / 'ablations'
     files = {k: variant_file(k, s, runs, device, progress, root) for k, s in variants.items()}
     test = load_dataset('fashion_mnist', 'test', root, n_per_class=n_per_class)
-    rules = []
+    rules, paired = [], []
     for k, f in files.items():  # rules and tokenizers: one evaluation per variant
         r = cached_eval(
             create_classifier(str(f), device=device, raster=False),
@@ -140,16 +142,17 @@ def ablations(
             progress,
         )
         for rule in RULES:
-            rules += [
-                dict(variant=k, **o)
-                for o in accuracy_vs_n(
-                    r['scores'],
-                    r['classes'],
-                    r['y'],
-                    ns=sorted({n for n in ks if n <= K} | {K}),
-                    rule=rule,
-                )
-            ]
+            for o in accuracy_vs_n(r['scores'], r['classes'], r['y'],
+                                   ns=sorted({n for n in ks if n <= K} | {K}), rule=rule):
+                # the 95% interval over images of the mean over the groups of n orders
+                hits = group_hits(r['scores'], r['classes'], r['y'], o['n'], rule)
+                lo, hi = bootstrap_ci(hits, seed=seed)
+                rules.append(dict(variant=k, **o, lo=lo, hi=hi))
+        # Table 5 on the same images and orders: the lower bound minus the likelihood
+        paired.append(dict(table='Table 5', variant=k, a='lower_bound', b='likelihood', K=K,
+                           **paired_diff_ci(*(group_hits(r['scores'], r['classes'], r['y'], K, rule)
+                                              for rule in ('lower_bound', 'likelihood')),
+                                            seed=seed)))
 
     def shifted(sh):
         return load_dataset(
@@ -165,7 +168,10 @@ def ablations(
         clf = create_classifier(str(files[k]), device=device, raster=False, noise_t=float(t))
         path = rdir / f'eval_{k}_{sh}_t{t:g}_{len(ds)}_K{noise_K}_sev{severity}_s{seed}.pt'
         r = cached_eval(clf, ds, noise_K, path, seed, bs, progress)
+        hits[k, sh, float(t)] = group_hits(r['scores'], r['classes'], r['y'], noise_K)
         return clf, accuracy_ci(r['scores'], r['classes'], r['y'], seed=seed)
+
+    hits = {}  # per image, (variant, shift, test t) -> right or not: for the paired differences
 
     noise = []
     for sh in shifts:  # Table 4, noise augmentation: train-time x test-time noise
@@ -207,6 +213,16 @@ def ablations(
                     hi=ci['hi'],
                 )
             )
+            if target:  # Table 3 on the same images: accuracy at this flip rate minus at none
+                paired.append(dict(table='Table 3', variant=k, target=float(target), t=t,
+                                   **paired_diff_ci(hits[k, 'none', t], hits[k, 'none', 0.0],
+                                                    seed=seed)))
+    for aug, ref in AUG_PAIRS:  # Table 4: the noise-augmented model minus its clean-trained twin
+        if {aug, ref} <= set(noise_variants):
+            paired += [dict(table='Table 4', a=aug, b=ref, shift=sh, test_noise_t=float(t),
+                            **paired_diff_ci(hits[aug, sh, float(t)], hits[ref, sh, float(t)],
+                                             seed=seed))
+                       for sh in shifts for t in test_noise]
     t8 = Path(table8) if table8 else None
     res = dict(
         images=len(test),
@@ -222,6 +238,7 @@ def ablations(
         rules=rules,
         noise=noise,
         flip=flip,
+        paired=paired,
         weighting=json.loads(t8.read_text())['rows'] if t8 and t8.exists() else None,
         settings=dict(
             n_per_class=n_per_class,
@@ -352,6 +369,29 @@ def _table4(res: dict) -> list:
     return s
 
 
+def _paired_name(p: dict) -> str:
+    "What a paired difference of `ablations` compares, in words."
+    if p['table'] == 'Table 5':
+        return f"{p['variant']}: lower bound − likelihood, K = {p['K']}"
+    if p['table'] == 'Table 3':
+        return f"{p['variant']}: {100 * p['target']:.0f}% flipped − none (t = {p['t']:.4f})"
+    where = 'clean' if p['shift'] == 'none' else p['shift']
+    return f"{p['a']} − {p['b']}, {where}, test t = {p['test_noise_t']:g}"
+
+
+def _paired_table(res: dict) -> list:
+    "The paired differences of a run (results written before them have none)."
+    if not res.get('paired'):
+        return []
+    s = ['', '## Paired differences (the same images)', '',
+         'Per image, the hit of one side minus the other (for Table 5, the share of its groups of '
+         'K orders that are right); points, with a 95% bootstrap interval over images. An '
+         'interval that excludes 0 is a difference; one that straddles it is not shown to be.',
+         '', '| paper | difference | points [95% CI] |', '|---|---|---:|']
+    return s + [f"| {p['table']} | {_paired_name(p)} | {100 * p['diff']:+.1f} "
+                f"[{100 * p['lo']:+.1f}, {100 * p['hi']:+.1f}] |" for p in res['paired']]
+
+
 def report(res: dict) -> str:
     "The ablations as markdown tables."
     V = list(res['variants'])
@@ -362,7 +402,8 @@ def report(res: dict) -> str:
         '',
         f"{res['images']} test images ({res['settings']['n_per_class']} per class), the same K "
         "orders per image for every "
-        'variant and rule. Top-1 accuracy, %, mean ± std over disjoint groups of orders.',
+        'variant and rule. Top-1 accuracy, %, mean ± std over disjoint groups of orders '
+        '[95% bootstrap interval over images, where the run stored one].',
         '',
         '## Variants',
         '',
@@ -389,6 +430,7 @@ def report(res: dict) -> str:
                 + ' | '.join(
                     (
                         f"{100 * o['acc']:.1f} ± {100 * o['std']:.1f}"
+                        + (f" [{100 * o['lo']:.1f}, {100 * o['hi']:.1f}]" if 'lo' in o else '')
                         if (o := _acc(res['rules'], variant=k, rule=rule, n=n))
                         else ''
                     )
@@ -400,16 +442,16 @@ def report(res: dict) -> str:
         '',
         f'## Tokenizers (lower bound, K = {K})',
         '',
-        '| variant | codebook | accuracy |',
+        '| variant | codebook | accuracy [95% CI] |',
         '|---|---:|---:|',
     ]
     s += [
         f"| {k} | {res['variants'][k]['codebook']} | "
-        f"{100 * _acc(res['rules'], variant=k, rule='lower_bound', n=K)['acc']:.1f} |"
+        f"{_ci(_acc(res['rules'], variant=k, rule='lower_bound', n=K))} |"
         for k in V
         if res['variants'][k]['noise_t'] == 0
     ]
-    s += _table3(res) + _table4(res)
+    s += _table3(res) + _table4(res) + _paired_table(res)
     if res.get('weighting'):
         w = res['weighting']
         ms = list(dict.fromkeys((o['model'], o['space']) for o in w))
