@@ -469,11 +469,7 @@ def report(res: dict) -> str:
             s.append(
                 f'| {m}, {sp} | '
                 + ' | '.join(
-                    (
-                        f"{100 * o['acc']:.1f}"
-                        if (o := _acc(w, model=m, space=sp, weighting=x))
-                        else ''
-                    )
+                    _ci(_acc(w, model=m, space=sp, weighting=x))
                     for x in ws
                 )
                 + ' |'

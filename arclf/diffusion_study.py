@@ -11,14 +11,14 @@ from .core import run_info, atomic_save, atomic_write_text, state_digest, traine
 from .data import load_dataset
 from .diffusion import DDPMSchedule, FlowSchedule, WEIGHTINGS, weighting
 from .scorer import (evaluate, accuracy, accuracy_ci, accuracy_vs_n, eval_key, data_digest,
-                          key_diff)
+                          key_diff, bootstrap_ci)
 from .classifiers import create_classifier
 from .bench import benchmark
 from .experiments import write_results, read_results, paired_diff_ci, group_hits
 
 # %% auto 0
-__all__ = ['RESULTS', 'eval_set', 'small_classifier', 'eval_scores', 'table7', 'read_scores', 'report', 'plot_results',
-           'timestep_profile', 'band_accuracy', 'diagnosis', 'diagnosis_markdown']
+__all__ = ['RESULTS', 'eval_set', 'small_classifier', 'eval_scores', 'table7', 'read_scores', 'report', 'diffusion_tables',
+           'diffusion_readme', 'plot_results', 'timestep_profile', 'band_accuracy', 'diagnosis', 'diagnosis_markdown']
 
 # %% ../nbs/07b_diffusion_study.ipynb 5
 RESULTS = Path('results/diffusion')
@@ -203,6 +203,8 @@ def report(out=RESULTS) -> dict:
                                 **paired_diff_ci(hits['constant'], hits[best])))
         ns = [k for k in (1, 2, 4, 8, 16, 32, 64, 128, 250) if k <= s.shape[-1]]
         rows = accuracy_vs_n(s, cls, y, ns=ns)
+        for row in rows:  # the 95% interval over images of the mean over the groups of n samples
+            row['lo'], row['hi'] = bootstrap_ci(group_hits(s, cls, y, row['n']))
         b = benchmark(clfs[kind], eval_set(1)[0][:4], torch.arange(10), n=8, reps=2)
         spi = b['seconds_per_image'] / 8  # timed here, one model after the other
         for row in rows:
@@ -219,40 +221,109 @@ def report(out=RESULTS) -> dict:
                   command='arclf diffusion report')
     write_results(out / 'fig6.json', f6, command='arclf diffusion report')
     plot_results(out, save=True)
+    atomic_write_text(diffusion_readme(out), out / 'README.md')
+    return dict(table8=t8, fig6=f6)
+
+
+def _cell(o: dict, std: bool = False) -> str:
+    "An accuracy, %, [± its spread over groups] [with its 95% interval, where the row has one]."
+    s = f"{100 * o['acc']:.1f}" + (f" ± {100 * o['std']:.1f}" if std and 'std' in o else '')
+    return s + (f" [{100 * o['lo']:.1f}, {100 * o['hi']:.1f}]" if 'lo' in o else '')
+
+
+def _diff(p: dict) -> str:
+    return f"{100 * p['diff']:+.1f} [{100 * p['lo']:+.1f}, {100 * p['hi']:+.1f}]"
+
+
+def _fig6_rows(out: Path, model: str, d: dict) -> list[dict]:
+    """The Fig. 6 rows of `model` with their 95% intervals over images: stored, or (rows written
+    before they had them) from the committed scores they were made from, checked by accuracy."""
+    rows, f = d['rows'], out / f"scores_{model.split('_')[0]}.pt"
+    if all('lo' in o for o in rows) or not f.exists():
+        return rows
+    r = torch.load(f, map_location='cpu', weights_only=True)
+    hits = [group_hits(r['scores'], r['classes'], r['y'], o['n']) for o in rows]
+    if len(r['y']) != d['images'] or any(abs(h.mean().item() - o['acc']) > 1e-4
+                                         for h, o in zip(hits, rows)):
+        return rows  # not the scores these rows came from: no interval rather than a wrong one
+    return [dict(o, **dict(zip(('lo', 'hi'), bootstrap_ci(h)))) for h, o in zip(hits, rows)]
+
+
+def diffusion_tables(out=RESULTS) -> list[str]:
+    """Fig. 6, Table 8 and Table 7 as markdown from the json files in `out`, each accuracy with
+    its 95% bootstrap interval over images and each claim's paired difference."""
+    out, s = Path(out), []
+    if (out / 'fig6.json').exists():
+        f6 = read_results(out / 'fig6.json')
+        s += ['## Fig. 6: accuracy vs compute', '',
+              'n: timesteps per class for DiT and SiT, orders K for RandAR. Accuracy, %, mean ± '
+              'std over disjoint groups of n samples [95% bootstrap interval over images]; '
+              'seconds per image as timed in the `report` run, one model after the other.', '',
+              '| model | n | forwards / image | accuracy | s / image |',
+              '|---|---:|---:|---:|---:|']
+        s += [f"| {m} | {o['n']} | {o['forwards_per_image']} | {_cell(o, std=True)} | "
+              f"{o['seconds_per_image']:.3f} |"
+              for m, d in f6.items() if m != 'run_info' for o in _fig6_rows(out, m, d)]
+    if (out / 'table8.json').exists():
+        t8 = read_results(out / 'table8.json')
+        ws = list(dict.fromkeys(o['weighting'] for o in t8['rows']))
+        s += ['', '## Table 8: weighting of the per-timestep errors', '',
+              'Accuracy, %, with all samples [95% bootstrap interval over images].', '',
+              '| model, error | ' + ' | '.join(ws) + ' |', '|---|' + '---:|' * len(ws)]
+        for m, sp in dict.fromkeys((o['model'], o['space']) for o in t8['rows']):
+            at = {o['weighting']: o for o in t8['rows'] if (o['model'], o['space']) == (m, sp)}
+            s.append(f'| {m}, {sp} | ' + ' | '.join(_cell(at[w]) if w in at else '' for w in ws)
+                     + ' |')
+        s += ['', 'Constant weighting minus the best other, paired (the same images and '
+              'samples), points [95% CI]:', '']
+        s += [f"- {p['model']}, {p['space']}: constant − {p['b']}: {_diff(p)}"
+              for p in t8.get('paired', [])]
+    for f in sorted(out.glob('table7_*.json')):
+        d = read_results(f)
+        s += ['', f"## Table 7 ({d['kind']}): T timesteps × N noise draws at {d['budget']} "
+              'forwards per class', '',
+              f"{d['images']} images. Accuracy, % [95% bootstrap interval over images].", '',
+              '| T | N | accuracy | s / image |', '|---:|---:|---:|---:|']
+        s += [f"| {o['T']} | {o['N']} | {_cell(o)} | {o['seconds_per_image']:.3f} |"
+              for o in d['rows']]
+        if p := d.get('paired'):
+            s += ['', f"{p['a']} minus {p['b']}, paired: {_diff(p)} points."]
+    return s
+
+
+def diffusion_readme(out=RESULTS) -> str:
+    """The README of `out`: the commands that re-make it, its tables (`diffusion_tables`) and
+    the provenance of each run, from its json files alone (nothing is scored or timed again)."""
+    out = Path(out)
+    f6 = read_results(out / 'fig6.json')
+    runs = {k: d['run_info'] for k, d in f6.items() if k != 'run_info'}
+    t7 = {d['kind']: d['run_info'] for d in map(read_results, sorted(out.glob('table7_*.json')))}
     lines = [
         '# Diffusion baselines at small scale (Fashion-MNIST)',
         '',
         'Made by `arclf.diffusion_study` (notebook `nbs/07b_diffusion_study.ipynb`); re-run from '
-        'the '
-        'repository root with:',
+        'the repository root with:',
         '',
         '```',
-    ]
-    lines += [d['run_info']['command'] for k, d in f6.items() if k != 'run_info']
-    lines += [read_results(f)['run_info']['command'] for f in sorted(out.glob('table7_*.json'))]
-    lines += [
+        *[m['command'] for m in [*runs.values(), *t7.values()]],
         'arclf diffusion report',
         '```',
         '',
         'Files: `scores_<model>.pt` (per-sample scores [images, classes, samples]), `table8.json` '
-        '(weightings), '
-        '`table7_<model>.json` (T x N at a fixed budget), `fig6.json` (accuracy vs forwards and '
-        'seconds per '
-        'image; the seconds are timed in the `report` run, one model after the other), '
-        '`fig6_table7.png`.',
+        '(weightings), `table7_<model>.json` (T x N at a fixed budget), `fig6.json` (accuracy vs '
+        'forwards and seconds per image; the seconds are timed in the `report` run, one model '
+        'after the other), `fig6_table7.png`.',
+        '',
+        *diffusion_tables(out),
         '',
         '| run | git revision | torch | hardware | date |',
         '|---|---|---|---|---|',
     ]
-    metas = [('report', run_info('arclf diffusion report'))] + [
-        (k, d['run_info']) for k, d in f6.items() if k != 'run_info'
-    ]
-    lines += [
-        f"| {k} | {m.get('git_rev')} | {m['torch']} | {m['hardware']} | {m['date']} |"
-        for k, m in metas
-    ]
-    atomic_write_text('\n'.join(lines) + '\n', out / 'README.md')
-    return dict(table8=t8, fig6=f6)
+    metas = [('report', f6['run_info']), *runs.items(),
+             *((f'table7 {k}', m) for k, m in t7.items())]
+    lines += [f"| {k} | {m.get('git_rev')} | {m['torch']} | {m['hardware']} | {m['date']} |"
+              for k, m in metas]
+    return '\n'.join(lines) + '\n'
 
 # %% ../nbs/07b_diffusion_study.ipynb 10
 def plot_results(out=RESULTS, save: bool = False):
