@@ -145,8 +145,8 @@ def ablations(
             for o in accuracy_vs_n(r['scores'], r['classes'], r['y'],
                                    ns=sorted({n for n in ks if n <= K} | {K}), rule=rule):
                 # the 95% interval over images of the mean over the groups of n orders
-                hits = group_hits(r['scores'], r['classes'], r['y'], o['n'], rule)
-                lo, hi = bootstrap_ci(hits, seed=seed)
+                h = group_hits(r['scores'], r['classes'], r['y'], o['n'], rule)
+                lo, hi = bootstrap_ci(h, seed=seed)
                 rules.append(dict(variant=k, **o, lo=lo, hi=hi))
         # Table 5 on the same images and orders: the lower bound minus the likelihood
         paired.append(dict(table='Table 5', variant=k, a='lower_bound', b='likelihood', K=K,
