@@ -724,6 +724,16 @@ def _plan_arg(plan: dict) -> str:
     return p.stem if p.resolve().parent == PLANS_DIR or shipped else str(p)
 
 
+def _trained(m: dict) -> str:
+    """How long a model of a result was trained: its epochs (of its recipe's budget, when it stopped
+    before it: the study's models stop at a compute doubling), seconds and device."""
+    ep, budget = m.get('epochs'), m.get('recipe', {}).get('epochs')
+    s = 'trained' if ep is None else f'trained {ep:.3g} epochs'
+    if isinstance(ep, (int, float)) and isinstance(budget, (int, float)) and ep < budget:
+        s += f" of the recipe's {budget}"
+    return s + f" in {m.get('train_seconds') or 0:.0f} s on {m.get('device', '?')}"
+
+
 def report(res: dict) -> str:
     """The README of a reproduction: tables per dataset, speed ratios, models, and how the results
     were made."""
@@ -803,15 +813,16 @@ def report(res: dict) -> str:
         s += (
             ['Models:', '']
             + [
-                f"- {k}: `{Path(m['file']).name}`, {m['recipe']}, trained "
-                f"{m['train_seconds'] or 0:.0f} s on {m['device']}"
+                f"- {k}: `{Path(m['file']).name}`, {_trained(m)}, recipe {m['recipe']}"
                 for k, m in r['models'].items()
             ]
             + ['']
         )
     return '\n'.join(s)
 
-# %% ../nbs/09_reproduce.ipynb 21
+
+
+# %% ../nbs/09_reproduce.ipynb 23
 def plot_reproduction(res: dict, path=None):
     "Fig. 6 analogue: accuracy against seconds per image, one panel per dataset."
     import matplotlib.pyplot as plt
