@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from .core import (run_info, provenance, weights_path, default_device, model_meta,
                         trained_epochs)
-from .experiments import write_results, group_hits, paired_diff_ci
+from .experiments import write_results, group_hits, paired_diff_ci, acc_cell
 from .data import load_dataset, to_float
 from .scorer import RULES, accuracy_vs_n, accuracy_ci, bootstrap_ci, draw_samples
 from .classifiers import create_classifier
@@ -285,10 +285,7 @@ RERUN = 'not measured yet, re-run `arclf ablations`'
 
 def _ci(o) -> str:
     "An accuracy, %, with its 95% interval when the row has one (rows written before had none)."
-    if o is None:
-        return ''
-    s = f"{100 * o['acc']:.1f}"
-    return s + (f" [{100 * o['lo']:.1f}, {100 * o['hi']:.1f}]" if 'lo' in o else '')
+    return '' if o is None else acc_cell(dict(o, groups=1))
 
 
 def _table3(res: dict) -> list:
@@ -428,12 +425,7 @@ def report(res: dict) -> str:
             s.append(
                 f'| {k} | {RULE_NAMES[rule]} | '
                 + ' | '.join(
-                    (
-                        f"{100 * o['acc']:.1f} ± {100 * o['std']:.1f}"
-                        + (f" [{100 * o['lo']:.1f}, {100 * o['hi']:.1f}]" if 'lo' in o else '')
-                        if (o := _acc(res['rules'], variant=k, rule=rule, n=n))
-                        else ''
-                    )
+                    acc_cell(o) if (o := _acc(res['rules'], variant=k, rule=rule, n=n)) else ''
                     for n in ks
                 )
                 + ' |'

@@ -14,7 +14,7 @@ from .scorer import (evaluate, accuracy, accuracy_ci, accuracy_vs_n, eval_key, d
                           key_diff, bootstrap_ci)
 from .classifiers import create_classifier
 from .bench import benchmark
-from .experiments import write_results, read_results, paired_diff_ci, group_hits
+from .experiments import write_results, read_results, paired_diff_ci, group_hits, acc_cell
 
 # %% auto 0
 __all__ = ['RESULTS', 'eval_set', 'small_classifier', 'eval_scores', 'table7', 'read_scores', 'report', 'diffusion_tables',
@@ -225,12 +225,6 @@ def report(out=RESULTS) -> dict:
     return dict(table8=t8, fig6=f6)
 
 
-def _cell(o: dict, std: bool = False) -> str:
-    "An accuracy, %, [± its spread over groups] [with its 95% interval, where the row has one]."
-    s = f"{100 * o['acc']:.1f}" + (f" ± {100 * o['std']:.1f}" if std and 'std' in o else '')
-    return s + (f" [{100 * o['lo']:.1f}, {100 * o['hi']:.1f}]" if 'lo' in o else '')
-
-
 def _diff(p: dict) -> str:
     return f"{100 * p['diff']:+.1f} [{100 * p['lo']:+.1f}, {100 * p['hi']:+.1f}]"
 
@@ -262,7 +256,7 @@ def diffusion_tables(out=RESULTS) -> list[str]:
               'seconds per image as timed in the `report` run, one model after the other.', '',
               '| model | n | forwards / image | accuracy | s / image |',
               '|---|---:|---:|---:|---:|']
-        s += [f"| {m} | {o['n']} | {o['forwards_per_image']} | {_cell(o, std=True)} | "
+        s += [f"| {m} | {o['n']} | {o['forwards_per_image']} | {acc_cell(o)} | "
               f"{o['seconds_per_image']:.3f} |"
               for m, d in f6.items() if m != 'run_info' for o in _fig6_rows(out, m, d)]
     if (out / 'table8.json').exists():
@@ -273,7 +267,7 @@ def diffusion_tables(out=RESULTS) -> list[str]:
               '| model, error | ' + ' | '.join(ws) + ' |', '|---|' + '---:|' * len(ws)]
         for m, sp in dict.fromkeys((o['model'], o['space']) for o in t8['rows']):
             at = {o['weighting']: o for o in t8['rows'] if (o['model'], o['space']) == (m, sp)}
-            s.append(f'| {m}, {sp} | ' + ' | '.join(_cell(at[w]) if w in at else '' for w in ws)
+            s.append(f'| {m}, {sp} | ' + ' | '.join(acc_cell(at[w]) if w in at else '' for w in ws)
                      + ' |')
         s += ['', 'Constant weighting minus the best other, paired (the same images and '
               'samples), points [95% CI]:', '']
@@ -285,7 +279,7 @@ def diffusion_tables(out=RESULTS) -> list[str]:
               'forwards per class', '',
               f"{d['images']} images. Accuracy, % [95% bootstrap interval over images].", '',
               '| T | N | accuracy | s / image |', '|---:|---:|---:|---:|']
-        s += [f"| {o['T']} | {o['N']} | {_cell(o)} | {o['seconds_per_image']:.3f} |"
+        s += [f"| {o['T']} | {o['N']} | {acc_cell(o)} | {o['seconds_per_image']:.3f} |"
               for o in d['rows']]
         if p := d.get('paired'):
             s += ['', f"{p['a']} minus {p['b']}, paired: {_diff(p)} points."]

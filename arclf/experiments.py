@@ -40,7 +40,7 @@ from .core import create_model
 # %% auto 0
 __all__ = ['FIG_DEFINITIONS', 'ORDER_PLANS', 'write_results', 'read_results', 'parse_plan', 'check_fit', 'table2_row', 'run_eval',
            'fig6_markdown', 'table2_markdown', 'plot_acc_vs_time', 'group_hits', 'budget_rows', 'demo_markdown', 'demo',
-           'paired_diff_ci', 'token_analyses', 'order_experiment', 'per_token_tables', 'order_tables',
+           'paired_diff_ci', 'token_analyses', 'order_experiment', 'acc_cell', 'per_token_tables', 'order_tables',
            'plot_order_maps', 'simulate_prefix_plan', 'plan_cost', 'prefix_study', 'prefix_markdown',
            'plot_prefix_study', 'sample_images', 'ar_samples']
 
@@ -639,8 +639,9 @@ def order_experiment(
     return res
 
 # %% ../nbs/07_experiments.ipynb 24
-def _pm(r) -> str:
-    "acc ± std over groups of orders, [95% interval over images] where the result has it"
+def acc_cell(r) -> str:
+    """An accuracy, % (`r['acc']`), ± its std over groups of samples where there are several, [its 95%
+    interval over images] where the row has one: one table cell."""
     s = f"{100 * r['acc']:.1f}" + (f" ± {100 * r['std']:.1f}" if r.get('groups', 1) > 1 else '')
     return s + (f" [{100 * r['lo']:.1f}, {100 * r['hi']:.1f}]" if r.get('lo') is not None else '')
 
@@ -713,16 +714,16 @@ def order_tables(res: dict) -> str:
         f"disjoint groups of K orders [95% interval over images])\n\n| order " + head
     )
     s += (
-        f"| raster (raster-trained model) | {_pm(res['raster'])} |"
+        f"| raster (raster-trained model) | {acc_cell(res['raster'])} |"
         + ' |' * (len(ks) - 1)
         + '\n'
     )
     s += (
-        '| random (lower bound) | ' + ' | '.join(_pm(t5[('lower_bound', k)]) for k in ks) + ' |\n\n'
+        '| random (lower bound) | ' + ' | '.join(acc_cell(t5[('lower_bound', k)]) for k in ks) + ' |\n\n'
     )
     s += '**Table 5 analogue**: aggregation rule vs K\n\n| rule ' + head
     for rule in RULES:
-        s += f'| {rule} | ' + ' | '.join(_pm(t5[(rule, k)]) for k in ks) + ' |\n'
+        s += f'| {rule} | ' + ' | '.join(acc_cell(t5[(rule, k)]) for k in ks) + ' |\n'
     if res.get('paired'):
         s += ('\n**Paired differences** (the same images: per image, the share of its groups of K '
               'orders that are right, minus the other classifier\'s hit; points, 95% bootstrap '
@@ -736,7 +737,7 @@ def order_tables(res: dict) -> str:
         '| schedule | forwards / image | accuracy |\n|---|---:|---:|\n'
     )
     for p in res['pruning']:
-        s += f"| {p['schedule']} | {p['forwards']:.1f} | {_pm(p)} |\n"
+        s += f"| {p['schedule']} | {p['forwards']:.1f} | {acc_cell(p)} |\n"
     if 'per_token' in res:
         for label, pt in res['per_token'].items():
             s += '\n' + per_token_tables(pt, label)
