@@ -640,8 +640,8 @@ def order_experiment(
 
 # %% ../nbs/07_experiments.ipynb 24
 def acc_cell(r) -> str:
-    """An accuracy, % (`r['acc']`), ± its std over groups of samples where there are several, [its 95%
-    interval over images] where the row has one: one table cell."""
+    """An accuracy, % (`r['acc']`), ± its std over groups of samples where there are several,
+    [its 95% interval over images] where the row has one: one table cell."""
     s = f"{100 * r['acc']:.1f}" + (f" ± {100 * r['std']:.1f}" if r.get('groups', 1) > 1 else '')
     return s + (f" [{100 * r['lo']:.1f}, {100 * r['hi']:.1f}]" if r.get('lo') is not None else '')
 
@@ -719,7 +719,8 @@ def order_tables(res: dict) -> str:
         + '\n'
     )
     s += (
-        '| random (lower bound) | ' + ' | '.join(acc_cell(t5[('lower_bound', k)]) for k in ks) + ' |\n\n'
+        '| random (lower bound) | '
+        + ' | '.join(acc_cell(t5[('lower_bound', k)]) for k in ks) + ' |\n\n'
     )
     s += '**Table 5 analogue**: aggregation rule vs K\n\n| rule ' + head
     for rule in RULES:
