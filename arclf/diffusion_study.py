@@ -14,7 +14,8 @@ from .scorer import (evaluate, accuracy, accuracy_ci, accuracy_vs_n, eval_key, d
                           key_diff, bootstrap_ci)
 from .classifiers import create_classifier
 from .bench import benchmark
-from .experiments import write_results, read_results, paired_diff_ci, group_hits, acc_cell
+from .experiments import (write_results, read_results, paired_diff_ci, group_hits, acc_cell,
+                               diff_cell)
 
 # %% auto 0
 __all__ = ['RESULTS', 'eval_set', 'small_classifier', 'eval_scores', 'table7', 'read_scores', 'report', 'diffusion_tables',
@@ -225,10 +226,6 @@ def report(out=RESULTS) -> dict:
     return dict(table8=t8, fig6=f6)
 
 
-def _diff(p: dict) -> str:
-    return f"{100 * p['diff']:+.1f} [{100 * p['lo']:+.1f}, {100 * p['hi']:+.1f}]"
-
-
 def _fig6_rows(out: Path, model: str, d: dict) -> list[dict]:
     """The Fig. 6 rows of `model` with their 95% intervals over images: stored, or (rows written
     before they had them) from the committed scores they were made from, checked by accuracy."""
@@ -271,7 +268,7 @@ def diffusion_tables(out=RESULTS) -> list[str]:
                      + ' |')
         s += ['', 'Constant weighting minus the best other, paired (the same images and '
               'samples), points [95% CI]:', '']
-        s += [f"- {p['model']}, {p['space']}: constant − {p['b']}: {_diff(p)}"
+        s += [f"- {p['model']}, {p['space']}: constant − {p['b']}: {diff_cell(p)}"
               for p in t8.get('paired', [])]
     for f in sorted(out.glob('table7_*.json')):
         d = read_results(f)
@@ -282,7 +279,7 @@ def diffusion_tables(out=RESULTS) -> list[str]:
         s += [f"| {o['T']} | {o['N']} | {acc_cell(o)} | {o['seconds_per_image']:.3f} |"
               for o in d['rows']]
         if p := d.get('paired'):
-            s += ['', f"{p['a']} minus {p['b']}, paired: {_diff(p)} points."]
+            s += ['', f"{p['a']} minus {p['b']}, paired: {diff_cell(p)} points."]
     return s
 
 

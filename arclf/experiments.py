@@ -40,8 +40,8 @@ from .core import create_model
 # %% auto 0
 __all__ = ['FIG_DEFINITIONS', 'ORDER_PLANS', 'write_results', 'read_results', 'parse_plan', 'check_fit', 'table2_row', 'run_eval',
            'fig6_markdown', 'table2_markdown', 'plot_acc_vs_time', 'group_hits', 'budget_rows', 'demo_markdown', 'demo',
-           'paired_diff_ci', 'token_analyses', 'order_experiment', 'acc_cell', 'per_token_tables', 'order_tables',
-           'plot_order_maps', 'simulate_prefix_plan', 'plan_cost', 'prefix_study', 'prefix_markdown',
+           'paired_diff_ci', 'token_analyses', 'order_experiment', 'acc_cell', 'diff_cell', 'per_token_tables',
+           'order_tables', 'plot_order_maps', 'simulate_prefix_plan', 'plan_cost', 'prefix_study', 'prefix_markdown',
            'plot_prefix_study', 'sample_images', 'ar_samples']
 
 # %% ../nbs/07_experiments.ipynb 6
@@ -646,6 +646,11 @@ def acc_cell(r) -> str:
     return s + (f" [{100 * r['lo']:.1f}, {100 * r['hi']:.1f}]" if r.get('lo') is not None else '')
 
 
+def diff_cell(p) -> str:
+    "A paired difference `p` (diff, lo, hi), in points, with its 95% interval: one table cell."
+    return f"{100 * p['diff']:+.1f} [{100 * p['lo']:+.1f}, {100 * p['hi']:+.1f}]"
+
+
 def _ci(d: dict, scale: float = 100, sign: str = '') -> str:
     "A mean (or paired difference) with its interval, in percent."
     if d is None:
@@ -731,8 +736,7 @@ def order_tables(res: dict) -> str:
               'interval over images)\n\n| paper | difference | K | points [95% CI] |\n'
               '|---|---|---:|---:|\n')
         for p in res['paired']:
-            s += (f"| {p['table']} | {p['a']} − {p['b']} | {p['k']} | {100 * p['diff']:+.1f} "
-                  f"[{100 * p['lo']:+.1f}, {100 * p['hi']:+.1f}] |\n")
+            s += f"| {p['table']} | {p['a']} − {p['b']} | {p['k']} | {diff_cell(p)} |\n"
     s += (
         f"\n**Adaptive class pruning** (same {res['K']} orders per image)\n\n"
         '| schedule | forwards / image | accuracy |\n|---|---:|---:|\n'
