@@ -116,9 +116,10 @@ def load_plan(src) -> dict:
         for kind, spec in d['models'].items():
             if kind not in KINDS:
                 raise ValueError(f'{p}: {ds}: unknown classifier {kind!r} (use {list(KINDS)})')
-            if len(set(spec) & {'weights', 'train', 'same_as'}) != 1:
-                raise ValueError(f'{p}: {ds}/{kind}: give exactly one of "weights", "train" or '
-                                 '"same_as" (another classifier of the plan whose model it scores)')
+            if len(set(spec) & {'weights', 'train', 'study', 'same_as'}) != 1:
+                raise ValueError(f'{p}: {ds}/{kind}: give exactly one of "weights", "train", '
+                                 '"study" or "same_as" (another classifier of the plan whose model '
+                                 'it scores)')
             other = spec.get('same_as')
             if other is not None and (other not in d['models'] or 'same_as' in d['models'][other]
                                       or {kind, other} != {'var', 'avarc'}):
@@ -242,11 +243,22 @@ def model_file(
     root=None,
 ) -> Path:
     """The weights of classifier `kind` on `dataset`: a shipped or given file (`"weights"`), the
-    model of another classifier of the plan (`"same_as"`: A-VARC scores the VAR model), or the run
+    model of another classifier of the plan (`"same_as"`: A-VARC scores the VAR model), a model of
+    the study (`"study"`: its latest curve point under `runs`/study, notebook 09a), or the run
     folder's copy, trained from the plan's `"train"` recipe when missing (`ensure_trained`)."""
     spec = plan['datasets'][dataset]['models'][kind]
     if 'same_as' in spec:
         return model_file(plan, dataset, spec['same_as'], runs, device, progress, root)
+    if 'study' in spec:  # trained (and resumed) by `arclf study train`, which records its curve
+        name, sdir = spec['study'], Path(runs) / 'study'
+        f = sdir / dataset / f'{name}.pt'
+        if not f.exists():
+            raise FileNotFoundError(
+                f'{dataset}/{kind}: the plan scores the study model {name!r}, but {f} does not '
+                f'exist: train it first with `arclf study train {name} --dataset {dataset} '
+                f'--runs {sdir}`'
+            )
+        return f
     if 'weights' in spec:
         return weights_path(spec['weights'])
     rec = dict(spec['train'])

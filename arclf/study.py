@@ -160,6 +160,10 @@ def study_markdown(rec: dict) -> str:
         acc = (f"{100 * st['acc']:.1f} ({100 * st['lo']:.1f}-{100 * st['hi']:.1f}) at "
                f"{st['epochs']:.2f} epochs" if st['points'] else '-')
         s += f"| {name} | {st['why']} | {acc} |\n"
+    if todo := [k for k, st in rec['status'].items() if not st.get('converged')]:
+        ds = '' if rec['dataset'] == 'fashion_mnist' else f" --dataset {rec['dataset']}"
+        s += (f"\nNot converged: {', '.join(todo)}. Each run stopped where the budget did; "
+              f"`arclf study train MODEL{ds}` resumes it exactly and records the next doubling.\n")
     s += '\n## Compute\n\n' + compute_markdown(rec['compute']) + '\n## Points\n'
     for name, c in rec['curves'].items():
         if c['points']:
@@ -188,6 +192,8 @@ def study_report(folder, out='results/training/fashion_mnist', dataset: str = 'f
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cmd = f'arclf study report {_rel(folder)} --out {_rel(out)}'
+    if dataset != 'fashion_mnist':  # the command's default
+        cmd += f' --dataset {dataset}'
     rec = dict(dataset=dataset, recipe=RECIPE, command=cmd, curves=curves,
                status={k: curve_status(c) for k, c in curves.items()},
                compute=compute_rows(curves, folder))

@@ -28,13 +28,29 @@ TINY_VIT = dict(family='discriminative', epochs=1, bs=16, n_train=32, depth=1)
     (dict(vit=dict(weights='x'), avarc=dict(same_as='vit')), 'the other of var/avarc'),
     (dict(vit=dict(weights='x'), resnet=dict(same_as='vit')), 'the other of var/avarc'),
     (dict(vit=dict(train=dict(preset='resnet18_fmnist'))), "preset 'resnet18_fmnist' is not a vit"),
-    (dict(var=dict(weights='x', same_as='var')), 'exactly one of "weights", "train" or "same_as"'),
+    (dict(var=dict(weights='x', same_as='var')), 'exactly one of "weights", "train", "study"'),
+    (dict(dit=dict(weights='x', study='dit')), 'exactly one of "weights", "train", "study"'),
 ])
 def test_plan_refuses_bad_classifiers(tmp_path, models, why):
     from arclf.reproduce import load_plan
 
     with pytest.raises(ValueError, match=why.replace('(', r'\(').replace(')', r'\)')):
         load_plan(_write(tmp_path, models))
+
+
+def test_plan_scores_the_study_model_where_the_study_left_it(tmp_path):
+    """`"study": NAME` is the latest curve point of `arclf study train NAME` under runs/study; if
+    there is none yet, the error gives the command that trains it."""
+    from arclf.reproduce import load_plan, model_file
+
+    p = load_plan(_write(tmp_path, dict(raster=dict(study='randar_raster'))))
+    with pytest.raises(FileNotFoundError, match='arclf study train randar_raster --dataset '
+                       'fashion_mnist'):
+        model_file(p, 'fashion_mnist', 'raster', runs=tmp_path / 'runs')
+    f = tmp_path / 'runs' / 'study' / 'fashion_mnist' / 'randar_raster.pt'
+    f.parent.mkdir(parents=True)
+    f.write_bytes(b'')
+    assert model_file(p, 'fashion_mnist', 'raster', runs=tmp_path / 'runs') == f
 
 
 @pytest.mark.parametrize('stages, why', [
