@@ -18,11 +18,11 @@ from .core import download_file as _download
 __all__ = ['CHECKSUMS', 'FASHION_CLASSES', 'FASHION_FILES', 'FASHION_URLS', 'ASSETS', 'FASHION_SUBSET', 'FASHION_SUBSET_N',
            'CIFAR_CLASSES', 'CIFAR_URLS', 'IMG_EXTS', 'CORRUPTION_PARAMS', 'SHIFTS', 'IMAGENET_VARIANTS',
            'GENERATED_SHIFTS', 'FOLDER_SIZE', 'LOADERS', 'cache_dir', 'candidate_roots', 'DatasetNotFound',
-           'download_file', 'ImageSet', 'to_float', 'to_uint8', 'read_idx', 'load_fashion_mnist', 'is_image',
-           'read_cifar_batch', 'cached_arrays', 'source_key', 'load_cifar10', 'show_images', 'gaussian_noise', 'jpeg',
-           'sketch', 'shifted', 'center_crop_arr', 'random_crop_arr', 'arr_to_tensor', 'imagenet_wnids', 'Originals',
-           'ImageFolderSet', 'imagenet_variant', 'load_image_folder', 'is_folder_name', 'load_dataset', 'summary',
-           'file_digest']
+           'download_file', 'ImageSet', 'to_float', 'to_uint8', 'balanced_order', 'split_indices', 'read_idx',
+           'load_fashion_mnist', 'is_image', 'read_cifar_batch', 'cached_arrays', 'source_key', 'load_cifar10',
+           'show_images', 'gaussian_noise', 'jpeg', 'sketch', 'shifted', 'center_crop_arr', 'random_crop_arr',
+           'arr_to_tensor', 'imagenet_wnids', 'Originals', 'ImageFolderSet', 'imagenet_variant', 'load_image_folder',
+           'is_folder_name', 'load_dataset', 'summary', 'file_digest']
 
 # %% ../nbs/00_data.ipynb 5
 def cache_dir() -> Path:
@@ -161,6 +161,39 @@ def to_uint8(x: Tensor) -> Tensor:
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 # %% ../nbs/00_data.ipynb 13
+def balanced_order(y: Tensor, seed: int = 0) -> Tensor:
+    """The indices of labels `y` in an order whose every prefix is a class-balanced random draw:
+    a permutation drawn from `seed`, then regrouped as the first image of each class, the second of
+    each class, ... (a class that runs out drops out)."""
+    y = torch.as_tensor(y)
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    yp = y[perm]
+    rank = torch.empty(len(y), dtype=torch.long)  # each image's place within its class
+    for c in yp.unique():
+        m = yp == c
+        rank[m] = torch.arange(int(m.sum()))
+    return perm[torch.sort(rank, stable=True).indices]
+
+
+def split_indices(y: Tensor, n_valid: int = 0, n_train: int | None = None,
+                  seed: int = 0) -> tuple[Tensor, Tensor]:
+    """(training, validation) indices into labels `y`, each ascending: the first `n_valid` of
+    `balanced_order` held out, then the next `n_train` (default: all the rest). With neither,
+    every index in storage order, so that a run on all the images reads them as stored."""
+    y = torch.as_tensor(y)
+    if n_valid < 0 or (n_train is not None and n_train < 1):
+        raise ValueError(f'n_valid must be >= 0 and n_train >= 1, got {n_valid} and {n_train}')
+    if n_valid + (n_train or 1) > len(y):
+        raise ValueError(f'n_valid={n_valid} and n_train={n_train} need more than the {len(y)} '
+                         'images there are: lower them')
+    if not n_valid and n_train is None:
+        return torch.arange(len(y)), torch.arange(0)
+    order = balanced_order(y, seed)
+    valid = order[:n_valid]
+    train = order[n_valid:] if n_train is None else order[n_valid : n_valid + n_train]
+    return train.sort().values, valid.sort().values
+
+# %% ../nbs/00_data.ipynb 16
 FASHION_CLASSES = [
     'T-shirt/top',
     'Trouser',
@@ -203,7 +236,7 @@ def read_idx(path) -> np.ndarray:
         )
     return np.frombuffer(body, dtype=np.uint8).reshape(dims)
 
-# %% ../nbs/00_data.ipynb 14
+# %% ../nbs/00_data.ipynb 17
 def _find_files(roots, names):
     for r in roots:
         found = []
@@ -264,7 +297,7 @@ def load_fashion_mnist(
         f'fashion_mnist/{split}',
     )
 
-# %% ../nbs/00_data.ipynb 17
+# %% ../nbs/00_data.ipynb 20
 CIFAR_CLASSES = [
     'airplane',
     'automobile',
@@ -463,7 +496,7 @@ def load_cifar10(split: str = 'train', root=None, download: bool = True) -> Imag
         f'cifar10/{split}',
     )
 
-# %% ../nbs/00_data.ipynb 20
+# %% ../nbs/00_data.ipynb 23
 def show_images(x: Tensor, titles=None, nrow: int = 10, size: float = 1.2, suptitle=None, axs=None):
     "Show images (uint8, or floats in [-1, 1]) in a grid."
     import matplotlib.pyplot as plt
@@ -495,7 +528,7 @@ def show_images(x: Tensor, titles=None, nrow: int = 10, size: float = 1.2, supti
             ax.set_title(str(titles[i]), fontsize=7)
     return axs
 
-# %% ../nbs/00_data.ipynb 24
+# %% ../nbs/00_data.ipynb 27
 CORRUPTION_PARAMS = {
     'imagenet': {'gaussian_noise': [0.08, 0.12, 0.18, 0.26, 0.38], 'jpeg': [25, 18, 15, 10, 7]},
     'cifar': {'gaussian_noise': [0.04, 0.06, 0.08, 0.09, 0.10], 'jpeg': [80, 65, 58, 50, 40]},
@@ -515,7 +548,7 @@ def gaussian_noise(x: Tensor, severity: int = 3, params: str = 'cifar', generato
     y = x.float() / 255 + c * torch.randn(x.shape, generator=generator)
     return (y.clamp(0, 1) * 255).round().to(torch.uint8)
 
-# %% ../nbs/00_data.ipynb 25
+# %% ../nbs/00_data.ipynb 28
 def jpeg(x: Tensor, severity: int = 3, params: str = 'cifar') -> Tensor:
     "Re-encode uint8 images `x` as JPEG at the ImageNet-C / CIFAR-10-C quality of `severity`."
     _check_sev(severity)
@@ -531,7 +564,7 @@ def jpeg(x: Tensor, severity: int = 3, params: str = 'cifar') -> Tensor:
         out.append(torch.from_numpy(b.copy()).reshape(a.shape).permute(2, 0, 1))
     return torch.stack(out)
 
-# %% ../nbs/00_data.ipynb 26
+# %% ../nbs/00_data.ipynb 29
 def sketch(x: Tensor) -> Tensor:
     """An edge drawing of uint8 images `x`: Sobel magnitude of the luminance, per-image normalized,
     dark lines on white."""
@@ -546,7 +579,7 @@ def sketch(x: Tensor) -> Tensor:
     y = (1 - mag.clamp(0, 1)) * 255
     return y.round().to(torch.uint8).expand(-1, x.shape[1], -1, -1).contiguous()
 
-# %% ../nbs/00_data.ipynb 27
+# %% ../nbs/00_data.ipynb 30
 def shifted(
     ds: ImageSet, shift: str, severity: int = 3, seed: int = 0, params: str | None = None
 ) -> ImageSet:
@@ -566,7 +599,7 @@ def shifted(
         x, ds.y, ds.classes, f'{ds.name}+{shift}' + ('' if shift == 'sketch' else f'@{severity}')
     )
 
-# %% ../nbs/00_data.ipynb 30
+# %% ../nbs/00_data.ipynb 33
 def _adm_resize(pil: Image.Image, short: int) -> Image.Image:
     while min(*pil.size) >= 2 * short:
         pil = pil.resize(tuple(x // 2 for x in pil.size), resample=Image.BOX)
@@ -581,7 +614,7 @@ def center_crop_arr(pil: Image.Image, size: int = 256) -> np.ndarray:
     y, x = (a.shape[0] - size) // 2, (a.shape[1] - size) // 2
     return a[y : y + size, x : x + size]
 
-# %% ../nbs/00_data.ipynb 31
+# %% ../nbs/00_data.ipynb 34
 def random_crop_arr(
     pil: Image.Image, size: int = 256, min_frac: float = 0.8, max_frac: float = 1.0, generator=None
 ) -> np.ndarray:
@@ -594,12 +627,12 @@ def random_crop_arr(
     x = int(torch.randint(0, a.shape[1] - size + 1, (1,), generator=generator))
     return a[y : y + size, x : x + size]
 
-# %% ../nbs/00_data.ipynb 32
+# %% ../nbs/00_data.ipynb 35
 def arr_to_tensor(a: np.ndarray) -> Tensor:
     "uint8 HWC array to a float CHW tensor in [-1, 1]."
     return to_float(torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1))
 
-# %% ../nbs/00_data.ipynb 34
+# %% ../nbs/00_data.ipynb 37
 IMAGENET_VARIANTS = ('val', 'v2', 'r', 'a', 's', 'c')
 
 
@@ -613,7 +646,7 @@ def imagenet_wnids(val_root) -> list[str]:
         raise ValueError(f'{val_root} should hold 1000 class folders (wnids), found {len(w)}')
     return w
 
-# %% ../nbs/00_data.ipynb 35
+# %% ../nbs/00_data.ipynb 38
 class Originals:
     """A batch of images at their original size (PIL images): the input of a classifier that
     draws its own view of each image per sample (`RandomCropTTA` in notebook 03)."""
@@ -740,7 +773,7 @@ class ImageFolderSet(torch.utils.data.Dataset):
             h.update(f'{f.relative_to(self.root)}:{f.stat().st_size}:{c};'.encode())
         return h.hexdigest()[:16]
 
-# %% ../nbs/00_data.ipynb 36
+# %% ../nbs/00_data.ipynb 39
 def imagenet_variant(
     name: str,
     root=None,
@@ -790,7 +823,7 @@ def imagenet_variant(
                               name=f'imagenet-c/{corruption}@{severity}', **kw)
     return ImageFolderSet(root, wnids, size, n_per_class, name=f'imagenet-{name}', **kw)
 
-# %% ../nbs/00_data.ipynb 40
+# %% ../nbs/00_data.ipynb 43
 FOLDER_SIZE = {1: 28, 3: 32}  # the side the small presets read, by channel count
 
 
@@ -872,7 +905,7 @@ def load_image_folder(path, split: str = 'train') -> ImageSet:
     return ImageSet(x, torch.from_numpy(d[f'{split}_y']), [str(c) for c in d['classes']],
                     f'{path.name}/{split}')
 
-# %% ../nbs/00_data.ipynb 44
+# %% ../nbs/00_data.ipynb 47
 LOADERS = {'fashion_mnist': load_fashion_mnist, 'cifar10': load_cifar10}
 
 
@@ -913,7 +946,7 @@ def load_dataset(
         ds = ds.subset(n_per_class)
     return shifted(ds, shift, severity, seed) if shift else ds
 
-# %% ../nbs/00_data.ipynb 45
+# %% ../nbs/00_data.ipynb 48
 def summary(names=('fashion_mnist', 'cifar10'), root=None) -> list[dict]:
     "Size, shape and class balance of each dataset (the `arclf data` command)."
     rows = []

@@ -35,7 +35,7 @@ from arclf.core import (
     trained_model,
     weight_dirs,
 )
-from .data import load_dataset, to_float
+from .data import load_dataset, to_float, split_indices
 from .scorer import GenerativeClassifier, resolve_autocast
 
 # %% auto 0
@@ -613,7 +613,7 @@ def train_discriminative(
     **overrides,
 ) -> nn.Module:
     """Train a discriminative preset (a registered name; `overrides`: its fields) or network by ERM
-    (cross-entropy) on the first `n_train` images of `dataset`'s train split (or on `data`, images
+    (cross-entropy) on `n_train` images (class-balanced, `split_indices`) of `dataset`'s train split (or on `data`, images
     and labels already in memory, as `train_model` passes them) with `fit_model`; the returned
     model (EMA weights if `cbs` keep them) carries its record, saved to `out` if given."""
     check_rates(lr, wd)
@@ -623,7 +623,10 @@ def train_discriminative(
     if data is None:
         ds = load_dataset(dataset, 'train', root)
         data = (ds.x, ds.y)
-    x, y = (data[0][:n_train], data[1][:n_train]) if n_train else data
+    x, y = data
+    if n_train:  # a class-balanced draw: an image folder is stored sorted by class
+        keep = split_indices(data[1], n_train=n_train)[0]
+        x, y = x[keep], y[keep]
     if int(y.min()) < 0 or int(y.max()) >= clf.num_classes:
         raise ValueError(f'labels span [{int(y.min())}, {int(y.max())}] but the network has '
                          f'{clf.num_classes} classes')

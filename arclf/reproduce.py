@@ -159,6 +159,8 @@ NO_EFFECT = ('log_every', 'ckpt_every', 'progress')
 def _wanted(family: str, dataset: str, recipe: dict) -> dict:
     "What a trained model must have been made by, as it reads back from JSON."
     rec = {k: v for k, v in recipe.items() if k not in NO_EFFECT}
+    if rec.get('n_valid') or rec.get('n_train'):  # not the first/last images as stored, as before
+        rec['split'] = 'class-balanced'
     return json.loads(json.dumps(dict(family=family, dataset=dataset, recipe=rec), default=str))
 
 

@@ -37,7 +37,8 @@ from arclf.core import (
     model_spec,
     state_digest,
 )
-from .data import to_float, load_dataset, cache_dir, is_folder_name, file_digest
+from .data import (to_float, load_dataset, cache_dir, is_folder_name, file_digest,
+                        split_indices)
 from .tokenizer import VQModel, encode_dataset
 from .randar import RandAR, RandARConfig, random_orders, raster_orders
 from .diffusion import DiT, DiTConfig
@@ -720,13 +721,17 @@ def encode_tokens(
     noise_t: float = 0.0,
     seed: int = 0,
     n: int | None = None,
+    idx=None,
 ):
     """Token ids `[n, N]` (int16 if they fit) and labels `[n]` of a dataset split (its first `n`
-    images if given) under a tokenizer (a shipped name or a path); `noise_t` > 0 tokenizes noisy
-    latents (the latent noise of notebook 01, drawn from `seed`)."""
+    images, or the images at indices `idx`, if given) under a tokenizer (a shipped name or a path);
+    `noise_t` > 0 tokenizes noisy latents (the latent noise of notebook 01, drawn from `seed`)."""
     wf = weights_path(tokenizer)
     ds = load_dataset(dataset, split, root)
-    x, y = (ds.x[:n], ds.y[:n]) if n else (ds.x, ds.y)
+    if idx is not None:
+        x, y = ds.x[idx], ds.y[idx]
+    else:
+        x, y = (ds.x[:n], ds.y[:n]) if n else (ds.x, ds.y)
     # the cache is keyed by the tokenizer file's and the images' contents: nothing stale
     tag = (f'_t{noise_t:g}_s{seed}' if noise_t else '') + f'_{tensor_digest(dict(x=x, y=y), 12)}'
     name = f'{dataset_tag(dataset)}_{split}_{wf.stem}_{file_digest(wf)[:12]}{tag}.pt'
@@ -1083,22 +1088,22 @@ def train_data(
     root=None,
     noise_t: float = 0.0,
     seed: int = 0,
-    n: int | None = None,
+    idx=None,
 ):
-    """What `family` learns from (the first `n` training examples if given): token ids `[n, N]`
+    """What `family` learns from (the examples at indices `idx` if given): token ids `[n, N]`
     under `tokenizer` (randar; of latents noised at `noise_t`, the noise augmentation) or
     images in [-1, 1] (dit, sit, discriminative; var, whose VAE encodes them), and labels."""
     if family == 'randar':
         tok = tokenizer or presets_for(dataset, root)['tokenizer']
         # only the images a run uses are tokenized (a short test run need not encode all 60k)
-        return encode_tokens(tok, split, dataset, root=root, noise_t=noise_t, seed=seed, n=n)
+        return encode_tokens(tok, split, dataset, root=root, noise_t=noise_t, seed=seed, idx=idx)
     if noise_t:
         raise ValueError(
             f'noise_t (latent noise augmentation) applies to randar tokens, not to {family}'
         )
     if family in TRAIN_FAMILIES:
         ds = load_dataset(dataset, split, root)
-        idx = slice(0, n) if n else slice(None)
+        idx = slice(None) if idx is None else idx
         return ds.images(idx), ds.y[idx]
     raise ValueError(f'unknown family {family!r}: use {", ".join(TRAIN_FAMILIES)}')
 
@@ -1225,8 +1230,9 @@ def train_model(
     `tokenizer_epochs` on the same images and saved there (`<ckpt>.vae.pt` holds its resumable
     state); then VAR on the VAE's teacher-forcing data, recording the VAE's file and sha256.
 
-    `n_valid` holds out the last `n_valid` of the images the run reads (validation, never
-    trained on); with `curve` (a JSON path) the run records its learning curve on them
+    `n_valid` holds out `n_valid` images (validation, never trained on) and `n_train` keeps that
+    many of the rest, both class-balanced draws that do not depend on the storage order
+    (`split_indices`); with `curve` (a JSON path) the run records its learning curve on them
     (`CurveCB`: every doubling from `curve_first` steps, `curve_n` orders (RandAR, default 1),
     timesteps (DiT/SiT, default 16) or A-VARC samples (VAR, default 1: its likelihood) per image,
     on the first `curve_images`) and stops once a
@@ -1279,12 +1285,11 @@ def train_model(
     if family == 'randar':
         tokenizer = tokenizer or fit['tokenizer']
         check_family(tokenizer, 'tokenizer', '--tokenizer')
-    n_read = n_train + n_valid if n_train else None
-    x, y = train_data(family, dataset, 'train', tokenizer, root, noise_t, seed, n_read)
-    if n_read:
-        x, y = x[:n_read], y[:n_read]
-    if n_valid >= len(x):
-        raise ValueError(f'n_valid={n_valid} leaves no training images of the {len(x)} read')
+    idx = None  # all the images, as stored
+    if n_valid or n_train:  # class-balanced draws, whatever order the images are stored in
+        tr, va = split_indices(load_dataset(dataset, 'train', root).y, n_valid, n_train)
+        idx = torch.cat([tr, va])  # the held-out images last
+    x, y = train_data(family, dataset, 'train', tokenizer, root, noise_t, seed, idx)
     valid = (x[len(x) - n_valid :], y[len(y) - n_valid :]) if n_valid else None
     if n_valid:
         x, y = x[: len(x) - n_valid], y[: len(y) - n_valid]
