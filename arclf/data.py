@@ -177,9 +177,10 @@ def balanced_order(y: Tensor, seed: int = 0) -> Tensor:
 
 def split_indices(y: Tensor, n_valid: int = 0, n_train: int | None = None,
                   seed: int = 0) -> tuple[Tensor, Tensor]:
-    """(training, validation) indices into labels `y`, each ascending: the first `n_valid` of
-    `balanced_order` held out, then the next `n_train` (default: all the rest). With neither,
-    every index in storage order, so that a run on all the images reads them as stored."""
+    """(training, validation) indices into labels `y`: the first `n_valid` of `balanced_order`
+    held out (in that order, so that their first images are balanced too), then the next `n_train`
+    (default: all the rest, ascending). With neither, every index in storage order, so that a run
+    on all the images reads them as stored."""
     y = torch.as_tensor(y)
     if n_valid < 0 or (n_train is not None and n_train < 1):
         raise ValueError(f'n_valid must be >= 0 and n_train >= 1, got {n_valid} and {n_train}')
@@ -191,7 +192,7 @@ def split_indices(y: Tensor, n_valid: int = 0, n_train: int | None = None,
     order = balanced_order(y, seed)
     valid = order[:n_valid]
     train = order[n_valid:] if n_train is None else order[n_valid : n_valid + n_train]
-    return train.sort().values, valid.sort().values
+    return train.sort().values, valid
 
 # %% ../nbs/00_data.ipynb 16
 FASHION_CLASSES = [
