@@ -182,3 +182,33 @@ def test_wheel_carries_its_data_and_version(tmp_path):
     need += [f'arclf/assets/fashion_mnist_test_subset/{f}' for f in
              ('LICENSE', 't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz')]
     assert not [n for n in need if n not in names], sorted(names)
+
+
+def test_held_out_images_cover_every_class_of_a_sorted_folder(offline, monkeypatch):
+    """An image folder is read class by class. The held-out images of a learning curve and a
+    `n_train` subset are class-balanced draws, not the last or first images as stored (which
+    were all one class): the curve's chance level is 1/3, and every class is trained on."""
+    from arclf.training import train_model
+    from arclf.discriminative import train_discriminative
+
+    f = make_folder(offline / 'mine')
+    c = offline / 'curve.json'
+    train_model('dit', str(f), out=offline / 'dit.pt', epochs=1, bs=6, n_valid=6, n_train=12,
+                depth=1, hidden_size=32, device='cpu', log_every=0, curve=c, curve_first=1,
+                curve_n=1, curve_images=3, tol=None)
+    d = json.loads(c.read_text())
+    assert d['chance'] == pytest.approx(1 / 3)  # the first 3 held-out images: one of each class
+    assert d['points'][0]['images'] == 3
+    import arclf.discriminative as D
+
+    seen, make = [], D.TensorLoader
+
+    def loader(x, y, **kw):  # the labels the network is trained on
+        seen.append(y.clone())
+        return make(x, y, **kw)
+
+    monkeypatch.setattr(D, 'TensorLoader', loader)
+    ds = load_dataset(str(f), 'train')
+    train_discriminative('vit_erm_fmnist', data=(ds.x, ds.y), n_train=6, epochs=1, bs=6,
+                         num_classes=3, depth=1)
+    assert seen[0].bincount().tolist() == [2, 2, 2]
