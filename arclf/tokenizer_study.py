@@ -17,7 +17,7 @@ from arclf.core import (
     create_model,
     num_params,
 )
-from .data import to_float, load_dataset, show_images
+from .data import to_float, load_dataset, show_images, balanced_order
 from .tokenizer import VQModel, encode_dataset
 from .training import reconstruct, recon_metrics, psnr, DATASET_OF
 from .experiments import write_results
@@ -291,13 +291,15 @@ def evaluate_tokenizers(
         t0 = time.time()
         net = train_feature_net(train, epochs=1, seed=seed)
         t_net = time.time() - t0
+        # class-balanced draws: CIFAR-10's test set is stored by class, so its first 2,000 images
+        # are aeroplanes and cars, and its two halves hold different classes
+        pick = balanced_order(test.y)
+        x, y = test.x[pick[:n_eval]], test.y[pick[:n_eval]]
         with torch.no_grad():
-            acc = float(
-                (net(to_float(test.x[:n_eval])).argmax(1) == test.y[:n_eval]).float().mean()
-            )
-        x = test.x[:n_eval]
-        half = len(test.x) // 2
-        floor = frechet_distance(features(net, test.x[:half]), features(net, test.x[half:]))
+            acc = float((net(to_float(x)).argmax(1) == y).float().mean())
+        half = len(pick) // 2  # the noise floor: two halves with the same classes
+        floor = frechet_distance(features(net, test.x[pick[:half]]),
+                                 features(net, test.x[pick[half:]]))
         models, tables = {}, {}
         for p in ps:
             m = create_model(p, pretrained=True)

@@ -38,7 +38,7 @@ from arclf.core import (
     state_digest,
 )
 from .data import (to_float, load_dataset, cache_dir, is_folder_name, file_digest,
-                        split_indices)
+                        split_indices, balanced_order)
 from .tokenizer import VQModel, encode_dataset
 from .randar import RandAR, RandARConfig, random_orders, raster_orders
 from .diffusion import DiT, DiTConfig
@@ -508,8 +508,8 @@ def train_tokenizer(
     (default: the preset's; a folder: your own images, preset by their shape) and return it; with
     `out` save it with its record (checked first, see `check_out`). `data=(train, test)` (objects
     with the images as `.x`) skip loading; `cbs` are extra training callbacks; the metrics are
-    measured on the first `n_eval` test images; the loss is printed (and written to `log_file`)
-    every `log_every` steps."""
+    measured on `n_eval` test images (class-balanced); the loss is printed (and written to
+    `log_file`) every `log_every` steps."""
     if preset is None and dataset is None:
         raise ValueError('name a tokenizer preset or a dataset')
     dataset = dataset or DATASET_OF.get(preset)
@@ -571,12 +571,13 @@ def train_tokenizer(
         loss='mse + vq + 0.25 commit (no LPIPS/GAN)'
         + (', averaged over the scales' if isinstance(model, VARVAE) else ''),
     )
+    held = test.x[balanced_order(test.y)[:n_eval]]  # class-balanced (CIFAR-10 is stored by class)
     model.meta = dict(
         family=model_spec(preset).family,  # 'tokenizer', or 'var_vae'
         preset=preset,
         recipe=recipe,
         provenance=run_info(),
-        record=_record(learn, metrics=recon_metrics(model, test.x[:n_eval])),
+        record=_record(learn, metrics=recon_metrics(model, held)),
     )
     save_run(model, out)
     return model
