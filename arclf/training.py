@@ -571,7 +571,8 @@ def train_tokenizer(
         loss='mse + vq + 0.25 commit (no LPIPS/GAN)'
         + (', averaged over the scales' if isinstance(model, VARVAE) else ''),
     )
-    held = test.x[balanced_order(test.y)[:n_eval]]  # class-balanced (CIFAR-10 is stored by class)
+    # class-balanced test images where there are labels (CIFAR-10 is stored by class)
+    held = test.x[balanced_order(test.y)[:n_eval] if hasattr(test, 'y') else slice(0, n_eval)]
     model.meta = dict(
         family=model_spec(preset).family,  # 'tokenizer', or 'var_vae'
         preset=preset,
