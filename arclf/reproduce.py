@@ -113,6 +113,9 @@ def load_plan(src) -> dict:
             raise ValueError(
                 f'{p}: dataset {ds!r} has no small presets (use {list(FAMILY_PRESETS)})'
             )
+        if bad := set(d.get('eval', {})) - (set(EVAL_DEFAULTS) - {'avarc_stages'}):
+            raise ValueError(f'{p}: {ds}: unknown eval keys {sorted(bad)} (a dataset may '
+                             f'override {sorted(set(EVAL_DEFAULTS) - {"avarc_stages"})})')
         for kind, spec in d['models'].items():
             if kind not in KINDS:
                 raise ValueError(f'{p}: {ds}: unknown classifier {kind!r} (use {list(KINDS)})')
@@ -453,6 +456,7 @@ def _stamp(plan: dict, E: dict, name: str) -> dict:
     """What the results of dataset `name` depend on in the plan (its entry, the seed, and the
     evaluation settings its classifiers use), as it reads back from JSON: a setting only another
     classifier reads leaves the results of this dataset standing."""
+    E = {**E, **plan['datasets'][name].get('eval', {})}  # the dataset's own budgets
     keys = set(EVAL_COMMON).union(*(_kind_keys(k) for k in plan['datasets'][name]['models']))
     ev = {k: v for k, v in E.items() if k in keys}
     d = dict(seed=plan.get('seed', 0), eval=ev, dataset=plan['datasets'][name])
@@ -518,7 +522,7 @@ def reproduce(
     classifier at matched accuracy. Every step is stored under `runs` and skipped when done,
     so an interrupted run continues where it stopped. Writes `out/<plan name>/`."""
     plan = load_plan(plan)
-    E = {**EVAL_DEFAULTS, **plan.get('eval', {})}
+    E0 = E = {**EVAL_DEFAULTS, **plan.get('eval', {})}
     seed = plan.get('seed', 0)
     if 'RANK' in os.environ:
         device = setup_distributed()[2]
@@ -533,6 +537,7 @@ def reproduce(
                 f"dataset {name!r} is not in the plan {plan['path']} ({list(plan['datasets'])})"
             )
         d = plan['datasets'][name]
+        E = {**E0, **d.get('eval', {})}  # a dataset may set its own budgets (its "eval")
         kinds = list(d['models'])
         files = {k: model_file(plan, name, k, runs, device, progress, root) for k in kinds}
         digests = {k: file_digest(files[k])[:16] for k in kinds}
@@ -636,11 +641,11 @@ def reproduce(
         old = prev.get('results', {})
         # a run of some datasets keeps the others' results, if the plan still makes them so
         keep = {
-            k: dict(r, stamp=_stamp(plan, E, k))
+            k: dict(r, stamp=_stamp(plan, E0, k))
             for k, r in old.items()
             if k not in res['results']
             and k in plan['datasets']
-            and _stored_stamp(prev, k) == _stamp(plan, E, k)
+            and _stored_stamp(prev, k) == _stamp(plan, E0, k)
         }
         if drop := sorted(set(old) - set(keep) - set(res['results'])):
             print(f'{f}: dropping the results of {drop}, made by another plan', flush=True)

@@ -102,6 +102,25 @@ def test_stamp_depends_only_on_the_settings_its_classifiers_read(tmp_path):
     assert stamp(ar) != stamp(ar, ks=[1, 2])
 
 
+def test_a_dataset_may_set_its_own_budgets(tmp_path):
+    """A dataset's "eval" overrides the plan's budgets for it alone: its stamp follows them, and
+    an unknown key fails before any work."""
+    from arclf.reproduce import EVAL_DEFAULTS, _stamp, load_plan
+
+    f = _write(tmp_path, dict(randar=dict(weights='x')))
+    plan = json.loads(f.read_text())
+    E = {**EVAL_DEFAULTS, **plan['eval']}
+    before = _stamp(load_plan(f), E, 'fashion_mnist')
+    plan['datasets']['fashion_mnist']['eval'] = dict(ks=[1, 2])
+    f.write_text(json.dumps(plan))
+    after = _stamp(load_plan(f), E, 'fashion_mnist')
+    assert after['eval']['ks'] == [1, 2] and before['eval']['ks'] == [1]
+    plan['datasets']['fashion_mnist']['eval'] = dict(kz=[1])
+    f.write_text(json.dumps(plan))
+    with pytest.raises(ValueError, match="fashion_mnist: unknown eval keys \\['kz'\\]"):
+        load_plan(f)
+
+
 def test_budget_rows_count_a_networks_forwards_and_give_intervals():
     from arclf.experiments import budget_rows
 
