@@ -2,14 +2,14 @@
 # Re-make the small-scale results from the shipped models, in order, after `arclf study ship` has replaced them.
 # Every step keeps its finished evaluations (and trained variants) under runs/, so a run stopped with its session
 # resumes where it stopped. Pick steps with STEPS="demo orders"; default all, in the order below.
-#   bash tools/small_scale.sh                  # everything (about 12 hours on 2 cores)
+#   bash tools/small_scale.sh                  # everything (about 12 hours on 2 cores, and the CIFAR-10 study)
 #   STEPS=reproduce bash tools/small_scale.sh  # one step
 # Then re-render the notebooks that show the results (07, 07b, 09, 09a, 10, index) and the README (tools/make_readme.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ARCLF_DATA="${ARCLF_DATA:-$(cd .. && pwd)/shared/data}" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 export MPLBACKEND=Agg PYTHONWARNINGS=ignore
-steps=${STEPS:-demo orders prefix reproduce ablations diffusion findings}
+steps=${STEPS:-demo orders prefix reproduce ablations diffusion cifar10 findings}
 run() { echo "== $(date -u +%H:%M:%S) $*"; "$@"; }
 for s in $steps; do
   case $s in
@@ -29,8 +29,21 @@ for s in $steps; do
       run arclf diffusion eval --kind randar --n-per-class 100 --n 16 --threads 2
       run arclf diffusion report
       run arclf diffusion diagnose ;;
+    cifar10)                                    # the study on CIFAR-10, then its Table 2 and Fig. 6 (1,000 images)
+      # two runs at a time, one thread each; a run stops at convergence, or where you stop it (it resumes exactly:
+      # the committed curves stopped after their 5th point, 928 steps, for one session's budget)
+      for pair in "randar dit" "randar_raster sit"; do
+        pids=""
+        for m in $pair; do
+          run arclf study train "$m" --dataset cifar10 --log-every 50 &
+          pids="$pids $!"
+        done
+        for p in $pids; do wait "$p"; done                    # a failed run stops the script
+      done
+      run arclf study report runs/study/cifar10 --out results/training/cifar10 --dataset cifar10
+      run torchrun --standalone --nproc_per_node 2 -m arclf.cli reproduce --plan cpu --datasets cifar10 ;;
     findings) run arclf study findings ;;
-    *) echo "small_scale.sh: unknown step $s (demo orders prefix reproduce ablations diffusion findings)" >&2
+    *) echo "small_scale.sh: unknown step $s (demo orders prefix reproduce ablations diffusion cifar10 findings)" >&2
        exit 2 ;;
   esac
 done
