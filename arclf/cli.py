@@ -641,7 +641,8 @@ def _study_parsers(sub, F):
     st.add_argument('--models', help='ship: comma-separated study models (default: all four)')
     st.add_argument('--dest', help='ship: the weights folder (default: arclf/weights, what '
                     '`create_model(..., pretrained=True)` finds last)')
-    st.add_argument('--out', default='results/training/fashion_mnist', help='results folder')
+    st.add_argument('--out', help='report: the results folder (default: '
+                    'results/training/<dataset>)')
     st.add_argument('--dataset', default='fashion_mnist', help='the dataset the curves are of')
     d = sub.add_parser(
         'diffusion',

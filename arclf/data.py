@@ -185,8 +185,9 @@ def split_indices(y: Tensor, n_valid: int = 0, n_train: int | None = None,
     if n_valid < 0 or (n_train is not None and n_train < 1):
         raise ValueError(f'n_valid must be >= 0 and n_train >= 1, got {n_valid} and {n_train}')
     if n_valid + (n_train or 1) > len(y):
-        raise ValueError(f'n_valid={n_valid} and n_train={n_train} need more than the {len(y)} '
-                         'images there are: lower them')
+        asked = ' and '.join(f'{k}={v}' for k, v in dict(n_valid=n_valid, n_train=n_train).items()
+                             if v)
+        raise ValueError(f'{asked} need(s) more than the {len(y)} images there are: lower it')
     if not n_valid and n_train is None:
         return torch.arange(len(y)), torch.arange(0)
     order = balanced_order(y, seed)

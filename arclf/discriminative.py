@@ -613,9 +613,10 @@ def train_discriminative(
     **overrides,
 ) -> nn.Module:
     """Train a discriminative preset (a registered name; `overrides`: its fields) or network by ERM
-    (cross-entropy) on `n_train` images (class-balanced, `split_indices`) of `dataset`'s train split (or on `data`, images
-    and labels already in memory, as `train_model` passes them) with `fit_model`; the returned
-    model (EMA weights if `cbs` keep them) carries its record, saved to `out` if given."""
+    (cross-entropy) on `n_train` images (class-balanced, `split_indices`) of `dataset`'s train
+    split (or on `data`, images and labels already in memory, as `train_model` passes them) with
+    `fit_model`; the returned model (EMA weights if `cbs` keep them) carries its record, saved to
+    `out` if given."""
     check_rates(lr, wd)
     seed_everything(seed)
     net = create_model(model, **overrides) if isinstance(model, str) else model

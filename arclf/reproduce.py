@@ -56,12 +56,12 @@ EVAL_DEFAULTS = dict(
 # its results depend on. A-VARC (`avarc`) scores S samples of likelihood smoothing (S = 1 is VAR's
 # plain likelihood, the `var` row) and, with `avarc_stages`, adds its pruned row.
 KINDS = dict(
-    randar=dict(family='randar', budgets='ks', shift='shift_K', unit='K = {n}'),
-    raster=dict(family='randar', budgets=[1], shift=1, unit='K = {n}'),
+    randar=dict(family='randar', budgets='ks', shift='shift_K', unit='K = {n}', study='randar'),
+    raster=dict(family='randar', budgets=[1], shift=1, unit='K = {n}', study='randar_raster'),
     dit=dict(family='dit', budgets='diffusion_ns', shift='shift_diffusion_n',
-             unit='{n} timesteps', keys=('step',)),
+             unit='{n} timesteps', keys=('step',), study='dit'),
     sit=dict(family='sit', budgets='diffusion_ns', shift='shift_diffusion_n',
-             unit='{n} timesteps', keys=('step',)),
+             unit='{n} timesteps', keys=('step',), study='sit'),
     var=dict(family='var', budgets=[1], shift=1, unit='likelihood (S = 1)'),
     avarc=dict(family='var', budgets='avarc_ns', shift='shift_avarc_n', unit='S = {n}',
                keys=('sigma', 'avarc_stages')),
@@ -123,6 +123,11 @@ def load_plan(src) -> dict:
                 raise ValueError(f'{p}: {ds}/{kind}: give exactly one of "weights", "train", '
                                  '"study" or "same_as" (another classifier of the plan whose model '
                                  'it scores)')
+            if 'study' in spec and spec['study'] != (want := KINDS[kind].get('study')):
+                raise ValueError(f'{p}: {ds}/{kind}: ' + (
+                    f'the study model a {kind} classifier scores is {want!r}, not '
+                    f'{spec["study"]!r}' if want else f'the study (notebook 09a) trains no '
+                    f'{kind} model'))
             other = spec.get('same_as')
             if other is not None and (other not in d['models'] or 'same_as' in d['models'][other]
                                       or {kind, other} != {'var', 'avarc'}):
@@ -183,6 +188,8 @@ def _check_record(out: Path, want: dict):
         got['family'] = m['family']
     asked = dict(want['recipe'], family=want['family'], dataset=want['dataset'])
     diff = {k: (v, got[k]) for k, v in asked.items() if k in got and got[k] != v}
+    if 'split' in asked and got.get('split') != asked['split']:  # older: the first/last images
+        diff['split'] = (asked['split'], got.get('split'))
     if diff:
         raise ValueError(
             f'{out} was trained with another recipe {diff} (wanted, stored): delete it or '
@@ -463,6 +470,21 @@ def _stamp(plan: dict, E: dict, name: str) -> dict:
     return json.loads(json.dumps(d))
 
 
+def _same_models(plan: dict, name: str, r: dict, runs='runs') -> bool:
+    """Whether the stored results `r` of dataset `name` scored the models that its plan entry
+    names today: a study model or a given file can change under the same entry (a study run that
+    went on); a `"train"` recipe is in the stamp."""
+    for k, spec in plan['datasets'][name]['models'].items():
+        if 'study' in spec or 'weights' in spec:
+            try:
+                f = model_file(plan, name, k, runs)
+            except FileNotFoundError:
+                return False
+            if file_digest(f)[:16] != r.get('models', {}).get(k, {}).get('digest'):
+                return False
+    return True
+
+
 def _stored_stamp(prev: dict, name: str) -> dict | None:
     """The stamp of dataset `name`'s results in a stored reproduction `prev`: their own (its
     evaluation settings cut to those its classifiers read, as `_stamp` does: stamps once held them
@@ -646,9 +668,11 @@ def reproduce(
             if k not in res['results']
             and k in plan['datasets']
             and _stored_stamp(prev, k) == _stamp(plan, E0, k)
+            and _same_models(plan, k, r, runs)
         }
         if drop := sorted(set(old) - set(keep) - set(res['results'])):
-            print(f'{f}: dropping the results of {drop}, made by another plan', flush=True)
+            print(f'{f}: dropping the results of {drop}, made by another plan or other models',
+                  flush=True)
         res['results'] = {**keep, **res['results']}
         write_results(odir / 'results.json', res, report, md_path=odir / 'README.md')
         plot_reproduction(res, odir / 'fig6.png')

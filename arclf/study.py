@@ -161,9 +161,13 @@ def study_markdown(rec: dict) -> str:
                f"{st['epochs']:.2f} epochs" if st['points'] else '-')
         s += f"| {name} | {st['why']} | {acc} |\n"
     if todo := [k for k, st in rec['status'].items() if not st.get('converged')]:
-        ds = '' if rec['dataset'] == 'fashion_mnist' else f" --dataset {rec['dataset']}"
-        s += (f"\nNot converged: {', '.join(todo)}. Each run stopped where the budget did; "
-              f"`arclf study train MODEL{ds}` resumes it exactly and records the next doubling.\n")
+        ds, runs = rec['dataset'], rec.get('runs', 'runs/study')
+        flags = ('' if ds == 'fashion_mnist' else f' --dataset {ds}') + (
+            '' if runs == 'runs/study' else f' --runs {runs}')
+        s += (f"\nNot converged: {', '.join(todo)}. Each run stopped where the budget did: "
+              f"`arclf study train MODEL{flags}` continues it exactly from its checkpoint "
+              f"(`{runs}/{ds}/MODEL.ckpt`, on the machine that trained it) and records the next "
+              'doubling.\n')
     s += '\n## Compute\n\n' + compute_markdown(rec['compute']) + '\n## Points\n'
     for name, c in rec['curves'].items():
         if c['points']:
@@ -182,19 +186,20 @@ def _rel(p) -> str:
         return str(p)
 
 
-def study_report(folder, out='results/training/fashion_mnist', dataset: str = 'fashion_mnist',
-                 names=None) -> dict:
-    """Read the curves under `folder` and write `out`/curves.json, README.md and curves.png."""
+def study_report(folder, out=None, dataset: str = 'fashion_mnist', names=None) -> dict:
+    """Read the curves under `folder` and write `out` (default `results/training/<dataset>`)
+    /curves.json, README.md and curves.png."""
     curves = read_curves(folder, names)
     if not curves:
         raise FileNotFoundError(f'no learning curves (<model>.json) under {folder}: run '
                                 '`arclf study train MODEL` first')
-    out = Path(out)
+    out = Path('results/training') / dataset if out is None else Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cmd = f'arclf study report {_rel(folder)} --out {_rel(out)}'
     if dataset != 'fashion_mnist':  # the command's default
         cmd += f' --dataset {dataset}'
-    rec = dict(dataset=dataset, recipe=RECIPE, command=cmd, curves=curves,
+    rec = dict(dataset=dataset, recipe=RECIPE, command=cmd, runs=_rel(Path(folder).parent),
+               curves=curves,
                status={k: curve_status(c) for k, c in curves.items()},
                compute=compute_rows(curves, folder))
     plot_curves(curves, out / 'curves.png', title=dataset)

@@ -1095,6 +1095,9 @@ def train_data(
     """What `family` learns from (the examples at indices `idx` if given): token ids `[n, N]`
     under `tokenizer` (randar; of latents noised at `noise_t`, the noise augmentation) or
     images in [-1, 1] (dit, sit, discriminative; var, whose VAE encodes them), and labels."""
+    if isinstance(idx, int):  # (it was a count, the first n, before `split_indices`)
+        raise TypeError(f'idx is the indices of the examples (e.g. from split_indices), not a '
+                        f'count: got {idx}')
     if family == 'randar':
         tok = tokenizer or presets_for(dataset, root)['tokenizer']
         # only the images a run uses are tokenized (a short test run need not encode all 60k)
@@ -1370,6 +1373,7 @@ def train_model(
         grad_ckpt=grad_ckpt,
         noise_t=noise_t,
         n_valid=n_valid,
+        **({'split': 'class-balanced'} if n_valid or n_train else {}),  # `split_indices`
         bf16=any(isinstance(c, MixedPrecisionCB) for c in cbs),
         device=str(dev),
     )

@@ -30,6 +30,8 @@ TINY_VIT = dict(family='discriminative', epochs=1, bs=16, n_train=32, depth=1)
     (dict(vit=dict(train=dict(preset='resnet18_fmnist'))), "preset 'resnet18_fmnist' is not a vit"),
     (dict(var=dict(weights='x', same_as='var')), 'exactly one of "weights", "train", "study"'),
     (dict(dit=dict(weights='x', study='dit')), 'exactly one of "weights", "train", "study"'),
+    (dict(randar=dict(study='randar_raster')), "scores is 'randar', not 'randar_raster'"),
+    (dict(vit=dict(study='dit')), 'the study (notebook 09a) trains no vit model'),
 ])
 def test_plan_refuses_bad_classifiers(tmp_path, models, why):
     from arclf.reproduce import load_plan
@@ -51,6 +53,14 @@ def test_plan_scores_the_study_model_where_the_study_left_it(tmp_path):
     f.parent.mkdir(parents=True)
     f.write_bytes(b'')
     assert model_file(p, 'fashion_mnist', 'raster', runs=tmp_path / 'runs') == f
+    # results stored for it stand only while the study's model is the one they scored
+    from arclf.data import file_digest
+    from arclf.reproduce import _same_models
+
+    r = dict(models=dict(raster=dict(digest=file_digest(f)[:16])))
+    assert _same_models(p, 'fashion_mnist', r, runs=tmp_path / 'runs')
+    f.write_bytes(b'the study went on')
+    assert not _same_models(p, 'fashion_mnist', r, runs=tmp_path / 'runs')
 
 
 @pytest.mark.parametrize('stages, why', [

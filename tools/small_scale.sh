@@ -38,7 +38,9 @@ for s in $steps; do
           run arclf study train "$m" --dataset cifar10 --log-every 50 &
           pids="$pids $!"
         done
-        for p in $pids; do wait "$p"; done                    # a failed run stops the script
+        ok=1
+        for p in $pids; do wait "$p" || ok=0; done            # both end before a failure stops the script
+        [ "$ok" = 1 ] || { echo "small_scale.sh: a CIFAR-10 study run failed" >&2; exit 1; }
       done
       run arclf study report runs/study/cifar10 --out results/training/cifar10 --dataset cifar10
       run torchrun --standalone --nproc_per_node 2 -m arclf.cli reproduce --plan cpu --datasets cifar10 ;;
