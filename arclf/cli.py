@@ -180,7 +180,8 @@ def train_model_cli(family: str, argv):
         default=0,
         help='seeds the weights, the batch order and the loss\'s randomness',
     )
-    p.add_argument('--n-train', type=count(), help='first n training images only')
+    p.add_argument('--n-train', type=count(),
+                   help='train on n images only (a class-balanced draw)')
     p.add_argument(
         '--device',
         help='cpu, cuda, cuda:1 (default: the best available; under torchrun: the local GPU)',
@@ -209,7 +210,8 @@ def train_model_cli(family: str, argv):
     p.add_argument('--schedule', choices=['cosine', 'constant', 'linear'], default='cosine',
                    help='learning-rate decay after warmup (constant suits open-ended runs)')
     p.add_argument('--n-valid', type=count(0), default=0,
-                   help='hold out the last n training images (validation, never trained on)')
+                   help='hold out n training images, a class-balanced draw (validation, '
+                   'never trained on)')
     p.add_argument('--curve', metavar='JSON',
                    help='record a learning curve here (needs --n-valid); the latest point\'s '
                    'weights go beside it (.pt)')
