@@ -323,6 +323,11 @@ def test_ensure_trained_refuses_a_model_or_checkpoint_of_another_recipe(tmp_path
         ensure_trained(out, 'randar', 'cifar10', recipe)
     # a model from before the recipe was kept beside it: what its record holds is compared
     spec.unlink()
+    # n_train took the first images as stored before the split was class-balanced: refused
+    with pytest.raises(ValueError, match="'split': \\('class-balanced', None\\)"):
+        ensure_trained(out, 'randar', 'fashion_mnist', recipe)
+    save_pretrained(m, out, recipe=dict(epochs=1, bs=8, split='class-balanced'),
+                    tokenizer='vq_fmnist_s')
     assert ensure_trained(out, 'randar', 'fashion_mnist', recipe) == out
     with pytest.raises(ValueError, match='another recipe'):
         ensure_trained(out, 'randar', 'fashion_mnist', dict(recipe, tokenizer='vq_fmnist_l'))
