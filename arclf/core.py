@@ -489,8 +489,13 @@ def model_meta(src) -> dict:
 
 def trained_epochs(meta: Mapping) -> float | None:
     """How many epochs a saved model was trained for: the point it was shipped at
-    (`record['trained']`, see `arclf.study.ship_models`) or else its recipe's `epochs`."""
-    t = (meta.get('record') or {}).get('trained') or {}
+    (`record['trained']`, see `arclf.study.ship_models`), the latest point of a learning curve's
+    snapshot (a record of the curve alone, `CurveCB`), or else its recipe's `epochs`."""
+    rec = meta.get('record') or {}
+    t = rec.get('trained') or {}
+    pts = (rec.get('curve') or {}).get('points')
+    if 'epochs' not in t and pts and 'steps' not in rec:  # a snapshot: where the run had got
+        return pts[-1]['epochs']
     return t.get('epochs', (meta.get('recipe') or {}).get('epochs'))
 
 # %% ../nbs/00_core.ipynb 40
