@@ -513,7 +513,9 @@ def _model_summary(path) -> dict:
             if k in r
         },
         epochs=trained_epochs(m),  # a shipped study model: its last curve point, not the cap
-        train_seconds=rec.get('train_seconds', (rec.get('trained') or {}).get('seconds')),
+        # a final model's, a shipped study model's, or a curve snapshot's (its latest point's)
+        train_seconds=rec.get('train_seconds', (rec.get('trained') or {}).get(
+            'seconds', ((rec.get('curve') or {}).get('points') or [{}])[-1].get('seconds'))),
         device=r.get('device', 'cpu'),
         tokenizer=m.get('tokenizer'),
     )
