@@ -546,7 +546,7 @@ def reproduce(
     classifier at matched accuracy. Every step is stored under `runs` and skipped when done,
     so an interrupted run continues where it stopped. Writes `out/<plan name>/`."""
     plan = load_plan(plan)
-    E0 = E = {**EVAL_DEFAULTS, **plan.get('eval', {})}
+    E0 = {**EVAL_DEFAULTS, **plan.get('eval', {})}  # each dataset's own "eval" on top
     seed = plan.get('seed', 0)
     if 'RANK' in os.environ:
         device = setup_distributed()[2]
