@@ -125,6 +125,8 @@ def test_gpu_runbook_full_lines_parse(tmp_path):
     shim.write_text(
         f'#!{sys.executable}\n'
         'import subprocess, sys\n'
+        # this checkout's arclf, whatever the runbook puts on PYTHONPATH (CI once found none)
+        f'sys.path.insert(0, {str(ROOT)!r})\n'
         'a = sys.argv[1:]\n'
         "if a[:2] == ['-m', 'arclf.cli']:\n"
         '    from arclf.cli import parser\n'

@@ -21,8 +21,9 @@ if [ -n "$tiny" ]; then
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 else
   ls .gpu/whl/*.whl >/dev/null 2>&1 || { echo "gpu_run: no .gpu/whl: run bash tools/gpu_bundle.sh here first" >&2; exit 2; }
-  $py -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl
-  export PYTHONPATH="$PWD:/tmp/site" ARCLF_DATA="$PWD/.gpu/data" ARCLF_CACHE=/tmp/arclf-cache PYTHONUNBUFFERED=1
+  site=$(mktemp -d /tmp/arclf-site.XXXXXX)  # this run's own: nothing else installs into it or removes it
+  $py -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" .gpu/whl/*.whl
+  export PYTHONPATH="$PWD:$site" ARCLF_DATA="$PWD/.gpu/data" ARCLF_CACHE=/tmp/arclf-cache PYTHONUNBUFFERED=1
 fi
 gpu=$(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU found")
 case "${1:-}" in
