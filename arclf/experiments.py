@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from .core import (run_info, provenance, atomic_write_text, model_meta, check_out,
                         check_device, trained_epochs)
-from .data import load_dataset, show_images
+from .data import load_dataset, show_images, balanced_order
 from arclf.scorer import (
     RULES,
     evaluate,
@@ -895,13 +895,15 @@ def prefix_study(
                 and p['vs_unpruned']['diff'] > -0.005]
         best = min(same, key=lambda p: p['forwards']) if same else None
         if best is not None:  # the replay against real truncated sequences, and the time
+            # images of every class (the subset is grouped by class: its first ones are one),
+            # each with the orders it had in the token_scores pass
             n_t = min(len(ds), n_timed)
-            sub = (ds.x[:n_t], ds.y[:n_t])
-            real = prune_evaluate(clf, sub, best['plan'], classes=range(M), bs=bs, seed=seed,
-                                  progress=False, method=prefix_prune)
-            ref = prune_evaluate(clf, sub, [(N, K, 1)], classes=range(M), bs=bs, seed=seed,
-                                 progress=False, method=prefix_prune)
-            replay = simulate_prefix_plan(steps[:n_t], best['plan'])
+            at = balanced_order(ds.y, seed)[:n_t].sort().values
+            sub, kw = (ds.x[at], ds.y[at]), dict(classes=range(M), bs=bs, seed=seed,
+                                                 progress=False, method=prefix_prune, indices=at)
+            real = prune_evaluate(clf, sub, best['plan'], **kw)
+            ref = prune_evaluate(clf, sub, [(N, K, 1)], **kw)
+            replay = simulate_prefix_plan(steps[at], best['plan'])
             best = dict(best, checked_images=n_t,
                         replay_agreement=(real['pred'] == replay).float().mean().item(),
                         seconds_per_image=real['seconds_per_image'],

@@ -815,11 +815,17 @@ def prune_evaluate(
     seed: int = 0,
     progress: bool = True,
     method=None,
+    indices=None,
 ) -> dict:
     """`prune` (or `method`, e.g. `prefix_prune`) over a dataset: dict(pred [I], y [I], acc,
-    forwards_per_image (full-sequence equivalents), seconds_per_image)."""
+    forwards_per_image (full-sequence equivalents), seconds_per_image). `indices`: the images'
+    places in a larger set, which seed their orders (default 0..I-1), as in `token_scores`, so
+    that a subset draws the same orders as the whole."""
     method = method or prune
     images, y, _ = _source(data)
+    at = list(range(len(y))) if indices is None else [int(i) for i in indices]
+    if len(at) != len(y):
+        raise ValueError(f'indices: {len(at)} given for {len(y)} images')
     classes = _candidates(data, clf, classes)
     if method is prune:
         check_plan(plan, len(classes))
@@ -830,7 +836,7 @@ def prune_evaluate(
         batches = progress_bar(batches)
     t0, preds, fw = time.perf_counter(), [], []
     for idx in batches:
-        r = method(clf, images(idx), classes, plan, seed, idx)
+        r = method(clf, images(idx), classes, plan, seed, [at[i] for i in idx])
         preds.append(r['pred'])
         fw.append(r['forwards'])
     secs = time.perf_counter() - t0
