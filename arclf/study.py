@@ -15,8 +15,8 @@ from .reproduce import ratio_words, speed_ratio
 
 # %% auto 0
 __all__ = ['RECIPE', 'STUDY', 'SHIP', 'NAMES', 'BEATEN', 'NETWORKS', 'MARGIN', 'study_argv', 'read_curves', 'curve_status',
-           'compute_rows', 'compute_markdown', 'plot_curves', 'study_markdown', 'study_report', 'ship_models',
-           'diff_ci', 'verdict', 'findings', 'findings_markdown', 'write_findings']
+           'compute_rows', 'compute_markdown', 'plot_curves', 'held_out_words', 'study_markdown', 'study_report',
+           'ship_models', 'diff_ci', 'verdict', 'findings', 'findings_markdown', 'write_findings']
 
 # %% ../nbs/09a_study.ipynb 5
 RECIPE = dict(epochs=32, bs=128, lr=1e-3, warmup=100, schedule='constant', ema=0.999,
@@ -150,11 +150,33 @@ def _points_markdown(name: str, c: dict) -> str:
     return s
 
 
+def held_out_words(curves: dict) -> str:
+    """Which held-out images the curves were measured on (`held_out`, recorded by `CurveCB`):
+    'the same' only if every curve names one draw; otherwise each group of models with its own, and
+    the runs that recorded none (runs from before arclf recorded them)."""
+    groups = {}
+    for name, c in curves.items():
+        h = c.get('held_out')
+        k = (h['split'], h['images'], h['digest']) if h else None
+        groups.setdefault(k, []).append(name)
+    if None not in groups and len(groups) == 1:
+        (split, n, dig), = groups
+        return (f'the same images: held out, a {split} draw of {n:,} training images '
+                f'(digest {dig})')
+    parts = [f"{', '.join(v)}: a {k[0]} draw of {k[1]:,} (digest {k[2]})"
+             for k, v in groups.items() if k is not None]
+    if None in groups:
+        parts.append(f"{', '.join(groups[None])}: not recorded (runs from before arclf recorded "
+                     'their held-out images)')
+    return ('**different held-out images**, so their accuracies are separate samples, not paired: '
+            + '; '.join(parts))
+
+
 def study_markdown(rec: dict) -> str:
     s = (f"# Learning curves: {rec['dataset']}, the study's four models under one recipe\n\n"
          f"Made by `{rec['command']}` from the curves that `arclf study train` wrote.\n"
          "Every model: the same recipe "
-         f"(`{json.dumps(rec['recipe'])}`) on the same images.\n\n"
+         f"(`{json.dumps(rec['recipe'])}`), on {held_out_words(rec['curves'])}.\n\n"
          '| model | status | last point: accuracy % (95% CI) |\n|---|---|---|\n')
     for name, st in rec['status'].items():
         acc = (f"{100 * st['acc']:.1f} ({100 * st['lo']:.1f}-{100 * st['hi']:.1f}) at "
@@ -206,7 +228,7 @@ def study_report(folder, out=None, dataset: str = 'fashion_mnist', names=None) -
     return write_results(out / 'curves.json', rec, study_markdown, command=cmd,
                          md_path=out / 'README.md')
 
-# %% ../nbs/09a_study.ipynb 19
+# %% ../nbs/09a_study.ipynb 21
 SHIP = {  # dataset: {study model: the name of its shipped weights (arclf/weights/<name>.pt)}
     'fashion_mnist': dict(randar='randar_fmnist', randar_raster='randar_fmnist_raster',
                           dit='dit_fmnist', sit='sit_fmnist'),
@@ -252,7 +274,7 @@ def ship_models(folder, dataset: str = 'fashion_mnist', names=None, dest=None,
                     out[n])
     return out
 
-# %% ../nbs/09a_study.ipynb 23
+# %% ../nbs/09a_study.ipynb 25
 def diff_ci(a: float, na: int, b: float, nb: int, z: float = 1.96) -> tuple[float, float, float]:
     """a − b with a normal-approximation interval for two independent accuracies on `na` and
     `nb` images: (difference, lo, hi)."""
@@ -368,7 +390,7 @@ def _training(d: dict, epochs=None) -> str:
         return f'{_ep(epochs)} epoch(s) (shipped)'
     return f"the shipped models of git {d.get('run_info', {}).get('git_rev', '?')}"
 
-# %% ../nbs/09a_study.ipynb 25
+# %% ../nbs/09a_study.ipynb 27
 def _reproduce_rows(f: Path) -> list[dict]:
     rows = []
     for ds, r in read_results(f)['results'].items():
@@ -647,7 +669,7 @@ def findings_markdown(rows: list[dict]) -> str:
               f"{r.get('training', '-')} | {r.get('source', '-')} |\n")
     return s
 
-# %% ../nbs/09a_study.ipynb 26
+# %% ../nbs/09a_study.ipynb 28
 def write_findings(root='results', out='results/findings') -> dict:
     """`findings` of the committed results under `root`, written to `out`/findings.json and
     findings.md (`arclf study findings`)."""

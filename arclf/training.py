@@ -959,7 +959,8 @@ class CurveCB(Callback):
 
     def __init__(self, valid, classifier, n: int = 1, first: int = 50, out=None,
                  tol: float | None = 1.0, seed: int = 0, max_points: int = 30, snapshot=None,
-                 meta: dict | None = None, images: int | None = None, loss_data=None):
+                 meta: dict | None = None, images: int | None = None, loss_data=None,
+                 held_out: dict | None = None):
         check_count('first', first)
         check_count('n', n)
         self.valid, self.classifier, self.n, self.first = valid, classifier, n, first
@@ -968,6 +969,7 @@ class CurveCB(Callback):
         self.out, self.tol, self.seed, self.max_points = out, tol, seed, max_points
         self.snapshot, self.meta = snapshot, meta or {}
         self.images = valid if images is None else (valid[0][:images], valid[1][:images])
+        self.held_out = held_out  # which images were held out: curves compare only on the same
 
     def before_fit(self, learn):
         if getattr(learn, 'curve', None) is None:  # (a resumed run brings its own)
@@ -978,6 +980,8 @@ class CurveCB(Callback):
                                samples_per_step=dl.bs)
         # the rule is this run's (a resumed curve is judged again, by the rule of today's code)
         c = learn.curve
+        if self.held_out is not None:
+            c['held_out'] = self.held_out
         c['chance'] = 1 / len(self.images[1].unique())
         c['converged'] = curve_converged(c['points'], self.tol, c['chance'])
         self._t = time.time()
@@ -1028,7 +1032,7 @@ class CurveCB(Callback):
 
 # %% ../nbs/06_training.ipynb 62
 def _curve_cb(family, valid, out, first, n, tol, seed, key, preset, tokenizer,
-              images=None, vae=None) -> CurveCB:
+              images=None, vae=None, held_out=None) -> CurveCB:
     """The learning curve of a `train_model` run: RandAR scored in its own order (raster or K
     random orders), DiT/SiT over `n` timesteps of the standard grid (spread order), VAR by A-VARC
     with its `vae` (`n` samples; 1: VAR's likelihood) on the images, its validation loss on their
@@ -1050,7 +1054,7 @@ def _curve_cb(family, valid, out, first, n, tol, seed, key, preset, tokenizer,
     out = Path(out)
     meta = dict(family=family, preset=preset, tokenizer=tokenizer, recipe=key)
     return CurveCB(valid, clf, n, first, out, tol, seed, snapshot=out.with_suffix('.pt'),
-                   meta=meta, images=images, loss_data=loss_data)
+                   meta=meta, images=images, loss_data=loss_data, held_out=held_out)
 
 # %% ../nbs/06_training.ipynb 64
 # what `train_model` trains: the generative families and the ERM baselines (notebook 05a)
@@ -1290,10 +1294,13 @@ def train_model(
     if family == 'randar':
         tokenizer = tokenizer or fit['tokenizer']
         check_family(tokenizer, 'tokenizer', '--tokenizer')
-    idx = None  # all the images, as stored
+    idx, held_out = None, None  # all the images, as stored
     if n_valid or n_train:  # class-balanced draws, whatever order the images are stored in
         tr, va = split_indices(load_dataset(dataset, 'train', root).y, n_valid, n_train)
         idx = torch.cat([tr, va])  # the held-out images last
+        # which ones, for the curve: two runs' curves are comparable if these agree
+        held_out = dict(split='class-balanced', images=len(va),
+                        digest=tensor_digest(dict(idx=va), 12))
     x, y = train_data(family, dataset, 'train', tokenizer, root, noise_t, seed, idx)
     valid = (x[len(x) - n_valid :], y[len(y) - n_valid :]) if n_valid else None
     if n_valid:
@@ -1324,7 +1331,7 @@ def train_model(
     cbs = scale_cbs(dev, bf16, ema, compile, grad_ckpt, ckpt, ckpt_every, key) + list(extra_cbs)
     if curve is not None:
         cbs.append(_curve_cb(family, valid, curve, curve_first, curve_n, tol, seed, key,
-                             preset, tokenizer, curve_images, vae))
+                             preset, tokenizer, curve_images, vae, held_out))
     kw = dict(
         epochs=epochs,
         bs=bs,
