@@ -14,9 +14,9 @@ from .training import curve_converged
 from .reproduce import ratio_words, speed_ratio
 
 # %% auto 0
-__all__ = ['RECIPE', 'STUDY', 'SHIP', 'NAMES', 'BEATEN', 'NETWORKS', 'MARGIN', 'study_argv', 'read_curves', 'curve_status',
-           'compute_rows', 'compute_markdown', 'plot_curves', 'held_out_words', 'study_markdown', 'study_report',
-           'ship_models', 'diff_ci', 'verdict', 'findings', 'findings_markdown', 'write_findings']
+__all__ = ['RECIPE', 'STUDY', 'SHIP', 'NAMES', 'BEATEN', 'NETWORKS', 'MARGIN', 'TIME_NOISE', 'study_argv', 'read_curves',
+           'curve_status', 'compute_rows', 'compute_markdown', 'plot_curves', 'held_out_words', 'study_markdown',
+           'study_report', 'ship_models', 'diff_ci', 'verdict', 'findings', 'findings_markdown', 'write_findings']
 
 # %% ../nbs/09a_study.ipynb 5
 RECIPE = dict(epochs=32, bs=128, lr=1e-3, warmup=100, schedule='constant', ema=0.999,
@@ -339,25 +339,36 @@ def _paired(row: dict, p: dict) -> dict:
     return dict(row, diff=p['diff'], lo=p['lo'], hi=p['hi'], verdict=fate, note=note)
 
 
+# Timings on the shared 2-core CPU are noisy: the same model at the same budget (RandAR K = 1 on
+# Fashion-MNIST) took 0.037 s per image in `arclf reproduce` and 0.046 s in `arclf diffusion
+# report`, 1.24x apart. A speed claim needs a factor beyond that band.
+TIME_NOISE = 1.5
+
+
 def _speed_row(claim: str, s: str, sp: list[dict], source, images, training) -> dict:
     """The Fig. 6 claim 'RandAR is faster than `s`' from `speed_ratio` rows `sp`: reproduced if
-    RandAR is faster at the best matched accuracy, contradicted if slower at every one; with no
-    accuracy both curves reach, reproduced only if RandAR's cheapest point is both faster and more
-    accurate than `s`'s best."""
+    RandAR is at least `TIME_NOISE` times faster at the best matched accuracy, contradicted if that
+    much slower at every one, else inconclusive; with no accuracy both curves reach, reproduced only
+    if RandAR's cheapest point is more accurate than `s`'s best and `TIME_NOISE` times faster."""
     fast, slow = sp[-1]['fast_cheapest'], sp[-1]['slow_best']
     ratio = [x['ratio'] for x in sp if x.get('ratio')]
+    band = f'within the timing noise ({TIME_NOISE:g}x)'
     if ratio:  # matched accuracies: faster at the best of them, or slower at all
-        fate = 'reproduced' if max(ratio) > 1 else 'contradicted'
-        why = (f"at matched accuracy RandAR is up to {ratio_words(max(ratio))}" if fate ==
-               'reproduced' else f"slower at every matched accuracy (at best "
-               f"{ratio_words(max(ratio))})")
+        top = max(ratio)
+        fate = ('reproduced' if top >= TIME_NOISE else 'contradicted' if top <= 1 / TIME_NOISE
+                else 'inconclusive')
+        why = {'reproduced': f"at matched accuracy RandAR is up to {ratio_words(top)}",
+               'contradicted': f"slower at every matched accuracy (at best {ratio_words(top)})",
+               'inconclusive': f"at matched accuracy at best {ratio_words(top)}: {band}"}[fate]
     else:  # no accuracy both reach: only two points, each classifier's own
-        dom = (fast['acc'] > slow['acc'] and fast['s_per_image'] < slow['s_per_image'])
+        times = slow['s_per_image'] / fast['s_per_image']
+        dom = fast['acc'] > slow['acc'] and times >= TIME_NOISE
         fate = 'reproduced' if dom else 'inconclusive'
         why = (f"no matched accuracy: RandAR's cheapest ({100 * fast['acc']:.1f}%, "
-               f"{fast['s_per_image']:.2f} s) against {NAMES[s]}'s best "
-               f"({100 * slow['acc']:.1f}%, {slow['s_per_image']:.2f} s)"
-               + ('' if dom else ': neither is both faster and more accurate'))
+               f"{fast['s_per_image']:.3g} s) against {NAMES[s]}'s best "
+               f"({100 * slow['acc']:.1f}%, {slow['s_per_image']:.3g} s)"
+               + ('' if dom else ': neither is both more accurate and faster beyond '
+                  f'the timing noise ({TIME_NOISE:g}x)'))
     return dict(claim=claim, ref='Fig. 6', verdict=fate, note=why, source=str(source),
                 images=images, training=training)
 
