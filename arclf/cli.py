@@ -556,7 +556,8 @@ def _experiment_parsers(sub, F):
     o.add_argument('--K', type=count(), default=20, help='orders per image')
     o.add_argument('--ks', type=counts, default='1,2,5,10,20',
                    help='budgets of Tables 1 and 5 (at most K)')
-    o.add_argument('--n-maps', type=count(), default=100, help='images of the per-token maps')
+    o.add_argument('--n-maps', type=count(), default=None,
+                   help='images of the per-token analyses, Figs. 3-5 and 8 (default: all)')
     o.add_argument('--seed', type=int, default=0, help='seeds the orders of every image')
     o.add_argument('--out', default='results/scorer', help='results folder')
     o.add_argument('--threads', type=count(), help='CPU threads')

@@ -29,7 +29,7 @@ from arclf.scorer import (
     discriminative_map,
     map_stats,
     summarize_maps,
-    token_accuracy_map,
+    token_hits,
     step_accuracy,
     drop_accuracy,
 )
@@ -41,8 +41,8 @@ from .core import create_model
 __all__ = ['FIG_DEFINITIONS', 'ORDER_PLANS', 'write_results', 'read_results', 'parse_plan', 'check_fit', 'table2_row', 'run_eval',
            'fig6_markdown', 'table2_markdown', 'plot_acc_vs_time', 'group_hits', 'budget_rows', 'demo_markdown', 'demo',
            'paired_diff_ci', 'token_analyses', 'order_experiment', 'acc_cell', 'diff_cell', 'per_token_tables',
-           'order_tables', 'plot_order_maps', 'simulate_prefix_plan', 'plan_cost', 'prefix_study', 'prefix_markdown',
-           'plot_prefix_study', 'sample_images', 'ar_samples']
+           'order_tables', 'plot_order_maps', 'save_order_figures', 'simulate_prefix_plan', 'plan_cost', 'prefix_study',
+           'prefix_markdown', 'plot_prefix_study', 'sample_images', 'ar_samples']
 
 # %% ../nbs/07_experiments.ipynb 6
 def write_results(
@@ -466,21 +466,40 @@ def _tokenizer_of(model) -> str | None:
         return None
 
 
+def _curves(rows: dict) -> dict:
+    "(k, acc, lo, hi) rows per view as curves of (k, acc) and their intervals [lo, hi]."
+    return dict(curves={v: [r[:2] for r in rs] for v, rs in rows.items()},
+                interval={v: [r[2:] for r in rs] for v, rs in rows.items()})
+
+
+def _map_summary(hits: Tensor, seed: int = 0) -> dict:
+    """A Fig. 4 map of hits `[I, N]` in three numbers, each with its 95% bootstrap interval over
+    images: the mean over positions, and the best and the worst position."""
+    acc = hits.float().mean(0)
+    out = dict(mean=dict(zip(('mean', 'lo', 'hi'), (acc.mean().item(), *bootstrap_ci(
+        hits.float().mean(1), seed=seed)))))
+    for name, p in (('best', int(acc.argmax())), ('worst', int(acc.argmin()))):
+        out[name] = dict(zip(('position', 'mean', 'lo', 'hi'), (p, acc[p].item(), *bootstrap_ci(
+            hits[:, p].float(), seed=seed))))
+    return out
+
+
 def token_analyses(
     ds,
     model,
     raster_model=None,
-    n_maps: int = 100,
+    n_maps: int | None = None,
     map_ks=(1, 5, 20),
     seed: int = 0,
     n_examples: int = 4,
     top: float = 0.1,
 ) -> dict:
-    """The paper's Figs. 3, 4, 5 and 8 on the first `n_maps // classes` test images of each class
-    of `ds`: the random-order `model` under the first K orders `evaluate` draws, for each K of
-    `map_ks`, and `raster_model` in raster order (None skips it). Classes are the candidates."""
+    """The paper's Figs. 3, 4, 5 and 8 on the test images of `ds` (all, or the first
+    `n_maps // classes` of each class): the random-order `model` under the first K orders
+    `evaluate` draws, for each K of `map_ks`, and `raster_model` in raster order (None skips it).
+    Classes are the candidates. Every accuracy carries its 95% bootstrap interval over images."""
     M = len(ds.classes)
-    idx = _class_heads(ds.y, max(1, n_maps // M))
+    idx = (list(range(len(ds))) if n_maps is None else _class_heads(ds.y, max(1, n_maps // M)))
     x, y = ds.x[idx], ds.y[idx]
     fc = false_classes(y, M, seed, indices=idx)
     ks = sorted(set(map_ks))
@@ -518,6 +537,11 @@ def token_analyses(
                       maps={v: m[heads].tolist() for v, m in maps.items()}),
     )
     N = steps.shape[-1]
+    # Figs. 4, 5 and 8, each accuracy with its 95% bootstrap interval over the images
+    hits = {v: token_hits(p, y) for v, (_, p) in views.items()}  # [I, N] each
+    fig5 = {v: step_accuracy(st, y, ci=True) for v, (st, _) in views.items()}
+    fig8 = {m: _curves({v: drop_accuracy(st, y, mode=m, ci=True) for v, (st, _) in views.items()})
+            for m in ('drop_first', 'drop_last')}
     return dict(
         model=model, raster_model=raster_model, tokenizer=_tokenizer_of(model),
         vocab_size=clf.model.cfg.vocab_size, grid=list(clf.model.cfg.grid), steps=N,
@@ -525,13 +549,12 @@ def token_analyses(
         false_class_seed=seed, map_ks=ks,
         fig3=fig3,
         fig4=dict(figure='Fig. 4', definition=FIG_DEFINITIONS['fig4'],
-                  maps={v: token_accuracy_map(p, y).tolist() for v, (_, p) in views.items()}),
-        fig5=dict(figure='Fig. 5', definition=FIG_DEFINITIONS['fig5'],
-                  curves={v: step_accuracy(st, y) for v, (st, _) in views.items()}),
+                  maps={v: h.float().mean(0).tolist() for v, h in hits.items()},
+                  summary={v: _map_summary(h, seed) for v, h in hits.items()}),
+        fig5=dict(figure='Fig. 5', definition=FIG_DEFINITIONS['fig5'], **_curves(fig5)),
         fig8=dict(figure='Fig. 8', definition=FIG_DEFINITIONS['fig8'],
-                  curves={v: dict(drop_first=drop_accuracy(st, y, mode='drop_first'),
-                                  drop_last=drop_accuracy(st, y, mode='drop_last'))
-                          for v, (st, _) in views.items()}),
+                  curves={v: {m: c['curves'][v] for m, c in fig8.items()} for v in views},
+                  interval={v: {m: c['interval'][v] for m, c in fig8.items()} for v in views}),
     )
 
 # %% ../nbs/07_experiments.ipynb 23
@@ -551,7 +574,7 @@ def order_experiment(
     n_per_class: int = 100,
     K: int = 20,
     ks=(1, 2, 5, 10, 20),
-    n_maps: int = 100,
+    n_maps: int | None = None,
     seed: int = 0,
     dataset: str = 'fashion_mnist',
     model: str = 'randar_fmnist',
@@ -626,16 +649,19 @@ def order_experiment(
     defaults = (dataset, model, raster_model, plans, tuple(map_ks), map_models, n_examples) == (
         'fashion_mnist', 'randar_fmnist', 'randar_fmnist_raster',
         ORDER_PLANS, (1, 5, 20), None, 4)
+    maps = f'--n-maps {n_maps} ' if n_maps else ''  # (default: every image)
     cmd = (  # the CLI runs the shipped pair; anything else is a Python call
         f'arclf orders --n-per-class {n_per_class} --K {K} --ks {",".join(map(str, ks))} '
-        f'--n-maps {n_maps} --seed {seed} --out {out}' if defaults else
+        f'{maps}--seed {seed} --out {out}' if defaults else
         'python -c "from arclf.experiments import order_experiment; '
         f'order_experiment({n_per_class}, {K}, ks={tuple(ks)!r}, n_maps={n_maps}, seed={seed}, '
         f'dataset={dataset!r}, model={model!r}, raster_model={raster_model!r}, plans={plans!r}, '
         f'map_ks={tuple(map_ks)!r}, map_models={map_models!r}, n_examples={n_examples})"'
     )
     if out:
-        return write_results(Path(out) / 'orders.json', res, order_tables(res), command=cmd)
+        rec = write_results(Path(out) / 'orders.json', res, order_tables(res), command=cmd)
+        save_order_figures(rec, out)
+        return rec
     return res
 
 # %% ../nbs/07_experiments.ipynb 24
@@ -659,10 +685,13 @@ def _ci(d: dict, scale: float = 100, sign: str = '') -> str:
     return f"{scale * v:{sign}.1f} [{scale * d['lo']:{sign}.1f}, {scale * d['hi']:{sign}.1f}]"
 
 
-def _at(curve, ks) -> str:
-    "Accuracies (%) of a curve of (k, acc) rows at the steps `ks`."
+def _at(curve, ks, interval=None) -> str:
+    """Accuracies (%) of a curve of (k, acc) rows at the steps `ks`, each with its 95% interval
+    where `interval` ([lo, hi] per row) is given (results from before it are shown without)."""
+    iv = dict((int(k), b) for (k, _), b in zip(curve, interval)) if interval else {}
     acc = dict((int(k), a) for k, a in curve)
-    return ' | '.join(f'{100 * acc[k]:.1f}' for k in ks)
+    return ' | '.join(f'{100 * acc[k]:.1f}' + (f' [{100 * iv[k][0]:.1f}, {100 * iv[k][1]:.1f}]'
+                                                 if k in iv else '') for k in ks)
 
 
 def per_token_tables(pt: dict, label: str) -> str:
@@ -687,24 +716,32 @@ def per_token_tables(pt: dict, label: str) -> str:
               f"{_ci(d.get('concentration'), sign='+') if v != ref else '—'} | "
               f"{_ci(d.get('coverage'), sign='+') if v != ref else '—'} |\n")
     s += (f"\n**Fig. 4 analogue: per-token accuracy maps** ({label}). {FIG_DEFINITIONS['fig4']}. "
-          'Accuracy (%) over the token positions (the maps are in the figure).\n\n'
+          'Accuracy (%) over the token positions [95% bootstrap interval over images]; the best '
+          'and the worst position (picked on these images, so their intervals are optimistic); '
+          'the maps are in the figure.\n\n'
           '| classifier | mean | best position | worst position |\n|---|---:|---:|---:|\n')
     for v, m in pt['fig4']['maps'].items():
-        m = torch.tensor(m)
-        s += f'| {v} | {100 * m.mean():.1f} | {100 * m.max():.1f} | {100 * m.min():.1f} |\n'
+        if (sm := pt['fig4'].get('summary', {}).get(v)) is not None:
+            s += (f"| {v} | {_ci(sm['mean'])} | {_ci(sm['best'])} (p={sm['best']['position']}) "
+                  f"| {_ci(sm['worst'])} (p={sm['worst']['position']}) |\n")
+        else:  # a result from before the intervals
+            m = torch.tensor(m)
+            s += f'| {v} | {100 * m.mean():.1f} | {100 * m.max():.1f} | {100 * m.min():.1f} |\n'
     at = sorted({1, max(1, N // 4), max(1, N // 2), max(1, 3 * N // 4), N})
     s += (f"\n**Fig. 5 analogue: accuracy of the token at step k** ({label}). "
-          f"{FIG_DEFINITIONS['fig5']}. Accuracy (%).\n\n| classifier | "
+          f"{FIG_DEFINITIONS['fig5']}. Accuracy (%) [95% bootstrap interval over images].\n\n"
+          '| classifier | '
           + ' | '.join(f'k={k}' for k in at) + ' |\n|---|' + '---:|' * len(at) + '\n')
     for v, cv in pt['fig5']['curves'].items():
-        s += f'| {v} | {_at(cv, at)} |\n'
+        s += f"| {v} | {_at(cv, at, pt['fig5'].get('interval', {}).get(v))} |\n"
     dk = sorted({0, N // 4, N // 2, 3 * N // 4, N - 1})
     s += (f"\n**Fig. 8 analogue: discarding steps** ({label}). {FIG_DEFINITIONS['fig8']}. "
-          'Accuracy (%).\n\n| classifier | dropped | '
+          'Accuracy (%) [95% bootstrap interval over images].\n\n| classifier | dropped | '
           + ' | '.join(f'k={k}' for k in dk) + ' |\n|---|---|' + '---:|' * len(dk) + '\n')
     for v, cv in pt['fig8']['curves'].items():
         for mode in ('drop_first', 'drop_last'):
-            s += f"| {v} | {mode.replace('drop_', '')} k | {_at(cv[mode], dk)} |\n"
+            iv = pt['fig8'].get('interval', {}).get(v, {}).get(mode)
+            s += f"| {v} | {mode.replace('drop_', '')} k | {_at(cv[mode], dk, iv)} |\n"
     return s
 
 
@@ -792,8 +829,11 @@ def plot_order_maps(res: dict, n_examples: int | None = None) -> list:
             ax.set(xticks=[], yticks=[])
             ax.set_title(f'Fig. 4: {v}', fontsize=9)
         fig.colorbar(im, ax=axs[: len(acc_maps)], shrink=0.8)
+        band = lambda ax, cv, iv, ln: iv and ax.fill_between(  # noqa: E731 (its 95% interval)
+            [k for k, _ in cv], *zip(*iv), color=ln.get_color(), alpha=0.15, lw=0)
         for v, cv in pt['fig5']['curves'].items():
-            axs[-2].plot(*zip(*cv), label=v, lw=0.9)
+            (ln,) = axs[-2].plot(*zip(*cv), label=v, lw=0.9)
+            band(axs[-2], cv, pt['fig5'].get('interval', {}).get(v), ln)
         axs[-2].set(xlabel='step k', ylabel='accuracy')
         axs[-2].set_title('Fig. 5: the token at step k', fontsize=9)
         axs[-2].legend(fontsize=6)
@@ -801,12 +841,31 @@ def plot_order_maps(res: dict, n_examples: int | None = None) -> list:
             (ln,) = axs[-1].plot(*zip(*cv['drop_first']), label=f'{v}, drop first k', lw=0.9)
             axs[-1].plot(*zip(*cv['drop_last']), '--', color=ln.get_color(),
                          label=f'{v}, drop last k', lw=0.9)
+            for mode in ('drop_first', 'drop_last'):
+                band(axs[-1], cv[mode], pt['fig8'].get('interval', {}).get(v, {}).get(mode), ln)
         axs[-1].set(xlabel='k steps dropped')
         axs[-1].set_title('Fig. 8: discarding steps', fontsize=9)
         axs[-1].legend(fontsize=5)
-        fig.suptitle(label, fontsize=9)
+        fig.suptitle(f'{label}: Figs. 4, 5, 8 ({pt["images"]} images; bands: 95% intervals)',
+                     fontsize=9)
         figs.append(fig)
     return figs
+
+
+def save_order_figures(res: dict, out) -> list[Path]:
+    """`plot_order_maps` of `res` as PNG files under `out`: `orders_fig3_<label>.png` and
+    `orders_fig4_5_8_<label>.png` per analysed model. Returns the paths."""
+    import matplotlib.pyplot as plt
+
+    paths = []
+    figs = iter(plot_order_maps(res))
+    for label in res.get('per_token', {}):
+        for name in ('fig3', 'fig4_5_8'):
+            f, fig = Path(out) / f'orders_{name}_{label}.png', next(figs)
+            fig.savefig(f, dpi=110)
+            plt.close(fig)
+            paths.append(f)
+    return paths
 
 # %% ../nbs/07_experiments.ipynb 34
 def simulate_prefix_plan(steps: Tensor, stages) -> Tensor:

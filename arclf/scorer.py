@@ -19,7 +19,7 @@ __all__ = ['RULES', 'SPEED_ONLY', 'expand_classes', 'take', 'GenerativeClassifie
            'accuracy_ci', 'clf_settings', 'clf_configs', 'eval_key', 'data_digest', 'StaleEvaluation', 'key_diff',
            'part_files', 'evaluate', 'check_plan', 'prune', 'prune_evaluate', 'check_prefix_plan', 'prefix_prune',
            'to_positions', 'token_scores', 'false_classes', 'discriminative_map', 'map_stats', 'summarize_maps',
-           'token_accuracy_map', 'step_accuracy', 'drop_accuracy']
+           'token_hits', 'token_accuracy_map', 'step_accuracy', 'drop_accuracy']
 
 # %% ../nbs/03_scorer.ipynb 6
 def expand_classes(classes, B: int, device=None) -> Tensor:
@@ -981,30 +981,43 @@ def summarize_maps(maps: Tensor, top: float = 0.1, seed: int = 0) -> dict:
     return out
 
 # %% ../nbs/03_scorer.ipynb 57
+def token_hits(pos: Tensor, y_idx: Tensor) -> Tensor:
+    """Per image and position `[I, N]`: is the argmax over classes of that position's log-prob,
+    averaged over the orders of `pos` `[I, M, n, N]`, the true class (the hits behind Fig. 4)."""
+    return pos.mean(2).argmax(1) == y_idx[:, None]
+
+
 def token_accuracy_map(pos: Tensor, y_idx: Tensor) -> Tensor:
     """The paper's Fig. 4 map `[N]`: per position, the accuracy of the argmax over classes of that
     position's log-prob averaged over the orders of `pos` `[I, M, n, N]` (slice them for K)."""
-    return (pos.mean(2).argmax(1) == y_idx[:, None]).float().mean(0)
+    return token_hits(pos, y_idx).float().mean(0)
 
 # %% ../nbs/03_scorer.ipynb 58
-def step_accuracy(steps: Tensor, y_idx: Tensor, ks=None) -> list[tuple]:
+def _row(k, hit: Tensor, ci: bool) -> tuple:
+    "(k, accuracy) of hits `[I]`, with its 95% bootstrap interval over images if `ci`."
+    hit = hit.float()
+    return (k, hit.mean().item(), *bootstrap_ci(hit)) if ci else (k, hit.mean().item())
+
+
+def step_accuracy(steps: Tensor, y_idx: Tensor, ks=None, ci: bool = False) -> list[tuple]:
     """The paper's Fig. 5 curve: for each step k (1-based, default 1..N), the accuracy of the
     argmax over classes of the log-prob of the single token generated at step k of each order,
-    averaged over the orders of per-step `steps` `[I, M, n, N]`. Rows (k, accuracy)."""
+    averaged over the orders of per-step `steps` `[I, M, n, N]`. Rows (k, accuracy), or with `ci`
+    (k, accuracy, lo, hi): its 95% bootstrap interval over images."""
     N = steps.shape[-1]
     rows = []
     for k in ks or range(1, N + 1):
         if not 1 <= k <= N:
             raise ValueError(f'steps are numbered 1..{N}, got {k}')
-        hit = steps[..., k - 1].mean(-1).argmax(1) == y_idx
-        rows.append((k, hit.float().mean().item()))
+        rows.append(_row(k, steps[..., k - 1].mean(-1).argmax(1) == y_idx, ci))
     return rows
 
 # %% ../nbs/03_scorer.ipynb 59
-def drop_accuracy(steps: Tensor, y_idx: Tensor, ks=None, mode: str = 'drop_first') -> list[tuple]:
+def drop_accuracy(steps: Tensor, y_idx: Tensor, ks=None, mode: str = 'drop_first',
+                  ci: bool = False) -> list[tuple]:
     """The paper's Fig. 8 curves: for each k (default 0..N-1), the lower-bound accuracy when
     `'drop_first'` leaves out the first k steps of every order of `steps` `[I, M, n, N]`, or
-    `'drop_last'` the last k. Rows (k, accuracy)."""
+    `'drop_last'` the last k. Rows (k, accuracy), or with `ci` (k, accuracy, lo, hi)."""
     if mode not in ('drop_first', 'drop_last'):
         raise ValueError(f"mode must be 'drop_first' or 'drop_last', got {mode!r}")
     N = steps.shape[-1]
@@ -1013,6 +1026,5 @@ def drop_accuracy(steps: Tensor, y_idx: Tensor, ks=None, mode: str = 'drop_first
         if not 0 <= k < N:
             raise ValueError(f'k steps dropped must lie in [0, {N - 1}], got {k}')
         kept = steps[..., k:] if mode == 'drop_first' else steps[..., : N - k]
-        hit = kept.sum(-1).mean(-1).argmax(1) == y_idx
-        rows.append((k, hit.float().mean().item()))
+        rows.append(_row(k, kept.sum(-1).mean(-1).argmax(1) == y_idx, ci))
     return rows
