@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 from .core import (run_info, provenance, weights_path, default_device, model_meta,
                         trained_epochs)
-from .experiments import write_results, group_hits, paired_diff_ci, acc_cell, diff_cell
+from .experiments import (write_results, group_hits, paired_diff_ci, acc_cell, diff_cell,
+                               token_analyses, save_order_figures, per_token_tables)
 from .data import load_dataset, to_float
 from .scorer import RULES, accuracy_vs_n, accuracy_ci, bootstrap_ci, draw_samples
 from .classifiers import create_classifier
@@ -19,7 +20,7 @@ from .tokenizer_study import t_for_flip_rate, flip_rate
 
 # %% auto 0
 __all__ = ['RECIPE', 'VARIANTS', 'AUG_PAIRS', 'RULE_NAMES', 'RERUN', 'variant_file', 'classifier_flip_rate', 'ablations',
-           'report', 'plot_ablations']
+           'report', 'plot_ablations', 'fig8_tokenizers', 'fig8_markdown']
 
 # %% ../nbs/10_ablations.ipynb 5
 # the study's recipe (arclf.study.RECIPE), for an equal budget of 2 epochs per variant
@@ -555,3 +556,43 @@ def _plot_table3(ax, res: dict):
                     label=f"{k} ({rows[0]['codebook']} codes)")
     ax.axvspan(10, 42, color='0.9', zorder=0, label="the paper's regime")
     ax.legend(fontsize=8)
+
+# %% ../nbs/10_ablations.ipynb 23
+def fig8_tokenizers(variants=('base', 'vq_l'), specs: dict | None = None, n_per_class: int = 100,
+                    K: int = 5, seed: int = 0, out='results/ablations/fig8', runs='runs',
+                    device=None, root=None, progress: bool = True) -> dict:
+    """The paper's Fig. 8 for both tokenizers: `token_analyses` (notebook 07; Fig. 8: accuracy
+    with the first or last k steps of every order dropped) of the ablation `variants` (one recipe,
+    one tokenizer each; `specs`, default `VARIANTS`; trained when missing) with K orders, on
+    `n_per_class` test images per class. Writes `out`/fig8.json, fig8.md and the figures."""
+    specs = specs or VARIANTS
+    if bad := [v for v in variants if v not in specs]:
+        raise ValueError(f'unknown variants {bad}: use some of {list(specs)}')
+    files = {k: variant_file(k, specs[k], runs, device, progress, root) for k in variants}
+    ds = load_dataset('fashion_mnist', 'test', root, n_per_class=n_per_class)
+    res = dict(figure='Fig. 8', K=K, seed=seed, images=len(ds),
+               about={k: specs[k].get('about', '') for k in variants},
+               per_token={k: token_analyses(ds, str(f), None, None, (1, K), seed)
+                          for k, f in files.items()})
+    cmd = ('python -c "from arclf.ablations import fig8_tokenizers; '
+           f'fig8_tokenizers({tuple(variants)!r}, n_per_class={n_per_class}, K={K}, seed={seed})"')
+    if not out:
+        return res
+    Path(out).mkdir(parents=True, exist_ok=True)
+    rec = write_results(Path(out) / 'fig8.json', res, fig8_markdown, command=cmd)
+    save_order_figures(rec, out)
+    return rec
+
+
+def fig8_markdown(rec: dict) -> str:
+    "The report of `fig8_tokenizers`: each variant's per-token tables, Fig. 8 first."
+    s = (f"# Fig. 8 with both tokenizers: discarding the first or the last k steps\n\n"
+         f"{rec['images']} Fashion-MNIST test images, K = {rec['K']} orders (and K = 1), seed "
+         f"{rec['seed']}; the ablation variants (notebook 10), one recipe, one tokenizer each:\n\n")
+    for k, pt in rec['per_token'].items():
+        s += f"- `{k}`: {rec['about'][k]} ({pt['vocab_size']} codes, {pt['steps']} tokens)\n"
+    for k, pt in rec['per_token'].items():
+        t = per_token_tables(pt, k)
+        i = t.index('**Fig. 8 analogue')
+        s += f"\n## {k} ({pt['vocab_size']} codes)\n\n" + t[i:] + '\n' + t[:i]
+    return s + '\n' + provenance(rec['run_info']) + '\n'
