@@ -647,6 +647,8 @@ def _study_parsers(sub, F):
     st.add_argument('--out', help='report: the results folder (default: '
                     'results/training/<dataset>)')
     st.add_argument('--dataset', default='fashion_mnist', help='the dataset the curves are of')
+    st.add_argument('--carry', action='store_true', help='report: keep the curves of models whose '
+                    'runs are not in FOLDER from the report already in --out (and say so)')
     d = sub.add_parser(
         'diffusion',
         help='the diffusion study: scores, Table 7, Table 8 and Fig. 6 ' '(results/diffusion/)',
@@ -780,7 +782,7 @@ def _main(argv: list):
             for k, f in ship_models(a.folder, a.dataset, names, a.dest).items():
                 print(f'{k}: {f}')
             return None
-        r = study_report(a.folder, a.out, a.dataset)
+        r = study_report(a.folder, a.out, a.dataset, carry=a.carry)
         for k, v in r['status'].items():
             print(f'{k}: {v["why"]}')
         return r

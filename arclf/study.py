@@ -177,7 +177,9 @@ def study_markdown(rec: dict) -> str:
          f"Made by `{rec['command']}` from the curves that `arclf study train` wrote.\n"
          "Every model: the same recipe "
          f"(`{json.dumps(rec['recipe'])}`), on {held_out_words(rec['curves'])}.\n\n"
-         '| model | status | last point: accuracy % (95% CI) |\n|---|---|---|\n')
+         + (f"Carried over from the report this one replaces (their runs were not under the "
+            f"folder read): {', '.join(rec['carried'])}.\n\n" if rec.get('carried') else '')
+         + '| model | status | last point: accuracy % (95% CI) |\n|---|---|---|\n')
     for name, st in rec['status'].items():
         acc = (f"{100 * st['acc']:.1f} ({100 * st['lo']:.1f}-{100 * st['hi']:.1f}) at "
                f"{st['epochs']:.2f} epochs" if st['points'] else '-')
@@ -208,23 +210,39 @@ def _rel(p) -> str:
         return str(p)
 
 
-def study_report(folder, out=None, dataset: str = 'fashion_mnist', names=None) -> dict:
+def study_report(folder, out=None, dataset: str = 'fashion_mnist', names=None,
+                 carry: bool = False) -> dict:
     """Read the curves under `folder` and write `out` (default `results/training/<dataset>`)
-    /curves.json, README.md and curves.png."""
+    /curves.json, README.md and curves.png. With `carry`, the models whose runs are not under
+    `folder` (a study spread over machines or sessions) keep their curves from the report already
+    in `out`, and the report says which were carried over."""
     curves = read_curves(folder, names)
-    if not curves:
+    out = Path('results/training') / dataset if out is None else Path(out)
+    carried, prev_rows = {}, {}
+    if carry and (out / 'curves.json').is_file():
+        prev = read_results(out / 'curves.json')
+        carried = {k: c for k, c in prev['curves'].items()
+                   if k not in curves and (names is None or k in names)}
+        prev_rows = {r['model']: r for r in prev.get('compute', [])}
+    if not curves and not carried:
         raise FileNotFoundError(f'no learning curves (<model>.json) under {folder}: run '
                                 '`arclf study train MODEL` first')
-    out = Path('results/training') / dataset if out is None else Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cmd = f'arclf study report {_rel(folder)} --out {_rel(out)}'
     if dataset != 'fashion_mnist':  # the command's default
         cmd += f' --dataset {dataset}'
+    if carry:
+        cmd += ' --carry'
+    order = [k for k in STUDY if k in curves or k in carried]
+    order += [k for k in {**curves, **carried} if k not in order]
+    every = {k: curves[k] if k in curves else carried[k] for k in order}
+    fresh = {r['model']: r for r in compute_rows(curves, folder)}
     rec = dict(dataset=dataset, recipe=RECIPE, command=cmd, runs=_rel(Path(folder).parent),
-               curves=curves,
-               status={k: curve_status(c) for k, c in curves.items()},
-               compute=compute_rows(curves, folder))
-    plot_curves(curves, out / 'curves.png', title=dataset)
+               curves=every, carried=sorted(carried),
+               status={k: curve_status(c) for k, c in every.items()},
+               compute=[fresh.get(k) or prev_rows.get(k) or compute_rows({k: every[k]})[0]
+                        for k in order])
+    plot_curves(every, out / 'curves.png', title=dataset)
     return write_results(out / 'curves.json', rec, study_markdown, command=cmd,
                          md_path=out / 'README.md')
 
