@@ -159,10 +159,11 @@ def held_out_words(curves: dict) -> str:
         h = c.get('held_out')
         k = (h['split'], h['images'], h['digest']) if h else None
         groups.setdefault(k, []).append(name)
-    if None not in groups and len(groups) == 1:
-        (split, n, dig), = groups
-        return (f'the same images: held out, a {split} draw of {n:,} training images '
-                f'(digest {dig})')
+    if len(groups) == 1:
+        (k,) = groups
+        return (f'the same images: held out, a {k[0]} draw of {k[1]:,} training images '
+                f'(digest {k[2]})' if k else 'held-out images that these runs did not record '
+                '(runs from before arclf recorded them)')
     parts = [f"{', '.join(v)}: a {k[0]} draw of {k[1]:,} (digest {k[2]})"
              for k, v in groups.items() if k is not None]
     if None in groups:
@@ -174,6 +175,8 @@ def held_out_words(curves: dict) -> str:
 
 def study_markdown(rec: dict) -> str:
     s = (f"# Learning curves: {rec['dataset']}, the study's four models under one recipe\n\n"
+         "The models behind the small-scale Tables 1 and 2 and Fig. 6 (the paper trains at full "
+         "scale and shows no learning curves).\n\n"
          f"Made by `{rec['command']}` from the curves that `arclf study train` wrote.\n"
          "Every model: the same recipe "
          f"(`{json.dumps(rec['recipe'])}`), on {held_out_words(rec['curves'])}.\n\n"
