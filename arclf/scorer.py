@@ -677,7 +677,11 @@ def evaluate(
 ) -> dict:
     """Score `data` (an `ImageSet`, a tuple `(images, labels)`, or a folder read lazily such as
     `ImageFolderSet`) with `n` shared samples per image. Returns dict(scores [I, M, n], y [I],
-    classes [M], seconds, seconds_per_image, forwards_per_image)."""
+    classes [M], seconds, seconds_per_image, forwards_per_image). `limit`: only the first images,
+    as stored (a set stored class by class then holds few classes: for a class-balanced subset use
+    `ImageSet.subset` or `balanced_order`, notebook 00). With `out`, finished images are kept there
+    every `save_every` batches: a later run of the same evaluation (classifier, samples, seed,
+    candidates, images, `key`) resumes from them, and any other is refused (`StaleEvaluation`)."""
     if bs < 1:
         raise ValueError(f'bs (images per batch) must be at least 1, got {bs}')
     if n < 1:
