@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export ARCLF_DATA="${ARCLF_DATA:-$(cd .. && pwd)/shared/data}" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 export MPLBACKEND=Agg PYTHONWARNINGS=ignore
-steps=${STEPS:-demo orders prefix reproduce ablations diffusion cifar10 findings}
+steps=${STEPS:-demo orders prefix reproduce ablations fig8 diffusion cifar10 findings}
 run() { echo "== $(date -u +%H:%M:%S) $*"; "$@"; }
 for s in $steps; do
   case $s in
@@ -20,6 +20,20 @@ for s in $steps; do
       run torchrun --standalone --nproc_per_node 2 -m arclf.cli reproduce --plan cpu --datasets fashion_mnist ;;
     ablations)                                  # Tables 3, 4, 5: 4 variants trained 2 epochs, 2 processes
       run torchrun --standalone --nproc_per_node 2 -m arclf.cli ablations --threads 1 ;;
+    fig8)                                       # Fig. 8 with both tokenizers: the ablations' base and vq_l, 1,000 images
+      run python -c "from arclf.ablations import fig8_tokenizers; fig8_tokenizers()" ;;
+    fmnist-study)                               # the Fashion-MNIST DiT and SiT, on from their checkpoints (not in the
+      # default steps): each stops when converged, or where you stop it (SIGTERM; it resumes exactly, about 1.5 s a
+      # step with both at once); then the report, which keeps the AR models' curves of the earlier runs (--carry)
+      pids=""
+      for m in dit sit; do
+        run arclf study train "$m" --log-every 100 &
+        pids="$pids $!"
+      done
+      ok=1
+      for p in $pids; do wait "$p" || ok=0; done
+      [ "$ok" = 1 ] || { echo "small_scale.sh: a Fashion-MNIST study run failed" >&2; exit 1; }
+      run arclf study report runs/study/fashion_mnist --out results/training/fashion_mnist --carry ;;
     diffusion)                                  # Tables 7, 8, Fig. 6 (RandAR vs DiT/SiT), the diagnosis, 1,000 images
       for k in dit sit; do
         run arclf diffusion eval --kind $k --n-per-class 100 --n 32 --threads 2
@@ -45,7 +59,8 @@ for s in $steps; do
       run arclf study report runs/study/cifar10 --out results/training/cifar10 --dataset cifar10
       run torchrun --standalone --nproc_per_node 2 -m arclf.cli reproduce --plan cpu --datasets cifar10 ;;
     findings) run arclf study findings ;;
-    *) echo "small_scale.sh: unknown step $s (demo orders prefix reproduce ablations diffusion cifar10 findings)" >&2
+    *) echo "small_scale.sh: unknown step $s (demo orders prefix reproduce ablations fig8 fmnist-study diffusion" \
+         "cifar10 findings)" >&2
        exit 2 ;;
   esac
 done
