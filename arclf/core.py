@@ -82,8 +82,8 @@ def slow_enabled() -> bool:
 @functools.cache
 def code_state() -> tuple:
     """`(git revision, uncommitted changes?)` of arclf's own repository (`(None, None)` outside
-    one), read once per process: a long run's results name the code it started with, even if a
-    commit lands while it runs (the CLI reads it as it starts)."""
+    one), read once per process, as `arclf.core` is imported: a long run's results name the code
+    it was loaded from, even if a commit lands while it runs."""
     import subprocess
 
     def git(*args):
@@ -97,6 +97,9 @@ def code_state() -> tuple:
         return rev, (bool(git('status', '--porcelain', '--untracked-files=no')) if rev else None)
     except Exception:
         return None, None
+
+
+code_state()  # now: the code this process imported, not what the repository holds when it ends
 
 
 def run_info(command: str | None = None) -> dict:
@@ -123,6 +126,8 @@ def run_info(command: str | None = None) -> dict:
     )
     if torch.cuda.is_available():
         info.update(gpu=torch.cuda.get_device_name(), cuda=torch.version.cuda)
+    if hasattr(os, 'getloadavg'):  # how busy the machine was: timings on a shared CPU depend on it
+        info['load'] = [round(v, 2) for v in os.getloadavg()]  # 1, 5, 15 minutes
     try:
         cpu = next(
             l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')
@@ -137,9 +142,11 @@ def run_info(command: str | None = None) -> dict:
 # %% ../nbs/00_core.ipynb 15
 def provenance(info: dict) -> str:
     "`run_info` as the one line a results file ends with."
+    load = (f", load {info['load'][1]:g} (5-minute average)"
+            if info.get('load') and not info.get('gpu') else '')
     return (
         f"Made by `{info.get('command')}` at git {info.get('git_rev')}, "
-        f"torch {info.get('torch')}, {info.get('hardware')}, {info.get('date')}."
+        f"torch {info.get('torch')}, {info.get('hardware')}{load}, {info.get('date')}."
     )
 
 # %% ../nbs/00_core.ipynb 18
