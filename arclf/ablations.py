@@ -590,7 +590,7 @@ def fig8_markdown(rec: dict) -> str:
          f"{rec['images']} Fashion-MNIST test images, K = {rec['K']} orders (and K = 1), seed "
          f"{rec['seed']}; the ablation variants (notebook 10), one recipe, one tokenizer each:\n\n")
     for k, pt in rec['per_token'].items():
-        s += f"- `{k}`: {rec['about'][k]} ({pt['vocab_size']} codes, {pt['steps']} tokens)\n"
+        s += f"- `{k}`: {rec['about'][k]}; tokenizer {pt['tokenizer']}, {pt['steps']} tokens\n"
     for k, pt in rec['per_token'].items():
         t = per_token_tables(pt, k)
         i = t.index('**Fig. 8 analogue')
