@@ -245,7 +245,9 @@ def study_report(folder, out=None, dataset: str = 'fashion_mnist', names=None,
                status={k: curve_status(c) for k, c in every.items()},
                compute=[fresh.get(k) or prev_rows.get(k) or compute_rows({k: every[k]})[0]
                         for k in order])
-    plot_curves(every, out / 'curves.png', title=dataset)
+    import matplotlib.pyplot as plt
+
+    plt.close(plot_curves(every, out / 'curves.png', title=dataset))  # written, not shown
     return write_results(out / 'curves.json', rec, study_markdown, command=cmd,
                          md_path=out / 'README.md')
 
