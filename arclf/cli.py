@@ -559,6 +559,8 @@ def _experiment_parsers(sub, F):
     o.add_argument('--n-maps', type=count(), default=None,
                    help='images of the per-token analyses, Figs. 3-5 and 8 (default: all)')
     o.add_argument('--seed', type=int, default=0, help='seeds the orders of every image')
+    o.add_argument('--maps-only', action='store_true', help='compute only the per-token analyses '
+                   'again, into the orders.json already in --out (the rest is kept)')
     o.add_argument('--out', default='results/scorer', help='results folder')
     o.add_argument('--threads', type=count(), help='CPU threads')
     g = sub.add_parser(
@@ -891,7 +893,8 @@ def _experiment(a):
         if bad := [k for k in a.ks if k > a.K]:
             raise ValueError(f'--ks {bad}: a budget is at most --K {a.K} orders')
         check_out(Path(a.out) / 'orders.json', replace_ok=True)  # writable, before any work
-        order_experiment(a.n_per_class, a.K, a.ks, a.n_maps, a.seed, out=a.out)
+        order_experiment(a.n_per_class, a.K, a.ks, a.n_maps, a.seed, out=a.out,
+                         maps_only=a.maps_only)
         print(f'wrote {a.out}/orders.json, orders.md')
     elif a.cmd == 'eval':
         from arclf.experiments import run_eval

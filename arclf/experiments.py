@@ -584,12 +584,44 @@ def order_experiment(
     map_ks=(1, 5, 20),
     map_models: dict | None = None,
     n_examples: int = 4,
+    maps_only: bool = False,
 ) -> dict:
     """Tables 1 and 5 (`model` with K orders, `raster_model`), the paper's Figs. 3, 4, 5 and 8
     (`token_analyses` of each `label: (random-order model, raster model or None)` of `map_models`,
     default `model` and `raster_model`, with the orders of `map_ks` capped at K) and pruning
-    trade-offs at small scale; writes `out`/orders.json."""
+    trade-offs at small scale; writes `out`/orders.json. With `maps_only`, only the per-token
+    analyses are computed again, into the `out`/orders.json already there (it must be of the same
+    dataset, model, images, K and seed); the rest is kept and the file names both runs."""
     ds = load_dataset(dataset, 'test').subset(n_per_class)
+    mks = sorted({min(int(k), K) for k in map_ks})
+    maps = f'--n-maps {n_maps} ' if n_maps else ''  # (default: every image)
+    defaults = (dataset, model, raster_model, plans, tuple(map_ks), map_models, n_examples) == (
+        'fashion_mnist', 'randar_fmnist', 'randar_fmnist_raster',
+        ORDER_PLANS, (1, 5, 20), None, 4)
+    cmd = (  # the CLI runs the shipped pair; anything else is a Python call
+        f'arclf orders --n-per-class {n_per_class} --K {K} --ks {",".join(map(str, ks))} '
+        f'{maps}--seed {seed} --out {out}' + (' --maps-only' if maps_only else '') if defaults else
+        'python -c "from arclf.experiments import order_experiment; '
+        f'order_experiment({n_per_class}, {K}, ks={tuple(ks)!r}, n_maps={n_maps}, seed={seed}, '
+        f'dataset={dataset!r}, model={model!r}, raster_model={raster_model!r}, plans={plans!r}, '
+        f'map_ks={tuple(map_ks)!r}, map_models={map_models!r}, n_examples={n_examples}, '
+        f'maps_only={maps_only})"'
+    )
+
+    def per_token():  # the paper's per-token analyses (Figs. 3, 4, 5, 8) of every model pair
+        return {label: token_analyses(ds, m, rm, n_maps, mks, seed, n_examples)
+                for label, (m, rm) in (map_models or {model: (model, raster_model)}).items()}
+
+    if maps_only:
+        res = read_results(Path(out) / 'orders.json')
+        asked = dict(dataset=dataset, model=model, images=len(ds), K=K, seed=seed)
+        if bad := {k: (res.get(k), v) for k, v in asked.items() if res.get(k) != v}:
+            raise ValueError(f'{out}/orders.json is of another run ({bad}: stored, asked): run it '
+                             'whole, without maps_only')
+        res = dict(res, per_token=per_token(), per_token_run=run_info(cmd))
+        rec = write_results(Path(out) / 'orders.json', res, order_tables(res))
+        save_order_figures(rec, out)
+        return rec
     clf = create_classifier(model)
     r = evaluate(clf, ds, K, seed=seed)
     s, c, y = r['scores'], r['classes'], r['y']
@@ -624,12 +656,7 @@ def order_experiment(
     ]
     ident = evaluate(create_classifier(model, raster=True), ds, 1, seed=seed, progress=False)
     res['random_model_identity_order'] = accuracy(ident['scores'], ident['classes'], ident['y'])
-    # the paper's per-token analyses (Figs. 3, 4, 5, 8) of every model pair
-    mks = sorted({min(int(k), K) for k in map_ks})
-    res['per_token'] = {
-        label: token_analyses(ds, m, rm, n_maps, mks, seed, n_examples)
-        for label, (m, rm) in (map_models or {model: (model, raster_model)}).items()
-    }
+    res['per_token'] = per_token()
     # adaptive pruning: accuracy and forwards per image against full scoring with K orders
     full = accuracy_ci(s, c, y)
     res['pruning'] = [dict(schedule='full', acc=full['acc'], lo=full['lo'], hi=full['hi'],
@@ -646,18 +673,6 @@ def order_experiment(
                 forwards=p['forwards_per_image'],
             )
         )
-    defaults = (dataset, model, raster_model, plans, tuple(map_ks), map_models, n_examples) == (
-        'fashion_mnist', 'randar_fmnist', 'randar_fmnist_raster',
-        ORDER_PLANS, (1, 5, 20), None, 4)
-    maps = f'--n-maps {n_maps} ' if n_maps else ''  # (default: every image)
-    cmd = (  # the CLI runs the shipped pair; anything else is a Python call
-        f'arclf orders --n-per-class {n_per_class} --K {K} --ks {",".join(map(str, ks))} '
-        f'{maps}--seed {seed} --out {out}' if defaults else
-        'python -c "from arclf.experiments import order_experiment; '
-        f'order_experiment({n_per_class}, {K}, ks={tuple(ks)!r}, n_maps={n_maps}, seed={seed}, '
-        f'dataset={dataset!r}, model={model!r}, raster_model={raster_model!r}, plans={plans!r}, '
-        f'map_ks={tuple(map_ks)!r}, map_models={map_models!r}, n_examples={n_examples})"'
-    )
     if out:
         rec = write_results(Path(out) / 'orders.json', res, order_tables(res), command=cmd)
         save_order_figures(rec, out)
@@ -781,6 +796,9 @@ def order_tables(res: dict) -> str:
     for p in res['pruning']:
         s += f"| {p['schedule']} | {p['forwards']:.1f} | {acc_cell(p)} |\n"
     if 'per_token' in res:
+        if run := res.get('per_token_run'):  # computed again on their own (`maps_only`)
+            s += ('\n*The per-token analyses below were computed again on their own: '
+                  + provenance(run) + ' The tables above come from the run named at the end.*\n')
         for label, pt in res['per_token'].items():
             s += '\n' + per_token_tables(pt, label)
     elif 'maps' in res:
