@@ -8,7 +8,7 @@ import argparse, inspect, json, os, sys
 from pathlib import Path
 import torch
 import arclf
-from .core import list_models, model_spec, model_meta, code_state
+from .core import list_models, model_spec, model_meta
 from .data import summary, SHIFTS, IMAGENET_VARIANTS
 from .classifiers import ALIASES, load_model
 from .var import VAR
@@ -728,7 +728,6 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None):
     """The `arclf` command. Errors a user can fix (missing data or weights, bad arguments) print one
     line and exit 2."""
-    code_state()  # the revision its results will name: the code as it starts, not as it ends
     try:
         _main(sys.argv[1:] if argv is None else list(argv))
         return 0  # a console script exits with main()'s value: never an object
