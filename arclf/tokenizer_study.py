@@ -16,6 +16,7 @@ from arclf.core import (
     seed_everything,
     create_model,
     num_params,
+    provenance,
 )
 from .data import to_float, load_dataset, show_images, balanced_order
 from .tokenizer import VQModel, encode_dataset
@@ -26,7 +27,7 @@ from .scorer import image_generator
 # %% auto 0
 __all__ = ['latent_noise_table', 'latent_draws', 'draws_flip_rate', 'flip_rate', 't_for_flip_rate', 'FeatureNet',
            'train_feature_net', 'features', 'frechet_distance', 'plot_recons', 'plot_latent_noise',
-           'evaluate_tokenizers']
+           'latent_noise_markdown', 'evaluate_tokenizers']
 
 # %% ../nbs/07a_tokenizer_study.ipynb 5
 @torch.no_grad()
@@ -266,11 +267,32 @@ def plot_latent_noise(tables: dict, title: str = ''):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/07a_tokenizer_study.ipynb 20
+# %% ../nbs/07a_tokenizer_study.ipynb 21
+def latent_noise_markdown(rec: dict) -> str:
+    "The Table 3 (tokenizer side) report of one `latent_noise_<dataset>.json` record."
+    ds, n = rec['dataset'], rec['n_eval']
+    out = [f'# Table 3, tokenizer side: latent noise on {ds} ({n} test images)', '',
+           'Noisy latents (1 - t) z + t ε before quantization, ε seeded; *flipped* is the fraction '
+           'of token ids that change. Rows with a target were calibrated to that flip rate on '
+           f'these images (`t_for_flip_rate`): the paper\'s regime is 10-42% flipped. FD: the '
+           'Fréchet distance of a small CNN\'s features to the real images (not rFID); two '
+           f"halves of the test set give {rec['fd_real_vs_real']:.2f}.", '']
+    for p, rows in rec['tables'].items():
+        out += [f'**{p}**', '', '| t | target flipped | flipped | PSNR (dB) | FD |',
+                '|---:|---:|---:|---:|---:|']
+        for r in rows:
+            tgt = f"{r['target']:.0%}" if 'target' in r else ''
+            fd = f"{r['fd']:.2f}" if 'fd' in r else '-'
+            out.append(f"| {r['t']:.4f} | {tgt} | {r['flipped']:.1%} | {r['psnr']:.2f} | {fd} |")
+        out.append('')
+    return '\n'.join(out) + '\n' + provenance(rec['run_info']) + '\n'
+
+# %% ../nbs/07a_tokenizer_study.ipynb 23
 def evaluate_tokenizers(
     presets=('vq_fmnist_s', 'vq_fmnist_l'),
     n_eval: int = 5000,
     ts=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5),
+    flips=(0.1, 0.2, 0.3, 0.42),
     out_dir='results/tokenizer',
     seed: int = 0,
     command: str = '',
@@ -309,7 +331,14 @@ def evaluate_tokenizers(
             t0 = time.time()
             encode_dataset(m, test.x)
             met['encode_test_set_seconds'] = round(time.time() - t0, 2)
-            tables[p] = latent_noise_table(m, x, ts, seed=seed, feature_net=net)
+            # the paper states its regime as flipped tokens (10-42%), which one t reaches at very
+            # different levels for two codebooks: add the t of each target, calibrated per tokenizer
+            cal = {t_for_flip_rate(m, x, f, seed=seed): f for f in flips}
+            grid = sorted({float(t) for t in ts} | set(cal))
+            tables[p] = latent_noise_table(m, x, grid, seed=seed, feature_net=net)
+            for r in tables[p]:
+                if r['t'] in cal:
+                    r['target'] = cal[r['t']]
             rec = dict(
                 preset=p,
                 dataset=ds,
@@ -326,7 +355,7 @@ def evaluate_tokenizers(
             write_results(out_dir / f'{p}.json', rec, command=cmd)
             res[p] = rec
         rec = dict(dataset=ds, n_eval=len(x), seed=seed, fd_real_vs_real=floor, tables=tables)
-        write_results(out_dir / f'latent_noise_{ds}.json', rec, command=cmd)
+        write_results(out_dir / f'latent_noise_{ds}.json', rec, latent_noise_markdown, cmd)
         _save_fig(
             plot_latent_noise(
                 tables,
