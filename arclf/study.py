@@ -535,7 +535,28 @@ def _ablation_rows(f: Path) -> list[dict]:
                         f"flipped vs {100 * y['acc']:.1f}")
         r['note'] = '; '.join(note)
         add(r, table='Table 3', variant='vq_l', target=top)
+        pl, ps = (next((p for p in paired if p.get('table') == 'Table 3' and p.get('target') == top
+                        and p.get('variant') == v), None) for v in ('vq_l', 'base'))
+        if pl and ps:
+            rows.append(_contrast_row(pl, ps, flips['vq_l', top], flips['base', top], str(f),
+                                      trained('vq_l', 'base')))
     return rows
+
+
+def _contrast_row(pl: dict, ps: dict, al: dict, as_: dict, source: str, training: str) -> dict:
+    """Table 3's contrast: the large codebook's paired change at a flip rate (`pl`, a bootstrap
+    over the same images) minus the small one's (`ps`); their intervals combine as independent."""
+    z = 1.96
+    se = math.hypot((pl['hi'] - pl['lo']) / (2 * z), (ps['hi'] - ps['lo']) / (2 * z))
+    d = pl['diff'] - ps['diff']
+    lo, hi = d - z * se, d + z * se
+    top = f"{100 * pl['target']:.0f}% flipped"
+    return dict(claim=f'the small codebook loses more to token flips than the large ({top})',
+                ref='Table 3', a=f"{al['codebook']} codes: change at {top}", acc_a=pl['diff'],
+                b=f"{as_['codebook']} codes", acc_b=ps['diff'], images=al['images'], diff=d,
+                lo=lo, hi=hi, verdict=verdict(lo, hi), source=source, training=training,
+                note='the difference of two paired changes (each a bootstrap over the same '
+                     'images), their intervals combined as independent')
 
 
 def _diffusion_rows(folder: Path) -> list[dict]:
@@ -663,6 +684,63 @@ def _orders_rows(f: Path) -> list[dict]:
     return rows
 
 
+def _drop_row(pt: dict, key: str, ds: str, what: str, source: str, training: str) -> dict:
+    """Fig. 8 of one per-token analysis `pt` (`token_analyses`), at its largest K: the accuracy with
+    the last k steps of every order dropped against the first k dropped, k = 3/4 of the steps."""
+    curves = pt['fig8']['curves'][key]
+    k = 3 * pt['steps'] // 4
+    a, b = (dict(curves[side])[k] for side in ('drop_last', 'drop_first'))
+    n = pt['images']
+    return _row(f'dropping the first steps costs more than dropping the last ({ds}, {what})',
+                'Fig. 8', (f'last {k} of {pt["steps"]} steps dropped', a),
+                (f'first {k} dropped', b), n, n, source, training,
+                note=f'{key} orders; same images, unpaired interval (wider)')
+
+
+def _per_token_rows(f: Path, f8: Path | None = None, fa: Path | None = None) -> list[dict]:
+    """Figs. 3, 5 and 8 from the order study's per-token analyses (`arclf orders`), and Fig. 8 for
+    both tokenizers from `f8` (`fig8_tokenizers`, the ablation variants of `fa`): the paper reads
+    the per-token maps as 'the average over orders gives a more comprehensive signal than one
+    order' (Fig. 3), 'the class is read from the first steps' (Fig. 5) and 'dropping the first
+    steps hurts, dropping the last does not' (Fig. 8)."""
+    d = read_results(f)
+    rows = []
+    ds, shipped = d['dataset'], _training(d, d.get('epochs'))
+    for pt in (d.get('per_token') or {}).values():
+        f3, big = pt['fig3'], f"K={max(pt['map_ks'])}"
+        c, p = f3['summary'], f3['vs']['diffs'].get('K=1', {}).get('concentration')
+        if p and big in c and 'K=1' in c:
+            cov = ', '.join(f"{k} {100 * c[k]['coverage']['mean']:.1f}%" for k in c)
+            rows.append(_paired(_row(
+                f'averaging orders spreads the discriminative evidence ({ds})', 'Fig. 3',
+                ('one order: share of the margin in the top 10% of positions',
+                 c['K=1']['concentration']['mean']), (big, c[big]['concentration']['mean']),
+                pt['images'], pt['images'], str(f), shipped,
+                note=f"raster {100 * c.get('raster', c['K=1'])['concentration']['mean']:.1f}; "
+                     f'positions with a positive margin: {cov}; part of the fall is averaging '
+                     'out per-order noise, which these numbers do not separate'), p))
+        curve = dict(pt['fig5']['curves'].get(big, []))
+        if curve:
+            last = max(curve)
+            rows.append(_row(f'the class is read from the first steps ({ds})', 'Fig. 5',
+                             ('the token at step 1', curve[1]),
+                             (f'the token at step {last}', curve[last]), pt['images'],
+                             pt['images'], str(f), shipped,
+                             note=f'{big} orders; same images, unpaired interval (wider)'))
+        if big in pt['fig8']['curves']:
+            rows.append(_drop_row(pt, big, ds, f"{pt['vocab_size']} codes", str(f), shipped))
+    if f8 is not None and f8.exists():
+        d8 = read_results(f8)
+        variants = read_results(fa).get('variants', {}) if fa is not None and fa.exists() else {}
+        for name, pt in d8['per_token'].items():
+            key = f"K={max(pt['map_ks'])}"
+            ep = variants.get(name, {}).get('epochs')
+            training = f'{_ep(ep)} epoch(s)' if ep is not None else _training(d8)
+            rows.append(_drop_row(pt, key, d8.get('dataset', ds),
+                                  f"{pt['vocab_size']} codes, {name}", str(f8), training))
+    return rows
+
+
 def _wilds_rows(f: Path) -> list[dict]:
     """The spurious-correlation analogue of the paper's WILDS experiment (`arclf wilds`): RandAR
     against the ERM ViT on the minority groups, paired over the same images. The worst group gets
@@ -688,6 +766,8 @@ def findings(root='results') -> list[dict]:
     rows = []
     if (root / 'scorer/orders.json').exists():
         rows += _orders_rows(root / 'scorer/orders.json')
+        rows += _per_token_rows(root / 'scorer/orders.json', root / 'ablations/fig8/fig8.json',
+                                root / 'ablations/results.json')
     if (root / 'reproduce/cpu/results.json').exists():
         rows += _reproduce_rows(root / 'reproduce/cpu/results.json')
     if (root / 'ablations/results.json').exists():
