@@ -356,8 +356,10 @@ def scorer_markdown(rec: dict) -> str:
     if s:
         notes.append(
             f"RandAR-L {s['randar_l_s_per_image']:.4g} s/image vs DiT-XL/2 "
-            f"{s['dit_xl2_s_per_image']:.4g} s/image (projected, this run): RandAR-L is "
-            f"{s['dit_over_randar']:.2f}× faster."
+            f"{s['dit_xl2_s_per_image']:.4g} s/image (projected, this run): the cost of the "
+            f"two protocols per image, {s['dit_over_randar']:.2f}× apart. Throughput only: "
+            'these weights are random, so this is no speed ratio at matched accuracy (the '
+            "paper's Fig. 6 is; at small scale see `results/reproduce`)."
         )
     t = rec['target']
     got = 'not applicable here' if t['met'] is None else (
