@@ -403,7 +403,7 @@ def report(res: dict) -> str:
         'variant and rule. Top-1 accuracy, %, mean ± std over disjoint groups of orders '
         '[95% bootstrap interval over images, where the run stored one].',
         '',
-        '## Variants',
+        '## Variants (the models the tables below compare)',
         '',
         '| variant | tokens | codebook | tokenizer PSNR (dB) | train noise t | trained (s) |',
         '|---|---|---:|---:|---:|---:|',
@@ -433,7 +433,7 @@ def report(res: dict) -> str:
             )
     s += [
         '',
-        f'## Tokenizers (lower bound, K = {K})',
+        f'## Tokenizers: the two codebooks of Tables 3 and 4 (lower bound, K = {K})',
         '',
         '| variant | codebook | accuracy [95% CI] |',
         '|---|---:|---:|',

@@ -4,10 +4,10 @@
 
 # %% ../nbs/07b_diffusion_study.ipynb 2
 from __future__ import annotations
-import json
+import json, math
 from pathlib import Path
 import torch
-from .core import run_info, atomic_save, atomic_write_text, state_digest, trained_epochs
+from .core import run_info, provenance, atomic_save, atomic_write_text, state_digest, trained_epochs
 from .data import load_dataset
 from .diffusion import DDPMSchedule, FlowSchedule, WEIGHTINGS, weighting
 from .scorer import (evaluate, accuracy, accuracy_ci, accuracy_vs_n, eval_key, data_digest,
@@ -431,26 +431,36 @@ def diagnosis(out=RESULTS, curves='results/training/fashion_mnist/curves.json') 
                          command='arclf diffusion diagnose')
 
 
+def _ci(acc: float, n: int) -> str:
+    "An accuracy with its 95% interval, the normal approximation over `n` images."
+    h = 1.96 * math.sqrt(acc * (1 - acc) / n)
+    return f'{100 * acc:.1f} [{100 * (acc - h):.1f}, {100 * (acc + h):.1f}]'
+
+
 def diagnosis_markdown(rec: dict) -> str:
-    s = ('# What limits the small diffusion classifiers: the evidence\n\nNoise level: 0 is the '
+    s = ('# What limits the small diffusion classifiers: the evidence (beyond the paper; behind '
+         'Table 8 and the diffusion side of Fig. 6)\n\nNoise level: 0 is the '
          "image, 1000 pure noise (DiT's t; 1000·(1 − τ) for SiT). A band's accuracy sums the "
-         'constant-weight scores of its timesteps only.\n\n')
+         'constant-weight scores of its timesteps only. Brackets: 95% intervals (the normal '
+         'approximation over the images).\n\n')
     for kind, m in rec['models'].items():
-        b = m['best_single']
-        s += (f"**{kind}** ({m['images']} test images, {m['samples']} timesteps): all timesteps "
-              f"{100 * m['all']:.1f}%; the best single timestep (noise level {b['t']:.0f}) "
-              f"{100 * b['acc']:.1f}%.\n\n| noise level in | timesteps | accuracy % |\n"
+        b, n = m['best_single'], m['images']
+        s += (f"**{kind}** ({n} test images, {m['samples']} timesteps): all timesteps "
+              f"{_ci(m['all'], n)}%; the best single timestep (noise level {b['t']:.0f}) "
+              f"{_ci(b['acc'], n)}%.\n\n| noise level in | timesteps | accuracy % |\n"
               '|---|---:|---:|\n')
         for r in m['bands']:
-            s += f"| [{r['lo']}, {r['hi']}) | {r['n']} | {100 * r['acc']:.1f} |\n"
+            s += f"| [{r['lo']}, {r['hi']}) | {r['n']} | {_ci(r['acc'], n)} |\n"
         s += '\n'
     if 'fig6' in rec:
-        s += '**Accuracy vs timesteps per class** (Fig. 6): '
-        s += '; '.join(f"{k}: " + ', '.join(f"{n}: {100 * a:.1f}" for n, a in v[-3:])
+        n = min(m['images'] for m in rec['models'].values())
+        s += f'**Accuracy vs timesteps per class** (Fig. 6, {n} test images): '
+        s += '; '.join(f"{k}: " + ', '.join(f"{t}: {_ci(a, n)}" for t, a in v[-3:])
                        for k, v in rec['fig6'].items()) + '\n\n'
     if 'curves' in rec:
         s += (f"**Learning curves** (`{rec['curves_file']}`, held-out images; epochs: "
-              'accuracy %)\n\n')
+              'accuracy % [95% bootstrap interval])\n\n')
         for k, v in rec['curves'].items():
-            s += f"- {k}: " + ', '.join(f"{e:.2f}: {100 * a:.1f}" for e, a, _, _ in v) + '\n'
-    return s
+            s += f"- {k}: " + ', '.join(f"{e:.2f}: {100 * a:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+                                        for e, a, lo, hi in v) + '\n'
+    return s + ('\n' + provenance(rec['run_info']) + '\n' if 'run_info' in rec else '')

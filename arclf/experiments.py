@@ -358,7 +358,9 @@ def demo_markdown(res: dict) -> str:
     "The demo's report: its Fig. 6 table with intervals and RandAR's paired K trend."
     table = fig6_markdown([dict(o, label=o['method'], budget=o['n']) for o in res['rows']])
     t = res['trend']
-    return (f"# arclf demo (Fig. 6 and Table 1 at small scale): {res['dataset']}, "
+    ds = res['dataset']  # an image folder by its name: where it lay on one machine says nothing
+    ds = f'the image folder {Path(ds).name}' if os.sep in ds else ds
+    return (f"# arclf demo (Fig. 6 and Table 1 at small scale): {ds}, "
             f"{res['images']} test images\n\n{table}\n"
             f"RandAR from K = {t['k_from']} to K = {t['k_to']} orders (the same images, paired): "
             f"{100 * t['diff']:+.1f} points [{100 * t['lo']:+.1f}, {100 * t['hi']:+.1f}].\n\n"
