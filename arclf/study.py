@@ -173,6 +173,22 @@ def held_out_words(curves: dict) -> str:
             + '; '.join(parts))
 
 
+def _converged_words(rec: dict) -> str:
+    """What 'converged' means for the converged curves of a report: a doubling moved accuracy by
+    less than a point, which is inside each point's interval; the validation loss may still fall."""
+    done = {k: rec['curves'][k]['points'] for k, st in rec['status'].items()
+            if st.get('converged') and len(rec['curves'][k]['points']) > 1}
+    if not done:
+        return ''
+    half = min(50 * (p[-1]['hi'] - p[-1]['lo']) for p in done.values())
+    loss = ', '.join(f"{k} {p[-2]['valid_loss']:.4f} → {p[-1]['valid_loss']:.4f}"
+                     for k, p in done.items())
+    return (f"\nConverged is the study's rule: one more doubling of training compute moved the "
+            f"accuracy by less than a point. That is inside each point's 95% interval (±{half:.1f} "
+            'points or more), so it says the accuracy stopped improving measurably, not that the '
+            f'model stopped learning: over the last doubling the validation loss went {loss}.\n')
+
+
 def study_markdown(rec: dict) -> str:
     s = (f"# Learning curves: {rec['dataset']}, the study's four models under one recipe\n\n"
          "The models behind the small-scale Tables 1 and 2 and Fig. 6 (the paper trains at full "
@@ -187,6 +203,7 @@ def study_markdown(rec: dict) -> str:
         acc = (f"{100 * st['acc']:.1f} ({100 * st['lo']:.1f}-{100 * st['hi']:.1f}) at "
                f"{st['epochs']:.2f} epochs" if st['points'] else '-')
         s += f"| {name} | {st['why']} | {acc} |\n"
+    s += _converged_words(rec)
     if todo := [k for k, st in rec['status'].items() if not st.get('converged')]:
         ds, runs = rec['dataset'], rec.get('runs', 'runs/study')
         flags = ('' if ds == 'fashion_mnist' else f' --dataset {ds}') + (
