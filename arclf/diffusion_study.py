@@ -454,7 +454,8 @@ def diagnosis_markdown(rec: dict) -> str:
         s += '\n'
     if 'fig6' in rec:
         n = min(m['images'] for m in rec['models'].values())
-        s += f'**Accuracy vs timesteps per class** (Fig. 6, {n} test images): '
+        s += (f'**Accuracy vs timesteps per class** (Fig. 6, {n} test images; below the largest '
+              'budget a mean over disjoint groups of timesteps, so its interval is approximate): ')
         s += '; '.join(f"{k}: " + ', '.join(f"{t}: {_ci(a, n)}" for t, a in v[-3:])
                        for k, v in rec['fig6'].items()) + '\n\n'
     if 'curves' in rec:

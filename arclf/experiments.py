@@ -1047,7 +1047,8 @@ def prefix_markdown(rec: dict) -> str:
                 f"Unpruned K = {rec['K']}: {100 * u['acc']:.1f}% "
                 f"[{100 * u['ci']['lo']:.1f}, {100 * u['ci']['hi']:.1f}] at {u['forwards']} "
                 'full-sequence equivalents per image.', '',
-                '| plan | forwards / image | fewer forwards | accuracy (%) | vs unpruned (points) |',
+                '| plan | forwards / image | fewer forwards | accuracy (%) '
+                '| vs unpruned (points) |',
                 '|---|---|---|---|---|']
         front = []
         for p in sorted(d['plans'], key=lambda p: (p['forwards'], -p['acc'])):
@@ -1068,12 +1069,14 @@ def prefix_markdown(rec: dict) -> str:
                     f"accuracy {100 * b['acc']:.1f}% "
                     f"({100 * b['vs_unpruned']['diff']:+.1f} points). "
                     f"Checked with real truncated forwards on {b['checked_images']} images "
-                    f"({b['checked_images'] // d['classes']} of each class): the "
+                    + (f"({b['checked_images'] // d['classes']} of each class)"
+                       if b['checked_images'] % d['classes'] == 0 else '(from every class)')
+                    + ": the "
                     f"replay agrees on {100 * b['replay_agreement']:.1f}% of the predictions; "
                     f"{b['seconds_per_image']:.3f} s per image against "
                     f"{b['unpruned_seconds_per_image']:.3f} s unpruned "
                     f"({b['unpruned_seconds_per_image'] / b['seconds_per_image']:.1f}x less time "
-                    'at an accuracy within the interval of the unpruned one).', '']
+                    'for this plan).', '']
         else:
             out += ['', 'No plan of the grid matches the unpruned accuracy within the interval.',
                     '']
@@ -1084,8 +1087,8 @@ def prefix_markdown(rec: dict) -> str:
                 'several numbers of classes kept. **Cost only**: how many classes must be kept to '
                 'lose nothing at 1,000 classes cannot be measured here.', '',
                 '| from | plan | forwards / image | saving vs 20,000 |', '|---|---|---|---|']
-        out += [f"| {r['from_dataset']} | {_plan(r['plan'])} | {r['forwards']:.0f} | {r['saving']:.1f}x |"
-                for r in rec['projection']]
+        out += [f"| {r['from_dataset']} | {_plan(r['plan'])} | {r['forwards']:.0f} | "
+                f"{r['saving']:.1f}x |" for r in rec['projection']]
     return '\n'.join(out) + '\n\n' + provenance(rec['run_info']) + '\n'
 
 

@@ -180,13 +180,19 @@ def _converged_words(rec: dict) -> str:
             if st.get('converged') and len(rec['curves'][k]['points']) > 1}
     if not done:
         return ''
+    tol = max(rec['curves'][k].get('tol') or 1.0 for k in done)
     half = min(50 * (p[-1]['hi'] - p[-1]['lo']) for p in done.values())
-    loss = ', '.join(f"{k} {p[-2]['valid_loss']:.4f} → {p[-1]['valid_loss']:.4f}"
-                     for k, p in done.items())
-    return (f"\nConverged is the study's rule: one more doubling of training compute moved the "
-            f"accuracy by less than a point. That is inside each point's 95% interval (±{half:.1f} "
-            'points or more), so it says the accuracy stopped improving measurably, not that the '
-            f'model stopped learning: over the last doubling the validation loss went {loss}.\n')
+    s = (f"\nConverged is the study's rule: one more doubling of training compute moved the "
+         f"accuracy by less than {tol:g} point(s).")
+    if half > tol:
+        s += (f" That is inside each point's 95% interval (±{half:.1f} points or more): the "
+              'accuracy stopped improving measurably.')
+    fell = {k: p for k, p in done.items() if p[-1]['valid_loss'] < p[-2]['valid_loss']}
+    if fell:
+        s += (' The models did not stop learning: over the last doubling the validation loss went '
+              + ', '.join(f"{k} {p[-2]['valid_loss']:.4f} → {p[-1]['valid_loss']:.4f}"
+                          for k, p in fell.items()) + '.')
+    return s + '\n'
 
 
 def study_markdown(rec: dict) -> str:
@@ -572,8 +578,9 @@ def _contrast_row(pl: dict, ps: dict, al: dict, as_: dict, source: str, training
                 ref='Table 3', a=f"{al['codebook']} codes: change at {top}", acc_a=pl['diff'],
                 b=f"{as_['codebook']} codes", acc_b=ps['diff'], images=al['images'], diff=d,
                 lo=lo, hi=hi, verdict=verdict(lo, hi), source=source, training=training,
-                note='the difference of two paired changes (each a bootstrap over the same '
-                     'images), their intervals combined as independent')
+                note='the difference of two paired changes, each a bootstrap over the same '
+                     'images; their intervals combined as if independent, an approximation that '
+                     'ignores their correlation (the same images)')
 
 
 def _diffusion_rows(folder: Path) -> list[dict]:
@@ -725,17 +732,19 @@ def _per_token_rows(f: Path, f8: Path | None = None, fa: Path | None = None) -> 
     ds, shipped = d['dataset'], _training(d, d.get('epochs'))
     for pt in (d.get('per_token') or {}).values():
         f3, big = pt['fig3'], f"K={max(pt['map_ks'])}"
-        c, p = f3['summary'], f3['vs']['diffs'].get('K=1', {}).get('concentration')
-        if p and big in c and 'K=1' in c:
+        c, vs = f3['summary'], f3.get('vs') or {}
+        p = vs.get('diffs', {}).get('K=1', {}).get('concentration')
+        if p and vs.get('reference') == big and big in c and 'K=1' in c:
             cov = ', '.join(f"{k} {100 * c[k]['coverage']['mean']:.1f}%" for k in c)
+            raster = (f"raster {100 * c['raster']['concentration']['mean']:.1f}; "
+                      if 'raster' in c else '')
             rows.append(_paired(_row(
                 f'averaging orders spreads the discriminative evidence ({ds})', 'Fig. 3',
-                ('one order: share of the margin in the top 10% of positions',
+                (f"one order: share of the margin in the top {100 * f3['top']:.0f}% of positions",
                  c['K=1']['concentration']['mean']), (big, c[big]['concentration']['mean']),
                 pt['images'], pt['images'], str(f), shipped,
-                note=f"raster {100 * c.get('raster', c['K=1'])['concentration']['mean']:.1f}; "
-                     f'positions with a positive margin: {cov}; part of the fall is averaging '
-                     'out per-order noise, which these numbers do not separate'), p))
+                note=f'{raster}positions with a positive margin: {cov}; part of the fall is '
+                     'averaging out per-order noise, which these numbers do not separate'), p))
         curve = dict(pt['fig5']['curves'].get(big, []))
         if curve:
             last = max(curve)

@@ -274,7 +274,9 @@ def latent_noise_markdown(rec: dict) -> str:
     out = [f'# Table 3, tokenizer side: latent noise on {ds} ({n} test images)', '',
            'Noisy latents (1 - t) z + t ε before quantization, ε seeded; *flipped* is the fraction '
            'of token ids that change. Rows with a target were calibrated to that flip rate on '
-           f'these images (`t_for_flip_rate`): the paper\'s regime is 10-42% flipped. FD: the '
+           f'these images (`t_for_flip_rate`, per-image noise): the paper\'s regime is 10-42% '
+           'flipped. The table draws its own noise, so its *flipped* is near the target, not '
+           'equal to it. FD: the '
            'Fréchet distance of a small CNN\'s features to the real images (not rFID); two '
            f"halves of the test set give {rec['fd_real_vs_real']:.2f}.", '']
     for p, rows in rec['tables'].items():

@@ -373,11 +373,12 @@ def report(res: dict) -> str:
               f"{100 * pd[k]['hi']:+.1f}]"
               for k, name in (('avg', 'average'), ('minority', 'minority groups'),
                               ('worst', 'worst group'))]
+        side = ('against' if pd['worst']['diff'] < 0 else 'for' if pd['worst']['diff'] > 0
+                else 'neither for nor against')
         s += ['', f"The worst group is the minimum over 20 groups of {res['n_per_group']} images: "
-              'near 0 for both classifiers, its bootstrap interval cannot be trusted, and the '
-              "findings draw no verdict from it (they use the minority groups' mean). Read the "
-              'worst-group difference as it stands: '
-              + ('against' if pd['worst']['diff'] < 0 else 'for') + f" {pd['a']}."]
+              'a bootstrap interval of a minimum over so few images cannot be trusted, and the '
+              "findings draw no verdict from it (they use the minority groups' mean). As "
+              f"measured, the worst-group difference is {side} {pd['a']}."]
     s += ['', provenance(res['run_info'])]
     return '\n'.join(s) + '\n'
 
