@@ -69,10 +69,14 @@ def curve_status(curve: dict, tol: float | None = None) -> dict:
     last = pts[-1]
     delta = 100 * (last['acc'] - pts[-2]['acc']) if len(pts) > 1 else None
     conv = curve_converged(pts, tol, curve.get('chance', 0.0))
-    why = (f"converged: the last doubling moved accuracy by {delta:+.1f} points (< {tol:g})" if conv
+    # one decimal, or two where one would round onto the tolerance (0.96 is not "+1.0 (< 1)")
+    d = None if delta is None else (
+        f'{delta:+.2f}' if tol is not None and f'{abs(delta):.1f}' == f'{tol:.1f}'
+        else f'{delta:+.1f}')
+    why = (f"converged: the last doubling moved accuracy by {d} points (< {tol:g})" if conv
            else 'one point: no doubling yet' if delta is None
            else 'not started: at chance level' if last['lo'] <= curve.get('chance', 0.0)
-           else f"not converged: the last doubling moved accuracy by {delta:+.1f} points")
+           else f"not converged: the last doubling moved accuracy by {d} points")
     return dict(points=len(pts), step=last['step'], epochs=last['epochs'], acc=last['acc'],
                 lo=last['lo'], hi=last['hi'], delta=delta, converged=conv, why=why)
 
