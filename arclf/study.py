@@ -316,7 +316,7 @@ def ship_models(folder, dataset: str = 'fashion_mnist', names=None, dest=None,
         last = curve['points'][-1]
         trained = {k: last[k] for k in ('step', 'samples', 'epochs', 'train_flops', 'seconds')}
         record = dict(d['meta']['record'], trained=dict(trained, source=_rel(folder / f'{n}.pt'),
-                      converged=bool(curve.get('converged')), acc=last['acc'],
+                      converged=curve_status(curve)['converged'], acc=last['acc'],
                       shipped=run_info(cmd)))
         sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in d['model'].items()}
         out[n] = dest / f'{SHIP[dataset][n]}.pt'
@@ -665,7 +665,8 @@ def _study_rows(folder: Path) -> list[dict]:
                          str(f), f"{a['epochs']:.1f} epochs (study)", note=note))
         la, lb = curves['randar']['points'][-1], curves[s]['points'][-1]
         if lb['step'] > la['step'] and lb['train_flops'] > la['train_flops']:
-            rows.append(_longer_row(s, ds, la, lb, curves['randar'].get('converged'), str(f)))
+            conv = curve_status(curves['randar'])['converged']  # by today's rule, not the run's
+            rows.append(_longer_row(s, ds, la, lb, conv, str(f)))
     return rows
 
 

@@ -944,7 +944,10 @@ def curve_converged(points: list, tol: float | None, chance: float = 0.0) -> boo
     if tol is None or len(points) < 2:
         return False
     a, b = points[-2], points[-1]
-    return abs(b['acc'] - a['acc']) * 100 < tol and b['lo'] > chance
+    # accuracies are stored as float32: 423/500 - 418/500 reads 0.99999905 points, not 1. Rounding
+    # the change to 1e-4 points (finer than one image in a million) keeps a change of exactly `tol`
+    # from counting as below it
+    return round(abs(b['acc'] - a['acc']) * 100, 4) < tol and b['lo'] > chance
 
 # %% ../nbs/06_training.ipynb 61
 class CurveCB(Callback):
