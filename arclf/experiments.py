@@ -584,30 +584,33 @@ def order_experiment(
     raster_model: str = 'randar_fmnist_raster',
     plans=ORDER_PLANS,
     out='results/scorer',
-    map_ks=(1, 5, 20),
+    map_ks=None,
     map_models: dict | None = None,
     n_examples: int = 4,
     maps_only: bool = False,
 ) -> dict:
     """Tables 1 and 5 (`model` with K orders, `raster_model`), the paper's Figs. 3, 4, 5 and 8
     (`token_analyses` of each `label: (random-order model, raster model or None)` of `map_models`,
-    default `model` and `raster_model`, with the orders of `map_ks` capped at K) and pruning
+    default `model` and `raster_model`, for each K of `map_ks`, default every K of `ks`, capped at
+    K) and pruning
     trade-offs at small scale; writes `out`/orders.json. With `maps_only`, only the per-token
     analyses are computed again, into the `out`/orders.json already there (it must be of the same
     dataset, model, images, K and seed); the rest is kept and the file names both runs."""
     ds = load_dataset(dataset, 'test').subset(n_per_class)
-    mks = sorted({min(int(k), K) for k in map_ks})
+    mks = sorted({min(int(k), K) for k in (map_ks or ks)})  # Fig. 4: a map for each K
     maps = f'--n-maps {n_maps} ' if n_maps else ''  # (default: every image)
-    defaults = (dataset, model, raster_model, plans, tuple(map_ks), map_models, n_examples) == (
+    defaults = (dataset, model, raster_model, plans, tuple(map_ks or ()), map_models,
+                n_examples) == (
         'fashion_mnist', 'randar_fmnist', 'randar_fmnist_raster',
-        ORDER_PLANS, (1, 5, 20), None, 4)
+        ORDER_PLANS, (), None, 4)
     cmd = (  # the CLI runs the shipped pair; anything else is a Python call
         f'arclf orders --n-per-class {n_per_class} --K {K} --ks {",".join(map(str, ks))} '
         f'{maps}--seed {seed} --out {out}' + (' --maps-only' if maps_only else '') if defaults else
         'python -c "from arclf.experiments import order_experiment; '
         f'order_experiment({n_per_class}, {K}, ks={tuple(ks)!r}, n_maps={n_maps}, seed={seed}, '
         f'dataset={dataset!r}, model={model!r}, raster_model={raster_model!r}, plans={plans!r}, '
-        f'map_ks={tuple(map_ks)!r}, map_models={map_models!r}, n_examples={n_examples}, '
+        f'map_ks={map_ks and tuple(map_ks)!r}, map_models={map_models!r}, '
+        f'n_examples={n_examples}, '
         f'maps_only={maps_only})"'
     )
 
