@@ -4,7 +4,7 @@
 
 # %% ../nbs/07b_diffusion_study.ipynb 2
 from __future__ import annotations
-import json, math
+import json
 from pathlib import Path
 import torch
 from .core import run_info, provenance, atomic_save, atomic_write_text, state_digest, trained_epochs
@@ -15,7 +15,7 @@ from .scorer import (evaluate, accuracy, accuracy_ci, accuracy_vs_n, eval_key, d
 from .classifiers import create_classifier
 from .bench import benchmark
 from .experiments import (write_results, read_results, paired_diff_ci, group_hits, acc_cell,
-                               diff_cell)
+                               diff_cell, normal_ci)
 
 # %% auto 0
 __all__ = ['RESULTS', 'eval_set', 'small_classifier', 'eval_scores', 'table7', 'read_scores', 'report', 'diffusion_tables',
@@ -433,8 +433,8 @@ def diagnosis(out=RESULTS, curves='results/training/fashion_mnist/curves.json') 
 
 def _ci(acc: float, n: int) -> str:
     "An accuracy with its 95% interval, the normal approximation over `n` images."
-    h = 1.96 * math.sqrt(acc * (1 - acc) / n)
-    return f'{100 * acc:.1f} [{100 * (acc - h):.1f}, {100 * (acc + h):.1f}]'
+    lo, hi = normal_ci(acc, n)
+    return acc_cell(dict(acc=acc, lo=lo, hi=hi))
 
 
 def diagnosis_markdown(rec: dict) -> str:

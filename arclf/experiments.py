@@ -40,9 +40,10 @@ from .core import create_model
 # %% auto 0
 __all__ = ['FIG_DEFINITIONS', 'ORDER_PLANS', 'write_results', 'read_results', 'parse_plan', 'check_fit', 'table2_row', 'run_eval',
            'fig6_markdown', 'table2_markdown', 'plot_acc_vs_time', 'group_hits', 'budget_rows', 'demo_markdown', 'demo',
-           'paired_diff_ci', 'token_analyses', 'order_experiment', 'acc_cell', 'diff_cell', 'per_token_tables',
-           'orders_report', 'order_tables', 'plot_order_maps', 'save_order_figures', 'simulate_prefix_plan',
-           'plan_cost', 'prefix_study', 'prefix_markdown', 'plot_prefix_study', 'sample_images', 'ar_samples']
+           'paired_diff_ci', 'token_analyses', 'order_experiment', 'acc_cell', 'normal_ci', 'diff_cell',
+           'per_token_tables', 'orders_report', 'order_tables', 'plot_order_maps', 'save_order_figures',
+           'simulate_prefix_plan', 'plan_cost', 'prefix_study', 'prefix_markdown', 'plot_prefix_study', 'sample_images',
+           'ar_samples']
 
 # %% ../nbs/07_experiments.ipynb 6
 def write_results(
@@ -693,6 +694,12 @@ def acc_cell(r) -> str:
     return s + (f" [{100 * r['lo']:.1f}, {100 * r['hi']:.1f}]" if r.get('lo') is not None else '')
 
 
+def normal_ci(acc: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    "The 95% interval (lo, hi) of an accuracy on `n` images, the normal approximation."
+    h = z * math.sqrt(acc * (1 - acc) / n)
+    return acc - h, acc + h
+
+
 def diff_cell(p) -> str:
     "A paired difference `p` (diff, lo, hi), in points, with its 95% interval: one table cell."
     return f"{100 * p['diff']:+.1f} [{100 * p['lo']:+.1f}, {100 * p['hi']:+.1f}]"
@@ -1060,10 +1067,9 @@ def prefix_markdown(rec: dict) -> str:
         for p in front:  # the Pareto front of the grid
             v = p['vs_unpruned']
             saving = u['forwards'] / p['forwards']
-            half = 1.96 * math.sqrt(p['acc'] * (1 - p['acc']) / d['images'])
+            lo, hi = normal_ci(p['acc'], d['images'])
             out.append(f"| {_plan(p['plan'])} | {p['forwards']:.1f} | {saving:.1f}x "
-                       f"| {100 * p['acc']:.1f} [{100 * (p['acc'] - half):.1f}, "
-                       f"{100 * (p['acc'] + half):.1f}] | {100 * v['diff']:+.1f} "
+                       f"| {acc_cell(dict(acc=p['acc'], lo=lo, hi=hi))} | {100 * v['diff']:+.1f} "
                        f"[{100 * v['lo']:+.1f}, {100 * v['hi']:+.1f}] |")
         b = d['best']
         if b:
