@@ -593,9 +593,9 @@ def order_experiment(
     """Tables 1 and 5 (`model` with K orders, `raster_model`), the paper's Figs. 3, 4, 5 and 8
     (`token_analyses` of each `label: (random-order model, raster model or None)` of `map_models`,
     default `model` and `raster_model`, for each K of `map_ks`, default every K of `ks`, capped at
-    K) and pruning trade-offs at small scale; writes `out`/orders.json. With `maps_only`, only
-    the per-token analyses are computed again, into the `out`/orders.json already there (it must be of the same
-    dataset, model, images, K and seed); the rest is kept and the file names both runs."""
+    K) and pruning trade-offs at small scale; writes `out`/orders.json. With `maps_only`, only the
+    per-token analyses are computed again, into the `out`/orders.json already there (it must be of
+    the same dataset, model, images, K and seed); the rest is kept and the file names both runs."""
     ds = load_dataset(dataset, 'test').subset(n_per_class)
     mks = sorted({min(int(k), K) for k in (map_ks or ks)})  # Fig. 4: a map for each K
     maps = f'--n-maps {n_maps} ' if n_maps else ''  # (default: every image)
