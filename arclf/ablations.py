@@ -91,6 +91,23 @@ def classifier_flip_rate(clf, images, n: int, seed: int = 0, bs: int = 100) -> f
     return flips / total
 
 # %% ../nbs/10_ablations.ipynb 9
+def _flip_contrast(flip: list, flip_t: dict, hits: dict, targets, seed: int = 0) -> list:
+    """Table 3's contrast, paired on the same images: per image, the change under flips (hit at a
+    flip rate minus hit without noise) of the largest codebook minus that of the smallest. The
+    paper: the small codebook loses more, so a positive difference agrees with it."""
+    cb = {o['variant']: o['codebook'] for o in flip}
+    if len(set(cb.values())) < 2:
+        return []
+    big, small = max(cb, key=cb.get), min(cb, key=cb.get)
+    out = []
+    for target in targets:
+        change = {k: hits[k, 'none', flip_t[k, float(target)]].float()
+                  - hits[k, 'none', 0.0].float() for k in (big, small)}
+        out.append(dict(table='Table 3', contrast=True, a=big, b=small, target=float(target),
+                        **paired_diff_ci(change[big], change[small], seed=seed)))
+    return out
+
+# %% ../nbs/10_ablations.ipynb 11
 def ablations(
     variants=None,
     out='results/ablations',
@@ -194,11 +211,13 @@ def ablations(
                     )
                 )
     flip = []
+    flip_t = {}  # (variant, target) -> the calibrated t: for Table 3's contrast below
     clean = shifted('none') if flip_variants else None
     for k in flip_variants:  # Table 3: test-time noise calibrated to flip rates, clean images
         tok = create_classifier(str(files[k]), device='cpu', raster=False).tokenizer
         for target in (0.0, *flip_targets):  # 0: the reference without noise
             t = t_for_flip_rate(tok, clean.x, target, seed=seed, tol=flip_tol) if target else 0.0
+            flip_t[k, float(target)] = t
             clf, ci = noisy_eval(k, 'none', clean, t)
             flip.append(
                 dict(
@@ -219,6 +238,7 @@ def ablations(
                 paired.append(dict(table='Table 3', variant=k, target=float(target), t=t,
                                    **paired_diff_ci(hits[k, 'none', t], hits[k, 'none', 0.0],
                                                     seed=seed)))
+    paired += _flip_contrast(flip, flip_t, hits, flip_targets, seed)
     for aug, ref in AUG_PAIRS:  # Table 4: the noise-augmented model minus its clean-trained twin
         if {aug, ref} <= set(noise_variants):
             paired += [dict(table='Table 4', a=aug, b=ref, shift=sh, test_noise_t=float(t),
@@ -269,7 +289,7 @@ def ablations(
         plt.close(plot_ablations(res, o / 'ablations.png'))
     return res
 
-# %% ../nbs/10_ablations.ipynb 10
+# %% ../nbs/10_ablations.ipynb 12
 RULE_NAMES = dict(
     lower_bound='lower bound (mean log p)',
     likelihood='likelihood (log-mean-exp)',
@@ -372,6 +392,9 @@ def _paired_name(p: dict) -> str:
     "What a paired difference of `ablations` compares, in words."
     if p['table'] == 'Table 5':
         return f"{p['variant']}: lower bound − likelihood, K = {p['K']}"
+    if p['table'] == 'Table 3' and p.get('contrast'):
+        return (f"{p['a']} − {p['b']}: change at {100 * p['target']:.0f}% flipped (each minus "
+                'its own accuracy without flips)')
     if p['table'] == 'Table 3':
         return f"{p['variant']}: {100 * p['target']:.0f}% flipped − none (t = {p['t']:.4f})"
     where = 'clean' if p['shift'] == 'none' else p['shift']
@@ -470,7 +493,7 @@ def report(res: dict) -> str:
     s += ['', provenance(res['run_info'])]
     return '\n'.join(s) + '\n'
 
-# %% ../nbs/10_ablations.ipynb 11
+# %% ../nbs/10_ablations.ipynb 13
 def plot_ablations(res: dict, path=None):
     """Accuracy vs K for each variant and rule (left); accuracy vs measured flip rate per
     codebook (Table 3, middle); the noise-augmentation grid (Table 4, right)."""
@@ -557,7 +580,7 @@ def _plot_table3(ax, res: dict):
     ax.axvspan(10, 42, color='0.9', zorder=0, label="the paper's regime")
     ax.legend(fontsize=8)
 
-# %% ../nbs/10_ablations.ipynb 23
+# %% ../nbs/10_ablations.ipynb 25
 def fig8_tokenizers(variants=('base', 'vq_l'), specs: dict | None = None, n_per_class: int = 100,
                     K: int = 5, seed: int = 0, out='results/ablations/fig8', runs='runs',
                     device=None, root=None, progress: bool = True) -> dict:

@@ -564,27 +564,38 @@ def _ablation_rows(f: Path) -> list[dict]:
         add(r, table='Table 3', variant='vq_l', target=top)
         pl, ps = (next((p for p in paired if p.get('table') == 'Table 3' and p.get('target') == top
                         and p.get('variant') == v), None) for v in ('vq_l', 'base'))
+        # the run's own paired bootstrap of the contrast, where it stored one (runs before did not)
+        pc = next((p for p in paired if p.get('contrast') and p.get('target') == top
+                   and (p.get('a'), p.get('b')) == ('vq_l', 'base')), None)
         if pl and ps:
             rows.append(_contrast_row(pl, ps, flips['vq_l', top], flips['base', top], str(f),
-                                      trained('vq_l', 'base')))
+                                      trained('vq_l', 'base'), pc))
     return rows
 
 
-def _contrast_row(pl: dict, ps: dict, al: dict, as_: dict, source: str, training: str) -> dict:
+def _contrast_row(pl: dict, ps: dict, al: dict, as_: dict, source: str, training: str,
+                  pc: dict | None = None) -> dict:
     """Table 3's contrast: the large codebook's paired change at a flip rate (`pl`, a bootstrap
-    over the same images) minus the small one's (`ps`); their intervals combine as independent."""
+    over the same images) minus the small one's (`ps`). Its interval is `pc`, the run's paired
+    bootstrap of that difference, where given; else the two intervals combine as independent."""
     z = 1.96
     se = math.hypot((pl['hi'] - pl['lo']) / (2 * z), (ps['hi'] - ps['lo']) / (2 * z))
     d = pl['diff'] - ps['diff']
     lo, hi = d - z * se, d + z * se
+    note = ('the difference of two paired changes, each a bootstrap over the same images; their '
+            'intervals combined as if independent, an approximation that ignores their '
+            'correlation (the same images)')
+    if pc is not None:
+        d, lo, hi = pc['diff'], pc['lo'], pc['hi']
+        note = (f"per image, the change under flips of the {al['codebook']}-code model minus "
+                f"that of the {as_['codebook']}-code model: a paired bootstrap over the same "
+                'images')
     top = f"{100 * pl['target']:.0f}% flipped"
     return dict(claim=f'the small codebook loses more to token flips than the large ({top})',
                 ref='Table 3', a=f"{al['codebook']} codes: change at {top}", acc_a=pl['diff'],
                 b=f"{as_['codebook']} codes", acc_b=ps['diff'], images=al['images'], diff=d,
                 lo=lo, hi=hi, verdict=verdict(lo, hi), source=source, training=training,
-                note='the difference of two paired changes, each a bootstrap over the same '
-                     'images; their intervals combined as if independent, an approximation that '
-                     'ignores their correlation (the same images)')
+                note=note)
 
 
 def _diffusion_rows(folder: Path) -> list[dict]:
