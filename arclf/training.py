@@ -951,8 +951,9 @@ def curve_converged(points: list, tol: float | None, chance: float = 0.0) -> boo
 
 # %% ../nbs/06_training.ipynb 61
 class CurveCB(Callback):
-    """Record a learning curve at steps `first`·2^k: the validation loss and the accuracy (with its
-    95% bootstrap interval) of `classifier(model)` on the first `images` of `valid` (x, y; default
+    """Record a learning curve at steps `first`·2^k, and at the run's last step when the next
+    doubling lies past it (the final weights are always measured): the validation loss and the
+    accuracy (with its 95% bootstrap interval) of `classifier(model)` on the first `images` of `valid` (x, y; default
     all) with `n` shared samples per image. With `tol` (points), stop the run once a doubling
     moves the accuracy by less than that, past chance (`curve_converged`). The curve is
     `learn.curve` (kept in the training checkpoint) and, on rank 0, `out` (JSON); `snapshot`
@@ -990,6 +991,13 @@ class CurveCB(Callback):
         self._t = time.time()
         if learn.curve['converged'] and self.tol is not None:
             raise CancelFitException  # nothing left to do: the curve already met its tolerance
+        self.measure_end(learn)  # a finished run that stopped before measuring its last step
+
+    def measure_end(self, learn):
+        "Measure the last step of a run that has finished its epochs, unless a point is there."
+        pts = learn.curve['points']
+        if learn.epoch >= learn.n_epochs and (not pts or pts[-1]['step'] < learn.iter):
+            self.measure(learn)
 
     def next_step(self, learn) -> int:
         return self.first * 2 ** len(learn.curve['points'])
@@ -1001,6 +1009,9 @@ class CurveCB(Callback):
         if learn.iter == self.next_step(learn):
             self.measure(learn)
             self._t = time.time()  # the evaluation is not training time
+
+    def after_record(self, learn):  # after each epoch: the last one ends the run
+        self.measure_end(learn)
 
     def measure(self, learn):
         m = getattr(learn, 'ema', None) or learn.model
