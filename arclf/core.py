@@ -144,8 +144,10 @@ def provenance(info: dict) -> str:
     "`run_info` as the one line a results file ends with."
     load = (f", load {info['load'][1]:g} (5-minute average)"
             if info.get('load') and not info.get('gpu') else '')
+    # code that differed from its revision says so: the revision alone would claim too much
+    dirty = ' with uncommitted changes' if info.get('git_dirty') else ''
     return (
-        f"Made by `{info.get('command')}` at git {info.get('git_rev')}, "
+        f"Made by `{info.get('command')}` at git {info.get('git_rev')}{dirty}, "
         f"torch {info.get('torch')}, {info.get('hardware')}{load}, {info.get('date')}."
     )
 
