@@ -953,11 +953,11 @@ def curve_converged(points: list, tol: float | None, chance: float = 0.0) -> boo
 class CurveCB(Callback):
     """Record a learning curve at steps `first`·2^k, and at the run's last step when the next
     doubling lies past it (the final weights are always measured): the validation loss and the
-    accuracy (with its 95% bootstrap interval) of `classifier(model)` on the first `images` of `valid` (x, y; default
-    all) with `n` shared samples per image. With `tol` (points), stop the run once a doubling
-    moves the accuracy by less than that, past chance (`curve_converged`). The curve is
-    `learn.curve` (kept in the training checkpoint) and, on rank 0, `out` (JSON); `snapshot`
-    receives the weights of the latest point with the record `meta`."""
+    accuracy (with its 95% bootstrap interval) of `classifier(model)` on the first `images` of
+    `valid` (x, y; default all) with `n` shared samples per image. With `tol` (points), stop the
+    run once a doubling moves the accuracy by less than that, past chance (`curve_converged`).
+    The curve is `learn.curve` (kept in the training checkpoint) and, on rank 0, `out` (JSON);
+    `snapshot` receives the weights of the latest point with the record `meta`."""
 
     order = 50  # after EMACB has updated the weights, before CheckpointCB saves them
 
