@@ -578,18 +578,19 @@ def _contrast_row(pl: dict, ps: dict, al: dict, as_: dict, source: str, training
     """Table 3's contrast: the large codebook's paired change at a flip rate (`pl`, a bootstrap
     over the same images) minus the small one's (`ps`). Its interval is `pc`, the run's paired
     bootstrap of that difference, where given; else the two intervals combine as independent."""
-    z = 1.96
-    se = math.hypot((pl['hi'] - pl['lo']) / (2 * z), (ps['hi'] - ps['lo']) / (2 * z))
-    d = pl['diff'] - ps['diff']
-    lo, hi = d - z * se, d + z * se
-    note = ('the difference of two paired changes, each a bootstrap over the same images; their '
-            'intervals combined as if independent, an approximation that ignores their '
-            'correlation (the same images)')
     if pc is not None:
         d, lo, hi = pc['diff'], pc['lo'], pc['hi']
         note = (f"per image, the change under flips of the {al['codebook']}-code model minus "
                 f"that of the {as_['codebook']}-code model: a paired bootstrap over the same "
                 'images')
+    else:
+        z = 1.96
+        se = math.hypot((pl['hi'] - pl['lo']) / (2 * z), (ps['hi'] - ps['lo']) / (2 * z))
+        d = pl['diff'] - ps['diff']
+        lo, hi = d - z * se, d + z * se
+        note = ('the difference of two paired changes, each a bootstrap over the same images; '
+                'their intervals combined as if independent, an approximation that ignores their '
+                'correlation (the same images)')
     top = f"{100 * pl['target']:.0f}% flipped"
     return dict(claim=f'the small codebook loses more to token flips than the large ({top})',
                 ref='Table 3', a=f"{al['codebook']} codes: change at {top}", acc_a=pl['diff'],
