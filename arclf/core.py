@@ -81,20 +81,24 @@ def slow_enabled() -> bool:
 # %% ../nbs/00_core.ipynb 14
 @functools.cache
 def code_state() -> tuple:
-    """`(git revision, uncommitted changes?)` of arclf's own repository (`(None, None)` outside
-    one), read once per process, as `arclf.core` is imported: a long run's results name the code
-    it was loaded from, even if a commit lands while it runs."""
+    """`(git revision, uncommitted changes to the package's code?)` of arclf's own repository
+    (`(None, None)` outside one), read once per process, as `arclf.core` is imported: a long run's
+    results name the code it was loaded from, even if a commit lands while it runs."""
     import subprocess
 
+    # the package's own repository, wherever the command runs from
+    here = Path(__file__).parent if '__file__' in globals() else None
+
     def git(*args):
-        # the package's own repository, wherever the command runs from
-        here = Path(__file__).parent if '__file__' in globals() else None
         r = subprocess.run(['git', *args], capture_output=True, text=True, timeout=5, cwd=here)
         return r.stdout.strip()
 
     try:
         rev = git('rev-parse', '--short', 'HEAD') or None
-        return rev, (bool(git('status', '--porcelain', '--untracked-files=no')) if rev else None)
+        # only the code counts: results files that an earlier command rewrote do not change it
+        code = ['--', '.'] if here is not None else []
+        dirty = bool(git('status', '--porcelain', '--untracked-files=no', *code)) if rev else None
+        return rev, dirty
     except Exception:
         return None, None
 
