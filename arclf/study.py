@@ -19,7 +19,7 @@ __all__ = ['RECIPE', 'STUDY', 'SHIP', 'NAMES', 'BEATEN', 'NETWORKS', 'MARGIN', '
            'study_report', 'ship_models', 'diff_ci', 'verdict', 'findings', 'findings_markdown', 'write_findings']
 
 # %% ../nbs/09a_study.ipynb 5
-RECIPE = dict(epochs=32, bs=128, lr=1e-3, warmup=100, schedule='constant', ema=0.999,
+RECIPE = dict(epochs=64, bs=128, lr=1e-3, warmup=100, schedule='constant', ema=0.999,
               n_valid=1000, curve_first=58, ckpt_every=50, seed=0)
 
 STUDY = {  # model: (family, its own flags)

@@ -14,6 +14,7 @@ from arclf.core import (
     Callback,
     CancelFitException,
     Learner,
+    SchedCB,
     atomic_write_text,
     TensorLoader,
     atomic_save,
@@ -253,9 +254,25 @@ class CheckpointCB(Callback):
         self.save(learn)
 
 # %% ../nbs/06_training.ipynb 19
+def _grows(learn: Learner, old: dict, new: dict, diff: list) -> bool:
+    """Whether the run of key `new` is the run of key `old` continued into more epochs: its
+    steps so far are the same ones exactly when only `epochs` grew and the learning rate does not
+    depend on the run's length (a constant schedule whose warmup neither run's cap, a tenth of
+    it, cut)."""
+    sched = [c for c in learn.cbs if isinstance(c, SchedCB)]
+    if diff != ['epochs'] or new.get('schedule') != 'constant' or len(sched) != 1:
+        return False
+    if not isinstance(old['epochs'], int) or not old['epochs'] < new['epochs']:
+        return False
+    per_epoch = sched[0].total // new['epochs']  # steps per epoch of this run
+    then = min(new.get('warmup', 0), old['epochs'] * per_epoch // 10)  # the old run's warmup
+    return sched[0].kind == 'constant' and sched[0].warmup == then
+
+
 def resume(learn: Learner, path, key: dict | None = None) -> Learner:
     """Restore `learn` (built exactly as the interrupted run built it) from a `CheckpointCB` file;
-    with `key` (what determines the run), refuse a file written by a run with another key."""
+    with `key` (what determines the run), refuse a file written by a run with another key, except a
+    constant-schedule run given more epochs (`_grows`: it continues exactly)."""
     try:
         s = torch.load(path, map_location='cpu', weights_only=True)  # tensors and plain data only
     except Exception:
@@ -267,10 +284,13 @@ def resume(learn: Learner, path, key: dict | None = None) -> Learner:
     if key is not None:
         old = json.loads(s.get('key') or '{}')
         new = json.loads(json.dumps(key, sort_keys=True))
-        if diff := sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)):
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if diff and not _grows(learn, old, new, diff):
             what = ', '.join(f'{k}: {old.get(k)!r} there, {new.get(k)!r} now' for k in diff[:4])
-            raise ValueError(f'{path} holds the state of a different run ({what}): delete it, or '
-                             'pass another checkpoint file (--ckpt)')
+            why = ('; only a run with a constant learning rate (--schedule constant) whose warmup '
+                   'fit in a tenth of it continues into more epochs' if diff == ['epochs'] else '')
+            raise ValueError(f'{path} holds the state of a different run ({what}{why}): delete '
+                             'it, or pass another checkpoint file (--ckpt)')
     learn.model.load_state_dict(s['model'])
     learn.model.to(learn.device)
     learn.make_opt()
@@ -306,7 +326,7 @@ class ResumeCB(Callback):
         if self.path.exists():
             resume(learn, self.path, self.key)
 
-# %% ../nbs/06_training.ipynb 25
+# %% ../nbs/06_training.ipynb 27
 class _LossForward(nn.Module):
     def __init__(self, model, loss_fn):
         super().__init__()
@@ -350,7 +370,7 @@ class DDPCB(Callback):
     def after_fit(self, learn):
         learn.loss_fn = self.orig
 
-# %% ../nbs/06_training.ipynb 27
+# %% ../nbs/06_training.ipynb 29
 def scale_cbs(
     device=None,
     bf16: bool | None = None,
@@ -384,7 +404,7 @@ def scale_cbs(
         cbs += [ResumeCB(ckpt, key), CheckpointCB(ckpt, ckpt_every, key)]
     return cbs
 
-# %% ../nbs/06_training.ipynb 30
+# %% ../nbs/06_training.ipynb 32
 def save_run(model: nn.Module, out, dtype=None):
     "Save a trained model with its record (`model.meta`) to `out` on rank 0; return the path."
     if out is not None and is_main():
@@ -402,7 +422,7 @@ def _record(learn, **extra) -> dict:
         **extra,
     )
 
-# %% ../nbs/06_training.ipynb 32
+# %% ../nbs/06_training.ipynb 34
 class VQStatsCB(Callback):
     """Average `model.last_stats` (losses, perplexity, codebook usage) over each training epoch into
     `learn.history`."""
@@ -423,7 +443,7 @@ class VQStatsCB(Callback):
     def after_record(self, learn):
         learn.history[-1].update({k: v / max(self.n, 1) for k, v in self.sums.items()})
 
-# %% ../nbs/06_training.ipynb 33
+# %% ../nbs/06_training.ipynb 35
 @torch.no_grad()
 def reconstruct(
     model: VQModel | VARVAE, images: Tensor, bs: int = 500, noise_t: float = 0.0, generator=None
@@ -446,12 +466,12 @@ def reconstruct(
     rec = torch.cat([model.decode(ids[i : i + bs].to(dev)).cpu() for i in range(0, len(ids), bs)])
     return rec, ids
 
-# %% ../nbs/06_training.ipynb 34
+# %% ../nbs/06_training.ipynb 36
 def psnr(mse: float, data_range: float = 2.0) -> float:
     "PSNR in dB of a mean squared error for images spanning `data_range` ([-1, 1]: 2)."
     return 10 * math.log10(data_range**2 / max(mse, 1e-12))
 
-# %% ../nbs/06_training.ipynb 35
+# %% ../nbs/06_training.ipynb 37
 def code_stats(ids: Tensor, vocab_size: int) -> dict:
     "Codebook usage (fraction of codes used) and perplexity of the id histogram."
     p = torch.bincount(ids.flatten(), minlength=vocab_size).double()
@@ -461,7 +481,7 @@ def code_stats(ids: Tensor, vocab_size: int) -> dict:
         perplexity=float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum())),
     )
 
-# %% ../nbs/06_training.ipynb 36
+# %% ../nbs/06_training.ipynb 38
 @torch.no_grad()
 def recon_metrics(model: VQModel | VARVAE, images: Tensor, bs: int = 500) -> dict:
     "MSE and PSNR of reconstructions, codebook usage and perplexity on `images`."
@@ -470,7 +490,7 @@ def recon_metrics(model: VQModel | VARVAE, images: Tensor, bs: int = 500) -> dic
     mse = float(F.mse_loss(rec, x))
     return dict(mse=mse, psnr=psnr(mse), **code_stats(ids, model.vocab_size))
 
-# %% ../nbs/06_training.ipynb 37
+# %% ../nbs/06_training.ipynb 39
 DATASET_OF = {
     'vq_fmnist_s': 'fashion_mnist',
     'vq_fmnist_l': 'fashion_mnist',
@@ -583,7 +603,7 @@ def train_tokenizer(
     save_run(model, out)
     return model
 
-# %% ../nbs/06_training.ipynb 46
+# %% ../nbs/06_training.ipynb 48
 def _build_randar(
     preset, vocab_size: int | None, order: str | None, tokens: Tensor, **kw
 ) -> RandAR:
@@ -625,7 +645,7 @@ def nll_per_token(
             n += t.numel()
     return tot / n
 
-# %% ../nbs/06_training.ipynb 47
+# %% ../nbs/06_training.ipynb 49
 def train_randar(
     tokens: Tensor,
     labels: Tensor,
@@ -705,7 +725,7 @@ def train_randar(
     save_run(model, out)
     return model
 
-# %% ../nbs/06_training.ipynb 48
+# %% ../nbs/06_training.ipynb 50
 def dataset_tag(dataset) -> str:
     "A dataset's short name for file names: its name, or your image folder's name."
     if is_folder_name(dataset):
@@ -752,7 +772,7 @@ def encode_tokens(
         atomic_save(dict(ids=ids, y=y.clone()), cf)
     return ids, y
 
-# %% ../nbs/06_training.ipynb 52
+# %% ../nbs/06_training.ipynb 54
 def train_diffusion(
     images: Tensor,
     labels: Tensor,
@@ -826,7 +846,7 @@ def train_diffusion(
     save_run(model, out, dtype=torch.float16)  # half the size; loads into float32 parameters
     return model
 
-# %% ../nbs/06_training.ipynb 55
+# %% ../nbs/06_training.ipynb 57
 def train_var(
     images: Tensor,
     labels: Tensor,
@@ -904,7 +924,7 @@ def train_var(
     save_run(model, out)
     return model
 
-# %% ../nbs/06_training.ipynb 58
+# %% ../nbs/06_training.ipynb 60
 def loss_flops(model: nn.Module, batch, loss_fn=None) -> int:
     """FLOPs of one forward pass of the training loss `loss_fn(model, batch)`, measured (matmuls,
     convolutions and attention, counted by torch's `FlopCounterMode`; the analytic count of a
@@ -936,7 +956,7 @@ def _valid_loss(model, loss_fn, valid, seed: int, bs: int = 256) -> float:
     model.train(was)
     return tot / n
 
-# %% ../nbs/06_training.ipynb 59
+# %% ../nbs/06_training.ipynb 61
 def curve_converged(points: list, tol: float | None, chance: float = 0.0) -> bool:
     """Whether a learning curve has converged: the last doubling moved the classifier's accuracy
     by less than `tol` points, and the model is past chance (the lower end of its interval above
@@ -949,7 +969,7 @@ def curve_converged(points: list, tol: float | None, chance: float = 0.0) -> boo
     # from counting as below it
     return round(abs(b['acc'] - a['acc']) * 100, 4) < tol and b['lo'] > chance
 
-# %% ../nbs/06_training.ipynb 61
+# %% ../nbs/06_training.ipynb 63
 class CurveCB(Callback):
     """Record a learning curve at steps `first`·2^k, and at the run's last step when the next
     doubling lies past it (the final weights are always measured): the validation loss and the
@@ -1042,9 +1062,11 @@ class CurveCB(Callback):
     def write(self, learn):
         if self.out is not None and is_main():
             d = dict(learn.curve, tol=self.tol, first=self.first, provenance=run_info())
+            if 'recipe' in self.meta:  # the run's key, as trained last (its epochs may grow)
+                d['recipe'] = self.meta['recipe']
             atomic_write_text(json.dumps(d, indent=1), self.out)
 
-# %% ../nbs/06_training.ipynb 62
+# %% ../nbs/06_training.ipynb 64
 def _curve_cb(family, valid, out, first, n, tol, seed, key, preset, tokenizer,
               images=None, vae=None, held_out=None) -> CurveCB:
     """The learning curve of a `train_model` run: RandAR scored in its own order (raster or K
@@ -1070,7 +1092,7 @@ def _curve_cb(family, valid, out, first, n, tol, seed, key, preset, tokenizer,
     return CurveCB(valid, clf, n, first, out, tol, seed, snapshot=out.with_suffix('.pt'),
                    meta=meta, images=images, loss_data=loss_data, held_out=held_out)
 
-# %% ../nbs/06_training.ipynb 64
+# %% ../nbs/06_training.ipynb 66
 # what `train_model` trains: the generative families and the ERM baselines (notebook 05a)
 TRAIN_FAMILIES = ('randar', 'dit', 'sit', 'var', 'discriminative')
 FAMILY_PRESETS = {
@@ -1130,7 +1152,7 @@ def train_data(
         return ds.images(idx), ds.y[idx]
     raise ValueError(f'unknown family {family!r}: use {", ".join(TRAIN_FAMILIES)}')
 
-# %% ../nbs/06_training.ipynb 65
+# %% ../nbs/06_training.ipynb 67
 def _check_cfg(cfg: dict, config_cls, preset, flags: dict):
     if bad := sorted(set(cfg) & set(flags)):
         raise ValueError(
