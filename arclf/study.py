@@ -199,6 +199,19 @@ def _converged_words(rec: dict) -> str:
     return s + '\n'
 
 
+def _cap_words(rec: dict) -> str:
+    """The recipe's epochs are a cap, and the caps each run last trained under (curves that
+    recorded their recipe)."""
+    caps = {k: c['recipe']['epochs'] for k, c in rec['curves'].items() if c.get('recipe')}
+    s = ("Its `epochs` are a cap: a run stops once its curve converges. The learning rate is "
+         "constant, so a run that reached a smaller cap unconverged continues into a larger one "
+         "exactly as if the larger had been asked for from the start.")
+    if caps:
+        s += (' The cap each run last trained under: '
+              + ', '.join(f'{k} {v} epochs' for k, v in caps.items()) + '.')
+    return s + '\n\n'
+
+
 def study_markdown(rec: dict) -> str:
     s = (f"# Learning curves: {rec['dataset']}, the study's four models under one recipe\n\n"
          "The models behind the small-scale Tables 1 and 2 and Fig. 6 (the paper trains at full "
@@ -206,6 +219,7 @@ def study_markdown(rec: dict) -> str:
          f"Made by `{rec['command']}` from the curves that `arclf study train` wrote.\n"
          "Every model: the same recipe "
          f"(`{json.dumps(rec['recipe'])}`), on {held_out_words(rec['curves'])}.\n\n"
+         + _cap_words(rec)
          + (f"Carried over from the report this one replaces (their runs were not under the "
             f"folder read): {', '.join(rec['carried'])}.\n\n" if rec.get('carried') else '')
          + '| model | status | last point: accuracy % (95% CI) |\n|---|---|---|\n')
