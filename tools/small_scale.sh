@@ -23,8 +23,9 @@ for s in $steps; do
     fig8)                                       # Fig. 8 with both tokenizers: the ablations' base and vq_l, 1,000 images
       run python -c "from arclf.ablations import fig8_tokenizers; fig8_tokenizers()" ;;
     fmnist-study)                               # the Fashion-MNIST DiT and SiT, on from their checkpoints (not in the
-      # default steps): each stops when converged, or where you stop it (SIGTERM; it resumes exactly, about 1.5 s a
-      # step with both at once); then the report, which keeps the AR models' curves of the earlier runs (--carry)
+      # default steps): each stops when converged, at the recipe's cap (64 epochs), or where you stop it (SIGTERM; it
+      # resumes exactly, about 1 s a step with both at once); then the report, which keeps the AR models' curves of the
+      # earlier runs (--carry)
       pids=""
       for m in dit sit; do
         run arclf study train "$m" --log-every 100 &
