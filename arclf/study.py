@@ -232,10 +232,10 @@ def study_markdown(rec: dict) -> str:
         ds, runs = rec['dataset'], rec.get('runs', 'runs/study')
         flags = ('' if ds == 'fashion_mnist' else f' --dataset {ds}') + (
             '' if runs == 'runs/study' else f' --runs {runs}')
-        s += (f"\nNot converged: {', '.join(todo)}. Each run stopped where the budget did: "
-              f"`arclf study train MODEL{flags}` continues it exactly from its checkpoint "
-              f"(`{runs}/{ds}/MODEL.ckpt`, on the machine that trained it) and records the next "
-              'doubling.\n')
+        s += (f"\nNot converged: {', '.join(todo)}. Each run stopped at the cap it trained "
+              f"under or where the budget did: `arclf study train MODEL{flags}` continues it "
+              f"exactly from its checkpoint (`{runs}/{ds}/MODEL.ckpt`, on the machine that "
+              "trained it), up to the recipe's cap, and records the next doubling.\n")
     s += '\n## Compute\n\n' + compute_markdown(rec['compute']) + '\n## Points\n'
     for name, c in rec['curves'].items():
         if c['points']:
