@@ -503,12 +503,17 @@ def model_meta(src) -> dict:
 def trained_epochs(meta: Mapping) -> float | None:
     """How many epochs a saved model was trained for: the point it was shipped at
     (`record['trained']`, see `arclf.study.ship_models`), the latest point of a learning curve's
-    snapshot (a record of the curve alone, `CurveCB`), or else its recipe's `epochs`."""
+    snapshot (a record of the curve alone, `CurveCB`), the steps a final model ran over the steps
+    of its first epoch (its recipe's epochs are a cap it may have stopped before, once its curve
+    converged), or else its recipe's `epochs`."""
     rec = meta.get('record') or {}
     t = rec.get('trained') or {}
     pts = (rec.get('curve') or {}).get('points')
     if 'epochs' not in t and pts and 'steps' not in rec:  # a snapshot: where the run had got
         return pts[-1]['epochs']
+    per = (rec.get('history') or [{}])[0].get('iter')  # steps of the first epoch, if recorded
+    if 'epochs' not in t and rec.get('steps') and per:
+        return rec['steps'] / per
     return t.get('epochs', (meta.get('recipe') or {}).get('epochs'))
 
 # %% ../nbs/00_core.ipynb 40

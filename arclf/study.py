@@ -10,7 +10,7 @@ import torch
 from .core import num_params, provenance, run_info, atomic_save, WEIGHTS_DIR, read_weights
 from .experiments import write_results, read_results
 from .classifiers import load_model
-from .training import curve_converged
+from .training import curve_converged, curve_pair
 from .reproduce import ratio_words, speed_ratio
 
 # %% auto 0
@@ -67,7 +67,8 @@ def curve_status(curve: dict, tol: float | None = None) -> dict:
         return dict(points=0, converged=False, why='no point yet')
     tol = curve.get('tol') if tol is None else tol
     last = pts[-1]
-    delta = 100 * (last['acc'] - pts[-2]['acc']) if len(pts) > 1 else None
+    pair = curve_pair(pts)  # (an interim end point is not a doubling)
+    delta = 100 * (last['acc'] - pair[0]['acc']) if pair else None
     conv = curve_converged(pts, tol, curve.get('chance', 0.0))
     # one decimal, or two where one would round onto the tolerance (0.96 is not "+1.0 (< 1)")
     d = None if delta is None else (
@@ -205,10 +206,13 @@ def _cap_words(rec: dict) -> str:
     caps = {k: c['recipe']['epochs'] for k, c in rec['curves'].items() if c.get('recipe')}
     s = ("Its `epochs` are a cap: a run stops once its curve converges. The learning rate is "
          "constant, so a run that reached a smaller cap unconverged continues into a larger one "
-         "exactly as if the larger had been asked for from the start.")
+         "with the weights of a run asked for the larger from the start (`resume`, notebook 06; "
+         "the smaller run's warmup must not have been cut to a tenth of it); its curve keeps the "
+         "point it measured at the smaller cap's end.")
     if caps:
-        s += (' The cap each run last trained under: '
-              + ', '.join(f'{k} {v} epochs' for k, v in caps.items()) + '.')
+        s += (' The cap each run last trained under'
+              + (' (where its curve recorded it)' if len(caps) < len(rec['curves']) else '')
+              + ': ' + ', '.join(f'{k} {v} epochs' for k, v in caps.items()) + '.')
     return s + '\n\n'
 
 
@@ -235,7 +239,15 @@ def study_markdown(rec: dict) -> str:
         s += (f"\nNot converged: {', '.join(todo)}. Each run stopped at the cap it trained "
               f"under or where the budget did: `arclf study train MODEL{flags}` continues it "
               f"exactly from its checkpoint (`{runs}/{ds}/MODEL.ckpt`, on the machine that "
-              "trained it), up to the recipe's cap, and records the next doubling.\n")
+              "trained it), up to the recipe's cap, and records the next doubling.")
+        cap = rec['recipe'].get('epochs')
+        full = [k for k in todo if rec['curves'][k]['points'][-1:] and
+                rec['curves'][k]['points'][-1].get('end') and
+                (rec['curves'][k].get('recipe') or {}).get('epochs') == cap]
+        if full:  # finished at today's cap: only a larger one continues them
+            s += (f" {', '.join(full)} ended at the recipe's cap of {cap} epochs: add "
+                  f"`--epochs {2 * cap}` to continue {'it' if len(full) == 1 else 'them'}.")
+        s += '\n'
     s += '\n## Compute\n\n' + compute_markdown(rec['compute']) + '\n## Points\n'
     for name, c in rec['curves'].items():
         if c['points']:

@@ -55,8 +55,8 @@ __all__ = ['DATASET_OF', 'TRAIN_FAMILIES', 'FAMILY_PRESETS', 'setup_distributed'
            'EMACB', 'CompileCB', 'GradCheckpointCB', 'rng_state', 'set_rng_state', 'learner_state', 'CheckpointCB',
            'resume', 'ResumeCB', 'DDPCB', 'scale_cbs', 'save_run', 'VQStatsCB', 'reconstruct', 'psnr', 'code_stats',
            'recon_metrics', 'train_tokenizer', 'nll_per_token', 'train_randar', 'dataset_tag', 'encode_tokens',
-           'train_diffusion', 'train_var', 'loss_flops', 'curve_converged', 'CurveCB', 'presets_for', 'train_data',
-           'train_model']
+           'train_diffusion', 'train_var', 'loss_flops', 'curve_pair', 'curve_converged', 'CurveCB', 'presets_for',
+           'train_data', 'train_model']
 
 # %% ../nbs/06_training.ipynb 5
 def setup_distributed(backend: str | None = None) -> tuple[int, int, torch.device]:
@@ -228,6 +228,8 @@ def learner_state(learn: Learner) -> dict:
         train_dl=learn.train_dl.state_dict() if hasattr(learn.train_dl, 'state_dict') else None,
         rng=rng_state(),
         curve=getattr(learn, 'curve', None),  # a learning curve's points (CurveCB)
+        # the learning-rate schedule as it ran: whether more epochs would continue it (`resume`)
+        sched=[dict(warmup=c.warmup, kind=c.kind) for c in learn.cbs if isinstance(c, SchedCB)],
     )
 
 # %% ../nbs/06_training.ipynb 18
@@ -254,19 +256,30 @@ class CheckpointCB(Callback):
         self.save(learn)
 
 # %% ../nbs/06_training.ipynb 19
-def _grows(learn: Learner, old: dict, new: dict, diff: list) -> bool:
-    """Whether the run of key `new` is the run of key `old` continued into more epochs: its
-    steps so far are the same ones exactly when only `epochs` grew and the learning rate does not
-    depend on the run's length (a constant schedule whose warmup neither run's cap, a tenth of
-    it, cut)."""
+def _grows(learn: Learner, old: dict, new: dict, was: list | None) -> str | None:
+    """Why the run of key `new` is not the run of key `old` (which differs in `epochs` alone)
+    continued into more epochs, or None if it is: its steps so far are the same ones exactly when
+    the epochs grew and the learning rate does not depend on the run's length, a constant schedule
+    with the same warmup (`was`: the schedule the old run saved; older states lack it and the
+    warmup is inferred from `new`'s, which `train_model` caps at a tenth of the run)."""
+    a, b = old.get('epochs'), new.get('epochs')
     sched = [c for c in learn.cbs if isinstance(c, SchedCB)]
-    if diff != ['epochs'] or new.get('schedule') != 'constant' or len(sched) != 1:
-        return False
-    if not isinstance(old['epochs'], int) or not old['epochs'] < new['epochs']:
-        return False
-    per_epoch = sched[0].total // new['epochs']  # steps per epoch of this run
-    then = min(new.get('warmup', 0), old['epochs'] * per_epoch // 10)  # the old run's warmup
-    return sched[0].kind == 'constant' and sched[0].warmup == then
+    if not (isinstance(a, int) and isinstance(b, int)) or len(sched) != 1:
+        return 'the epochs of a run are fixed'
+    if b < a:
+        return 'epochs may grow, never shrink'
+    now = sched[0]
+    if now.kind != 'constant':
+        return (f'a {now.kind} learning rate depends on the length of the run: only a constant '
+                'one (--schedule constant) continues into more epochs')
+    if was:
+        then = was[0]['warmup']
+    else:  # (a state saved before the schedule was recorded)
+        then = min(new.get('warmup', 0), a * (now.total // b) // 10)
+    if then != now.warmup:
+        return (f'its warmup was {then} steps and would be {now.warmup} now (it is cut to a '
+                'tenth of the run): the steps so far would not be the same')
+    return None
 
 
 def resume(learn: Learner, path, key: dict | None = None) -> Learner:
@@ -285,12 +298,13 @@ def resume(learn: Learner, path, key: dict | None = None) -> Learner:
         old = json.loads(s.get('key') or '{}')
         new = json.loads(json.dumps(key, sort_keys=True))
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        if diff and not _grows(learn, old, new, diff):
+        why = _grows(learn, old, new, s.get('sched')) if diff == ['epochs'] else ''
+        if diff and why is not None:
             what = ', '.join(f'{k}: {old.get(k)!r} there, {new.get(k)!r} now' for k in diff[:4])
-            why = ('; only a run with a constant learning rate (--schedule constant) whose warmup '
-                   'fit in a tenth of it continues into more epochs' if diff == ['epochs'] else '')
-            raise ValueError(f'{path} holds the state of a different run ({what}{why}): delete '
-                             'it, or pass another checkpoint file (--ckpt)')
+            keep = f"keep --epochs {old['epochs']}, " if why and 'epochs' in old else ''
+            raise ValueError(f'{path} holds the state of a different run ({what}' +
+                             (f'; {why}' if why else '') + f'): {keep}delete it, or pass another '
+                             'checkpoint file (--ckpt)')
     learn.model.load_state_dict(s['model'])
     learn.model.to(learn.device)
     learn.make_opt()
@@ -957,13 +971,24 @@ def _valid_loss(model, loss_fn, valid, seed: int, bs: int = 256) -> float:
     return tot / n
 
 # %% ../nbs/06_training.ipynb 61
+def curve_pair(points: list) -> tuple | None:
+    """The two points of a learning curve that its last doubling compares: the last one, and the
+    one before it that is not an interim end point (`end`: the final step of a run measured off
+    the doubling schedule, that a later run continued past); None with fewer than two points."""
+    if len(points) < 2:
+        return None
+    before = [p for p in points[:-1] if not p.get('end')] or points[:-1]
+    return before[-1], points[-1]
+
+
 def curve_converged(points: list, tol: float | None, chance: float = 0.0) -> bool:
-    """Whether a learning curve has converged: the last doubling moved the classifier's accuracy
-    by less than `tol` points, and the model is past chance (the lower end of its interval above
-    `chance`): two points at chance level say that a model has not started, not that it is done."""
+    """Whether a learning curve has converged: the last doubling (`curve_pair`) moved the
+    classifier's accuracy by less than `tol` points, and the model is past chance (the lower end
+    of its interval above `chance`): two points at chance level say that a model has not started,
+    not that it is done."""
     if tol is None or len(points) < 2:
         return False
-    a, b = points[-2], points[-1]
+    a, b = curve_pair(points)
     # accuracies are stored as float32: 423/500 - 418/500 reads 0.99999905 points, not 1. Rounding
     # the change to 1e-4 points (finer than one image in a million) keeps a change of exactly `tol`
     # from counting as below it
@@ -972,7 +997,9 @@ def curve_converged(points: list, tol: float | None, chance: float = 0.0) -> boo
 # %% ../nbs/06_training.ipynb 63
 class CurveCB(Callback):
     """Record a learning curve at steps `first`·2^k, and at the run's last step when the next
-    doubling lies past it (the final weights are always measured): the validation loss and the
+    doubling lies past it (the final weights are always measured; such a point is marked `end`,
+    and a run continued into more epochs measures the doubling it stood in for if that is still
+    ahead, as a run asked for the longer count from the start would): the validation loss and the
     accuracy (with its 95% bootstrap interval) of `classifier(model)` on the first `images` of
     `valid` (x, y; default all) with `n` shared samples per image. With `tol` (points), stop the
     run once a doubling moves the accuracy by less than that, past chance (`curve_converged`).
@@ -1008,6 +1035,7 @@ class CurveCB(Callback):
             c['held_out'] = self.held_out
         c['chance'] = 1 / len(self.images[1].unique())
         c['converged'] = curve_converged(c['points'], self.tol, c['chance'])
+        self.write(learn)  # the run's recipe as it trains now (its epochs may have grown)
         self._t = time.time()
         if learn.curve['converged'] and self.tol is not None:
             raise CancelFitException  # nothing left to do: the curve already met its tolerance
@@ -1017,10 +1045,14 @@ class CurveCB(Callback):
         "Measure the last step of a run that has finished its epochs, unless a point is there."
         pts = learn.curve['points']
         if learn.epoch >= learn.n_epochs and (not pts or pts[-1]['step'] < learn.iter):
-            self.measure(learn)
+            self.measure(learn, end=True)
 
     def next_step(self, learn) -> int:
-        return self.first * 2 ** len(learn.curve['points'])
+        "The first doubling past the last point that the run has not already passed."
+        pts, s = learn.curve['points'], self.first
+        while (pts and s <= pts[-1]['step']) or s < learn.iter:
+            s *= 2
+        return s
 
     def after_step(self, learn):
         now = time.time()
@@ -1033,7 +1065,7 @@ class CurveCB(Callback):
     def after_record(self, learn):  # after each epoch: the last one ends the run
         self.measure_end(learn)
 
-    def measure(self, learn):
+    def measure(self, learn, end: bool = False):
         m = getattr(learn, 'ema', None) or learn.model
         was = m.training
         c = learn.curve
@@ -1047,6 +1079,8 @@ class CurveCB(Callback):
                  train_flops=samples * c['flops_per_sample'], seconds=round(c['seconds'], 1),
                  valid_loss=vloss, acc=acc['acc'], lo=acc['lo'], hi=acc['hi'],
                  images=acc['images'], n=self.n, eval_seconds=round(time.time() - t0, 1))
+        if end:  # off the doubling schedule: the final weights of a run that ended between two
+            p['end'] = True
         c['points'].append(p)
         c['converged'] = curve_converged(c['points'], self.tol, c['chance'])
         self.write(learn)

@@ -63,7 +63,8 @@ def test_study_through_the_gpu_runbook_dry_run(tmp_path):
     # of the run): 8 steps had none, 12 would have one
     r = _arclf('study', 'train', 'dit', '--runs', str(runs), *tiny, '--curve-n', '2',
                '--epochs', '3')
-    assert r.returncode == 2 and 'whose warmup fit in a tenth of it' in r.stderr, r.stderr[-2000:]
+    assert r.returncode == 2 and 'its warmup was 0 steps and would be 1 now' in r.stderr, (
+        r.stderr[-2000:])
     r = _arclf('study', 'report', str(tmp_path / 'nothing'), '--out', str(tmp_path / 'x'))
     assert r.returncode == 2 and 'no learning curves' in r.stderr
     # the runs' latest points shipped (fp16) into a weights folder found first ($ARCLF_WEIGHTS):
