@@ -149,7 +149,8 @@ def _points_markdown(name: str, c: dict) -> str:
          '| step | epochs | training PFLOP | hours | validation loss | accuracy % (95% CI) |\n'
          '|---:|---:|---:|---:|---:|---|\n')
     for q in c['points']:
-        s += (f"| {q['step']} | {q['epochs']:.2f} | {q['train_flops'] / 1e15:.3f} | "
+        end = ' (end of run)' if q.get('end') else ''  # off the doubling schedule
+        s += (f"| {q['step']}{end} | {q['epochs']:.2f} | {q['train_flops'] / 1e15:.3f} | "
               f"{q['seconds'] / 3600:.2f} | {q['valid_loss']:.4f} | {100 * q['acc']:.1f} "
               f"({100 * q['lo']:.1f}-{100 * q['hi']:.1f}) |\n")
     return s
