@@ -230,8 +230,11 @@ def test_configs_are_the_shipped_recipes():
             )
         if fam != 'tokenizer':
             from arclf.study import RECIPE
-            assert {k: meta['recipe'][k] for k in ('epochs', 'lr', 'schedule', 'ema')} == {
-                k: RECIPE[k] for k in ('epochs', 'lr', 'schedule', 'ema')}, name
+            assert {k: meta['recipe'][k] for k in ('lr', 'schedule', 'ema')} == {
+                k: RECIPE[k] for k in ('lr', 'schedule', 'ema')}, name
+            # the recipe's epochs are a cap: the shipped run trained under one no larger than
+            # today's (a constant-rate run continues into a larger one, notebook 06)
+            assert meta['recipe']['epochs'] <= RECIPE['epochs'], name
             assert meta['record']['trained']['step'] > 0, name
         flags = dict(zip(argv[len(positional) :: 2], argv[len(positional) + 1 :: 2]))
         assert float(flags['--lr']) == float(meta['recipe']['lr']), name
