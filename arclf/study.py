@@ -242,9 +242,9 @@ def study_markdown(rec: dict) -> str:
               f"exactly from its checkpoint (`{runs}/{ds}/MODEL.ckpt`, on the machine that "
               "trained it), up to the recipe's cap, and records the next doubling.")
         cap = rec['recipe'].get('epochs')
-        full = [k for k in todo if rec['curves'][k]['points'][-1:] and
-                rec['curves'][k]['points'][-1].get('end') and
-                (rec['curves'][k].get('recipe') or {}).get('epochs') == cap]
+        full = [k for k in todo if rec['curves'][k]['points']
+                and rec['curves'][k]['points'][-1].get('end')
+                and rec['curves'][k].get('recipe', {}).get('epochs') == cap]
         if full:  # finished at today's cap: only a larger one continues them
             s += (f" {', '.join(full)} ended at the recipe's cap of {cap} epochs: add "
                   f"`--epochs {2 * cap}` to continue {'it' if len(full) == 1 else 'them'}.")
