@@ -469,6 +469,34 @@ def _epochs(models: dict, *names) -> str:
     return f"{'/'.join(sorted({_ep(e) for e in es}))} epoch(s)"
 
 
+def _eps(models: dict, name):
+    "The epochs model `name` of a result was trained for, as it recorded them (None if not)."
+    m = models.get(name) or {}
+    e = m.get('epochs', (m.get('recipe') or {}).get('epochs'))
+    return e if isinstance(e, (int, float)) else None
+
+
+def _at_training(row: dict, ea, eb, names: tuple[str, str]) -> dict:
+    """`row` ('a beats b' or 'a is competitive with b') judged for the training of its two
+    models, `ea` and `eb` epochs (`names` name them). Within 5% the verdict stands. Otherwise
+    a win of the model trained longer is no verdict (it may win for that reason alone), and a
+    win of the other stands: it won although trained less. The epochs go into the row."""
+    if ea is None or eb is None:
+        return row
+    row = dict(row, epochs_a=ea, epochs_b=eb)
+    if max(ea, eb) <= 1.05 * min(ea, eb):
+        return row
+    longer, shorter = names if ea > eb else names[::-1]
+    won = row['verdict'] == ('reproduced' if ea > eb else 'contradicted')
+    why = f'unequal training ({_ep(ea)} vs {_ep(eb)} epochs)'
+    if won:
+        why += f': {longer}, trained longer, won, which is not a fair test'
+    elif row['verdict'] != 'inconclusive':
+        why += f': {shorter} won although trained less'
+    return dict(row, verdict='inconclusive' if won else row['verdict'],
+                note='; '.join(x for x in (row.get('note'), why) if x))
+
+
 def _training(d: dict, epochs=None) -> str:
     """The training of the shipped models a result used: the `epochs` it recorded or, for a
     result that recorded none, the revision whose shipped models made it."""
@@ -490,7 +518,9 @@ def _reproduce_rows(f: Path) -> list[dict]:
         pairs = {(p['b'], p['shift']): p for p in r.get('paired', [])}
 
         def add(row, b, shift='none'):
-            rows.append(_paired(row, pairs[b, shift]) if (b, shift) in pairs else row)
+            row = _paired(row, pairs[b, shift]) if (b, shift) in pairs else row
+            rows.append(_at_training(row, _eps(models, 'randar'), _eps(models, b),
+                                     ('RandAR', NAMES[b])))
 
         if {'randar', 'raster'} <= set(best):
             a, b = best['randar'], best['raster']
@@ -525,8 +555,10 @@ def _reproduce_rows(f: Path) -> list[dict]:
                                    f"{100 * clean[s]['acc']:.1f}")), s, sh)
         for s, sp in r.get('speed', {}).items():
             model = 'avarc' if s == 'avarc_pruned' else s  # pruning scores the A-VARC model
-            rows.append(_speed_row(f'the AR classifier is faster than {NAMES[s]} ({ds})', s, sp,
-                                   src, n, _epochs(models, 'randar', model)))
+            row = _speed_row(f'the AR classifier is faster than {NAMES[s]} ({ds})', s, sp, src,
+                             n, _epochs(models, 'randar', model))
+            rows.append(_at_training(row, _eps(models, 'randar'), _eps(models, model),
+                                     ('RandAR', NAMES[model])))
     return rows
 
 
@@ -668,10 +700,13 @@ def _diffusion_rows(folder: Path) -> list[dict]:
 
         for s in ('dit', 'sit'):
             if {'randar_fmnist', f'{s}_fmnist'} <= set(d6):
-                rows.append(_speed_row(
+                row = _speed_row(
                     f'the AR classifier is faster than {NAMES[s]} (fashion_mnist, timed side by '
                     'side)', s, speed_ratio(curve('randar'), curve(s)), f6,
-                    d6['randar_fmnist']['images'], reported('randar', s)))
+                    d6['randar_fmnist']['images'], reported('randar', s))
+                if isinstance(ep, dict):  # a model trained longer: `_at_training` judges
+                    row = _at_training(row, ep.get('randar'), ep.get(s), ('RandAR', NAMES[s]))
+                rows.append(row)
     return rows
 
 
@@ -712,7 +747,7 @@ def _study_rows(folder: Path) -> list[dict]:
 def _longer_row(s: str, ds: str, a: dict, b: dict, converged, source: str) -> dict:
     """RandAR's last curve point `a` against diffusion family `s`'s later one `b`. The baseline had
     the larger budget, so a win of the AR classifier is evidence for the claim and a loss is not
-    evidence against it (inconclusive, as any comparison at unequal training)."""
+    evidence against it (inconclusive: `_at_training`)."""
     state = 'converged' if converged else 'not converged'
     note = (f"each curve's last point: RandAR step {a['step']} ({a['epochs']:.1f} epochs, "
             f"{state}), "
@@ -723,10 +758,7 @@ def _longer_row(s: str, ds: str, a: dict, b: dict, converged, source: str) -> di
              (f"RandAR K={a['n']}", a['acc']), (f"{NAMES[s]} {b['n']} timesteps", b['acc']),
              a['images'], b['images'], source,
              f"{a['epochs']:.1f} vs {b['epochs']:.1f} epochs (study)", note=note)
-    if r['verdict'] == 'contradicted':
-        r = dict(r, verdict='inconclusive',
-                 note=note + '; the baseline trained longer: its win is not a fair test')
-    return r
+    return _at_training(r, a['epochs'], b['epochs'], ('RandAR', NAMES[s]))
 
 # %% ../nbs/09a_study.ipynb 29
 def _orders_rows(f: Path) -> list[dict]:
@@ -847,8 +879,8 @@ def findings(root='results') -> list[dict]:
         rows += _wilds_rows(root / 'wilds/results.json')
     for folder in sorted((root / 'training').glob('*/')):
         rows += _study_rows(folder)
-    for o in rows:  # a model trained longer wins for that reason too: no verdict either way
-        if '/' in o.get('training', ''):
+    for o in rows:  # models of unequal training that `_at_training` did not judge: no verdict
+        if '/' in o.get('training', '') and 'epochs_a' not in o:
             o['verdict'] = 'inconclusive'
             o['note'] = '; '.join(x for x in (o.get('note'), 'unequal training: not a fair test')
                                   if x)
