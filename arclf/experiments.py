@@ -42,8 +42,8 @@ __all__ = ['FIG_DEFINITIONS', 'ORDER_PLANS', 'write_results', 'read_results', 'p
            'fig6_markdown', 'table2_markdown', 'plot_acc_vs_time', 'group_hits', 'budget_rows', 'demo_markdown', 'demo',
            'paired_diff_ci', 'token_analyses', 'order_experiment', 'acc_cell', 'normal_ci', 'diff_cell',
            'per_token_tables', 'orders_report', 'order_tables', 'plot_order_maps', 'save_order_figures',
-           'simulate_prefix_plan', 'plan_cost', 'prefix_study', 'prefix_markdown', 'plot_prefix_study', 'sample_images',
-           'ar_samples']
+           'simulate_prefix_plan', 'plan_cost', 'prefix_study', 'time_to_reach', 'matched_saving', 'prefix_markdown',
+           'plot_prefix_study', 'sample_images', 'ar_samples']
 
 # %% ../nbs/07_experiments.ipynb 6
 def write_results(
@@ -1034,7 +1034,44 @@ def _project_prefix(res: dict, M: int = 1000, N: int = 256, K: int = 20) -> list
             rows.append(dict(from_dataset=name, plan=plan, forwards=cost, saving=M * K / cost))
     return rows
 
-# %% ../nbs/07_experiments.ipynb 36
+# %% ../nbs/07_experiments.ipynb 37
+def _curve(rows: list[dict], cost: str = 's_per_image') -> list[dict]:
+    "The budgets that raise the best accuracy so far, by `cost`: a rising curve."
+    out = []
+    for r in sorted(rows, key=lambda r: r[cost]):
+        if not out or r['acc'] > out[-1]['acc']:
+            out.append(r)
+    return out
+
+
+def time_to_reach(rows: list[dict], acc: float, cost: str = 's_per_image') -> float | None:
+    """The `cost` (default: seconds per image) a classifier's budgets `rows` need to reach accuracy
+    `acc`, interpolated in log cost between the two budgets around it; None outside the accuracies
+    its curve passes through (below its cheapest budget or above its best)."""
+    c = _curve(rows, cost)
+    if not c or not c[0]['acc'] <= acc <= c[-1]['acc']:
+        return None
+    i = next(i for i, r in enumerate(c) if r['acc'] >= acc)
+    if i == 0 or c[i]['acc'] == acc:
+        return c[i][cost]
+    lo, hi = c[i - 1], c[i]
+    w = (acc - lo['acc']) / (hi['acc'] - lo['acc'])
+    return math.exp((1 - w) * math.log(lo[cost]) + w * math.log(hi[cost]))
+
+
+def matched_saving(orders: list[dict], acc: float, forwards: float) -> tuple[float | None, str]:
+    """A plan's saving at matched accuracy: the forwards the unpruned classifier (`orders`: its
+    accuracy at K = 1, 2, ...) needs to reach the plan's accuracy `acc`, over the plan's
+    `forwards`; (None, why) where its curve never passes through `acc`."""
+    m = time_to_reach(orders, acc, 'forwards')
+    if m is not None:
+        return m / forwards, f'{m / forwards:.1f}x'
+    c = _curve(orders, 'forwards')
+    if acc < c[0]['acc']:
+        return None, f"none: K = {c[0]['K']} is more accurate ({100 * c[0]['acc']:.1f}%)"
+    return None, f"none: never reached (best {100 * c[-1]['acc']:.1f}%, K = {c[-1]['K']})"
+
+# %% ../nbs/07_experiments.ipynb 39
 def _plan(plan) -> str:
     "A plan as the code writes it, [(L, K, keep), ...], also when read back from JSON (lists)."
     return '[' + ', '.join(str(tuple(st)) for st in plan) + ']'
@@ -1047,8 +1084,11 @@ def prefix_markdown(rec: dict) -> str:
            'first L steps of K orders and keeps the best; a full last stage finishes the '
            'survivors. Accuracy with its 95% interval (the normal approximation over the images; '
            'the unpruned one: a bootstrap); "vs unpruned": the paired difference (same images, '
-           'same orders) and its 95% bootstrap interval; "fewer forwards": cost only, read it '
-           'with the accuracy beside it.', '']
+           'same orders) and its 95% bootstrap interval. Savings: "than K = 20", the cost ratio '
+           'to the unpruned classifier with all its orders (read it with the accuracy beside '
+           'it); "at matched accuracy", the ratio to the forwards the unpruned classifier needs '
+           'for the plan\'s accuracy with fewer orders (`matched_saving`), or why there is none.',
+           '']
     for name, d in rec['datasets'].items():
         u = d['unpruned']
         out += [f"## {name} ({d['model']}, {d['images']} test images, {d['classes']} classes, "
@@ -1056,9 +1096,9 @@ def prefix_markdown(rec: dict) -> str:
                 f"Unpruned K = {rec['K']}: {100 * u['acc']:.1f}% "
                 f"[{100 * u['ci']['lo']:.1f}, {100 * u['ci']['hi']:.1f}] at {u['forwards']} "
                 'full-sequence equivalents per image.', '',
-                '| plan | forwards / image | fewer forwards | accuracy (%) '
-                '| vs unpruned (points) |',
-                '|---|---|---|---|---|']
+                '| plan | forwards / image | fewer than K = 20 | fewer at matched accuracy '
+                '| accuracy (%) | vs unpruned (points) |',
+                '|---|---|---|---|---|---|']
         front = []
         for p in sorted(d['plans'], key=lambda p: (p['forwards'], -p['acc'])):
             if not front or p['acc'] > front[-1]['acc']:
@@ -1067,24 +1107,33 @@ def prefix_markdown(rec: dict) -> str:
             v = p['vs_unpruned']
             saving = u['forwards'] / p['forwards']
             lo, hi = normal_ci(p['acc'], d['images'])
-            out.append(f"| {_plan(p['plan'])} | {p['forwards']:.1f} | {saving:.1f}x "
+            matched = matched_saving(d['orders'], p['acc'], p['forwards'])[1]
+            out.append(f"| {_plan(p['plan'])} | {p['forwards']:.1f} | {saving:.1f}x | {matched} "
                        f"| {acc_cell(dict(acc=p['acc'], lo=lo, hi=hi))} | {100 * v['diff']:+.1f} "
                        f"[{100 * v['lo']:+.1f}, {100 * v['hi']:+.1f}] |")
         b = d['best']
         if b:
+            r, why = matched_saving(d['orders'], b['acc'], b['forwards'])
+            m = (f"the unpruned classifier reaches the same accuracy with "
+                 f"{r * b['forwards']:.0f} forwards, so at matched accuracy the saving is {why}"
+                 if r else f"at matched accuracy there is {why}")
+            t = b['unpruned_seconds_per_image'] / b['seconds_per_image']
             out += ['', f"Cheapest plan with no measurable loss: `{_plan(b['plan'])}`, "
-                    f"{b['forwards']:.1f} full-sequence equivalents ({b['saving']:.1f}x fewer), "
-                    f"accuracy {100 * b['acc']:.1f}% "
-                    f"({100 * b['vs_unpruned']['diff']:+.1f} points). "
+                    f"{b['forwards']:.1f} full-sequence equivalents ({b['saving']:.1f}x fewer than "
+                    f"K = {rec['K']}), accuracy {100 * b['acc']:.1f}% "
+                    f"({100 * b['vs_unpruned']['diff']:+.1f} points); {m}. "
                     f"Checked with real truncated forwards on {b['checked_images']} images "
                     + (f"({b['checked_images'] // d['classes']} of each class)"
                        if b['checked_images'] % d['classes'] == 0 else '(from every class)')
                     + ": the "
                     f"replay agrees on {100 * b['replay_agreement']:.1f}% of the predictions; "
                     f"{b['seconds_per_image']:.3f} s per image against "
-                    f"{b['unpruned_seconds_per_image']:.3f} s unpruned "
-                    f"({b['unpruned_seconds_per_image'] / b['seconds_per_image']:.1f}x less time "
-                    'for this plan).', '']
+                    f"{b['unpruned_seconds_per_image']:.3f} s unpruned with K = {rec['K']} "
+                    f"({t:.1f}x less time"
+                    # the unpruned time scales with its forwards: K = 20 over the matched ones
+                    + (f"; at matched accuracy about {t * r / b['saving']:.1f}x, the unpruned "
+                       "time scaled to the forwards it needs there" if r else '')
+                    + ').', '']
         else:
             out += ['', 'No plan of the grid matches the unpruned accuracy within the interval.',
                     '']
@@ -1125,7 +1174,7 @@ def plot_prefix_study(rec: dict, path=None):
         plt.close(fig)
     return fig
 
-# %% ../nbs/07_experiments.ipynb 40
+# %% ../nbs/07_experiments.ipynb 43
 @torch.no_grad()
 def sample_images(
     model,
@@ -1151,7 +1200,7 @@ def sample_images(
     )
     return tokenizer.decode(ids.cpu()), y.cpu()
 
-# %% ../nbs/07_experiments.ipynb 41
+# %% ../nbs/07_experiments.ipynb 44
 def ar_samples(
     out='results/randar',
     n: int = 8,

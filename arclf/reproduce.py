@@ -4,14 +4,14 @@
 
 # %% ../nbs/09_reproduce.ipynb 2
 from __future__ import annotations
-import json, math, os
+import json, os
 from pathlib import Path
 import torch
 import arclf
 from .core import (run_info, weights_path, default_device, model_meta, trained_epochs,
                         atomic_write_text, atomic_save)
 from .experiments import (write_results, read_results, fig6_markdown, table2_markdown,
-                               budget_rows, group_hits, paired_diff_ci)
+                               budget_rows, group_hits, paired_diff_ci, time_to_reach, _curve)
 from .data import load_dataset, SHIFTS, file_digest
 from arclf.scorer import (
     evaluate,
@@ -28,8 +28,8 @@ from .avarc import avarc_evaluate, parse_avarc_stages
 
 # %% auto 0
 __all__ = ['PLANS_DIR', 'PLAN_KEYS', 'EVAL_DEFAULTS', 'KINDS', 'EVAL_COMMON', 'NO_EFFECT', 'NAMES', 'SHIFT_NAMES', 'SPEED_VS',
-           'load_plan', 'ensure_trained', 'model_file', 'cached_eval', 'cached_prune', 'prune_row', 'time_to_reach',
-           'speed_ratio', 'reproduce', 'refresh_report', 'ratio_words', 'speed_summary', 'report', 'plot_reproduction']
+           'load_plan', 'ensure_trained', 'model_file', 'cached_eval', 'cached_prune', 'prune_row', 'speed_ratio',
+           'reproduce', 'refresh_report', 'ratio_words', 'speed_summary', 'report', 'plot_reproduction']
 
 # %% ../nbs/09_reproduce.ipynb 5
 PLANS_DIR = Path(arclf.__file__).resolve().parent / 'configs' / 'reproduce'  # package data
@@ -391,32 +391,8 @@ def prune_row(r: dict) -> dict:
                 stages=r['stages'])
 
 # %% ../nbs/09_reproduce.ipynb 15
-def _curve(rows: list[dict]) -> list[dict]:
-    "The budgets that raise the best accuracy so far, by seconds per image: a rising curve."
-    out = []
-    for r in sorted(rows, key=lambda r: r['s_per_image']):
-        if not out or r['acc'] > out[-1]['acc']:
-            out.append(r)
-    return out
-
-
 def _point(r: dict) -> dict:
     return {k: r[k] for k in ('n', 'acc', 's_per_image', 'stages') if k in r}
-
-
-def time_to_reach(rows: list[dict], acc: float) -> float | None:
-    """Seconds per image a classifier's budgets `rows` need to reach accuracy `acc`, interpolated in
-    log seconds between the two budgets around it; None outside the accuracies its curve passes
-    through (below its cheapest budget or above its best)."""
-    c = _curve(rows)
-    if not c or not c[0]['acc'] <= acc <= c[-1]['acc']:
-        return None
-    i = next(i for i, r in enumerate(c) if r['acc'] >= acc)
-    if i == 0 or c[i]['acc'] == acc:
-        return c[i]['s_per_image']
-    lo, hi = c[i - 1], c[i]
-    w = (acc - lo['acc']) / (hi['acc'] - lo['acc'])
-    return math.exp((1 - w) * math.log(lo['s_per_image']) + w * math.log(hi['s_per_image']))
 
 
 def speed_ratio(fast: list[dict], slow: list[dict]) -> list[dict]:
