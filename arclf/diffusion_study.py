@@ -10,7 +10,7 @@ import torch
 from .core import run_info, provenance, atomic_save, atomic_write_text, state_digest, trained_epochs
 from .data import load_dataset
 from .diffusion import DDPMSchedule, FlowSchedule, WEIGHTINGS, weighting
-from .scorer import (evaluate, accuracy, accuracy_ci, accuracy_vs_n, eval_key, data_digest,
+from .scorer import (evaluate, accuracy_ci, accuracy_vs_n, eval_key, data_digest,
                           key_diff, bootstrap_ci)
 from .classifiers import create_classifier
 from .bench import benchmark
@@ -378,12 +378,16 @@ def plot_results(out=RESULTS, save: bool = False):
 # %% ../nbs/07b_diffusion_study.ipynb 16
 def timestep_profile(scores, y, classes, t) -> list[dict]:
     """Accuracy of classifying with one timestep's score alone, for each timestep, sorted by t:
-    rows (t, acc); `scores` `[I, M, n]` and `t` `[n]` as `eval_scores` stores them."""
+    rows (t, acc, and its 95% bootstrap interval over images: acc_lo, acc_hi); `scores`
+    `[I, M, n]` and `t` `[n]` as `eval_scores` stores them."""
     t = torch.as_tensor(t).double()
     cls = torch.as_tensor(classes)
-    hit = cls[scores.argmax(1)] == torch.as_tensor(y)[:, None]  # [I, n]
-    acc = hit.double().mean(0)
-    return [dict(t=float(t[i]), acc=float(acc[i])) for i in t.argsort().tolist()]
+    hit = (cls[scores.argmax(1)] == torch.as_tensor(y)[:, None]).double()  # [I, n]
+    rows = []
+    for i in t.argsort().tolist():
+        lo, hi = bootstrap_ci(hit[:, i])
+        rows.append(dict(t=float(t[i]), acc=float(hit[:, i].mean()), acc_lo=lo, acc_hi=hi))
+    return rows
 
 
 def band_accuracy(scores, y, classes, t, edges) -> list[dict]:
@@ -393,8 +397,9 @@ def band_accuracy(scores, y, classes, t, edges) -> list[dict]:
     for lo, hi in zip(edges[:-1], edges[1:]):
         m = (t >= lo) & (t < hi)
         if m.any():
-            rows.append(dict(lo=lo, hi=hi, n=int(m.sum()),
-                             acc=accuracy(scores[:, :, m], classes, y)))
+            ci = accuracy_ci(scores[:, :, m], classes, y)
+            rows.append(dict(lo=lo, hi=hi, n=int(m.sum()), acc=ci['acc'], acc_lo=ci['lo'],
+                             acc_hi=ci['hi']))
     return rows
 
 # %% ../nbs/07b_diffusion_study.ipynb 18
@@ -412,15 +417,17 @@ def diagnosis(out=RESULTS, curves='results/training/fashion_mnist/curves.json') 
         # one noise axis, 0 = data, 1000 = noise: DiT's t, and 1000·(1 − τ) for SiT (τ = 1: data)
         t = r['t'].double() if kind == 'dit' else 1000 * (1 - r['t'].double())
         prof = timestep_profile(s, y, c, t)
+        ci = accuracy_ci(s, c, y)
         res['models'][kind] = dict(
-            images=len(y), samples=s.shape[-1], all=accuracy(s, c, y),
+            images=len(y), samples=s.shape[-1], all=ci['acc'], all_lo=ci['lo'], all_hi=ci['hi'],
             best_single=max(prof, key=lambda p: p['acc']), profile=prof,
             bands=band_accuracy(s, y, c, t, [0, 100, 300, 500, 700, 1001]))
     f6 = out / 'fig6.json'
-    if f6.exists():
+    if f6.exists():  # each budget with its bootstrap interval (stored, or from the scores)
         d = read_results(f6)
-        res['fig6'] = {k: [(row['n'], row['acc']) for row in v['rows']] for k, v in d.items()
-                       if isinstance(v, dict) and 'rows' in v}
+        res['fig6'] = {k: [(o['n'], o['acc'], o.get('lo'), o.get('hi'))
+                           for o in _fig6_rows(out, k, v)]
+                       for k, v in d.items() if isinstance(v, dict) and 'rows' in v}
     cf = Path(curves)
     if cf.exists():
         cur = read_results(cf)['curves']
@@ -431,9 +438,11 @@ def diagnosis(out=RESULTS, curves='results/training/fashion_mnist/curves.json') 
                          command='arclf diffusion diagnose')
 
 
-def _ci(acc: float, n: int) -> str:
-    "An accuracy with its 95% interval, the normal approximation over `n` images."
-    lo, hi = normal_ci(acc, n)
+def _ci(acc: float, n: int, lo=None, hi=None) -> str:
+    """An accuracy with its 95% bootstrap interval `lo`, `hi` over images; for a record written
+    before it stored them, the normal approximation over `n` images, marked '(normal)'."""
+    if lo is None or hi is None:
+        return acc_cell(dict(zip(('acc', 'lo', 'hi'), (acc, *normal_ci(acc, n))))) + ' (normal)'
     return acc_cell(dict(acc=acc, lo=lo, hi=hi))
 
 
@@ -441,22 +450,25 @@ def diagnosis_markdown(rec: dict) -> str:
     s = ('# What limits the small diffusion classifiers: the evidence (beyond the paper; behind '
          'Table 8 and the diffusion side of Fig. 6)\n\nNoise level: 0 is the '
          "image, 1000 pure noise (DiT's t; 1000·(1 − τ) for SiT). A band's accuracy sums the "
-         'constant-weight scores of its timesteps only. Brackets: 95% intervals (the normal '
-         'approximation over the images).\n\n')
+         'constant-weight scores of its timesteps only. Brackets: 95% bootstrap intervals over '
+         'the images.\n\n')
     for kind, m in rec['models'].items():
         b, n = m['best_single'], m['images']
         s += (f"**{kind}** ({n} test images, {m['samples']} timesteps): all timesteps "
-              f"{_ci(m['all'], n)}%; the best single timestep (noise level {b['t']:.0f}) "
-              f"{_ci(b['acc'], n)}%.\n\n| noise level in | timesteps | accuracy % |\n"
-              '|---|---:|---:|\n')
+              f"{_ci(m['all'], n, m.get('all_lo'), m.get('all_hi'))}%; the best single "
+              f"timestep (noise level {b['t']:.0f}) "
+              f"{_ci(b['acc'], n, b.get('acc_lo'), b.get('acc_hi'))}%.\n\n"
+              '| noise level in | timesteps | accuracy % |\n|---|---:|---:|\n')
         for r in m['bands']:
-            s += f"| [{r['lo']}, {r['hi']}) | {r['n']} | {_ci(r['acc'], n)} |\n"
+            s += (f"| [{r['lo']}, {r['hi']}) | {r['n']} | "
+                  f"{_ci(r['acc'], n, r.get('acc_lo'), r.get('acc_hi'))} |\n")
         s += '\n'
     if 'fig6' in rec:
         n = min(m['images'] for m in rec['models'].values())
         s += (f'**Accuracy vs timesteps per class** (Fig. 6, {n} test images; below the largest '
-              'budget a mean over disjoint groups of timesteps, so its interval is approximate): ')
-        s += '; '.join(f"{k}: " + ', '.join(f"{t}: {_ci(a, n)}" for t, a in v[-3:])
+              'budget the mean over disjoint groups of timesteps, its interval over images of '
+              'that mean): ')
+        s += '; '.join(f"{k}: " + ', '.join(f"{t}: {_ci(a, n, *ci)}" for t, a, *ci in v[-3:])
                        for k, v in rec['fig6'].items()) + '\n\n'
     if 'curves' in rec:
         s += (f"**Learning curves** (`{rec['curves_file']}`, held-out images; epochs: "
