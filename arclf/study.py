@@ -508,8 +508,15 @@ def _training(d: dict, epochs=None) -> str:
 
 # %% ../nbs/09a_study.ipynb 27
 def _reproduce_rows(f: Path) -> list[dict]:
+    """The claims a reproduction run (`arclf reproduce`, `results/reproduce/<plan>/results.json`)
+    tests. A run of a plan other than `cpu`, or one kept under another folder's name (an earlier
+    run of the plan, kept for its models), names that beside the dataset in each claim."""
     rows = []
-    for ds, r in read_results(f)['results'].items():
+    d = read_results(f)
+    plan = (d.get('plan') or {}).get('name')
+    tag = next((x for x in (f.parent.name, plan) if plan and x != 'cpu'), None)
+    for ds, r in d['results'].items():
+        lab = f'{ds}, {tag}' if tag else ds  # e.g. 'fashion_mnist, cpu_full_ar'
         fig6, models = r['fig6'], r['models']
         best = {c: max((o for o in fig6 if o['classifier'] == c), key=lambda o: o['n'])
                 for c in {o['classifier'] for o in fig6}}
@@ -525,20 +532,21 @@ def _reproduce_rows(f: Path) -> list[dict]:
         # Table 1's claim is about K > 1: a result with one order (cpu_full_ar) does not test it
         if {'randar', 'raster'} <= set(best) and best['randar']['n'] > 1:
             a, b = best['randar'], best['raster']
-            add(_row(f'random orders beat raster for K > 1 ({ds})', 'Table 1',
+            add(_row(f'random orders beat raster for K > 1 ({lab})', 'Table 1',
                      (f"RandAR K={a['n']}", a['acc']), ('raster AR', b['acc']), n, n, src,
                      _epochs(models, 'randar', 'raster')), 'raster')
         for s in BEATEN:
             if {'randar', s} <= set(best):
                 a, b = best['randar'], best[s]
-                add(_row(f'the AR classifier beats {NAMES[s]} ({ds})', 'Table 2, Fig. 6',
+                add(_row(f'the AR classifier beats {NAMES[s]} ({lab})', 'Table 2, Fig. 6',
                          (_label('randar', a), a['acc']), (_label(s, b), b['acc']), n, n,
                          src, _epochs(models, 'randar', s)), s)
         for s in NETWORKS:
             if {'randar', s} <= set(best):
                 a, b = best['randar'], best[s]
                 add(_competitive(
-                    f'the AR classifier is competitive with {NAMES[s]} ({ds})', 'Table 2, Table 9',
+                    f'the AR classifier is competitive with {NAMES[s]} ({lab})',
+                    'Table 2, Table 9',
                     (_label('randar', a), a['acc']), (_label(s, b), b['acc']), n, n, src,
                     _epochs(models, 'randar', s)), s)
         t2 = r['table2']
@@ -550,10 +558,10 @@ def _reproduce_rows(f: Path) -> list[dict]:
             for s in ('raster',) + BEATEN + NETWORKS:
                 if {'randar', s} <= set(shifted) & set(clean):
                     a, b = shifted['randar'], shifted[s]
-                    claim = (f'random orders beat raster under {sh} ({ds})' if s == 'raster'
+                    claim = (f'random orders beat raster under {sh} ({lab})' if s == 'raster'
                              else f'the AR classifier is competitive with {NAMES[s]} under {sh} '
-                             f'({ds})' if s in NETWORKS
-                             else f'AR is more accurate than {NAMES[s]} under {sh} ({ds})')
+                             f'({lab})' if s in NETWORKS
+                             else f'AR is more accurate than {NAMES[s]} under {sh} ({lab})')
                     row = (_competitive if s in NETWORKS else _row)(
                         claim, 'Table 2', (_label('randar', a), a['acc']),
                         (_label(s, b), b['acc']), a['images'], b['images'], src,
@@ -563,7 +571,7 @@ def _reproduce_rows(f: Path) -> list[dict]:
                     add(dict(row, note='; '.join(x for x in (was, row['note']) if x)), s, sh)
         for s, sp in r.get('speed', {}).items():
             model = 'avarc' if s == 'avarc_pruned' else s  # pruning scores the A-VARC model
-            row = _speed_row(f'the AR classifier is faster than {NAMES[s]} ({ds})', s, sp, src,
+            row = _speed_row(f'the AR classifier is faster than {NAMES[s]} ({lab})', s, sp, src,
                              n, _epochs(models, 'randar', model))
             rows.append(_at_training(row, _eps(models, 'randar'), _eps(models, model),
                                      ('RandAR', NAMES[model])))
@@ -880,8 +888,8 @@ def findings(root='results') -> list[dict]:
         rows += _orders_rows(root / 'scorer/orders.json')
         rows += _per_token_rows(root / 'scorer/orders.json', root / 'ablations/fig8/fig8.json',
                                 root / 'ablations/results.json')
-    if (root / 'reproduce/cpu/results.json').exists():
-        rows += _reproduce_rows(root / 'reproduce/cpu/results.json')
+    for f in sorted((root / 'reproduce').glob('*/results.json')):  # every plan that ran
+        rows += _reproduce_rows(f)
     if (root / 'ablations/results.json').exists():
         rows += _ablation_rows(root / 'ablations/results.json')
     rows += _diffusion_rows(root / 'diffusion')
