@@ -29,7 +29,7 @@ from .avarc import avarc_evaluate, parse_avarc_stages
 # %% auto 0
 __all__ = ['PLANS_DIR', 'PLAN_KEYS', 'EVAL_DEFAULTS', 'KINDS', 'EVAL_COMMON', 'NO_EFFECT', 'NAMES', 'SHIFT_NAMES', 'SPEED_VS',
            'load_plan', 'ensure_trained', 'model_file', 'cached_eval', 'cached_prune', 'prune_row', 'speed_ratio',
-           'reproduce', 'refresh_report', 'ratio_words', 'speed_summary', 'report', 'plot_reproduction']
+           'reproduce', 'refresh_report', 'keep_run', 'ratio_words', 'speed_summary', 'report', 'plot_reproduction']
 
 # %% ../nbs/09_reproduce.ipynb 5
 PLANS_DIR = Path(arclf.__file__).resolve().parent / 'configs' / 'reproduce'  # package data
@@ -707,6 +707,34 @@ def refresh_report(folder) -> dict:
     return res
 
 
+def keep_run(folder, dest, datasets=None, why: str = '', classifiers=None) -> dict:
+    """Keep reproduction `folder` (its `datasets` and `classifiers`, default all) as `dest` before
+    a new run of the plan replaces it, e.g. with other shipped models: the same results and
+    provenance, `why` it was kept, and its own README.md and fig6.png. The findings read it as a
+    run of its own (notebook 09a), so keep only the classifiers whose models change (and RandAR,
+    which the others are compared with). `dest` must not exist: nothing is overwritten."""
+    dest = Path(dest)
+    if dest.exists():
+        raise FileExistsError(f'{dest} exists: keep the run under another name, or delete it')
+    res = read_results(Path(folder) / 'results.json')
+    if bad := set(datasets or ()) - set(res['results']):
+        raise ValueError(f'{sorted(bad)} not in {folder}: it has {sorted(res["results"])}')
+    res['results'] = {k: v for k, v in res['results'].items() if not datasets or k in datasets}
+    if classifiers:  # every table, pair, speed ratio and model record of the others goes
+        keep = set(classifiers)
+        for r in res['results'].values():
+            r['fig6'] = [o for o in r['fig6'] if o['classifier'] in keep]
+            r['table2'] = [o for o in r['table2'] if o['classifier'] in keep]
+            r['paired'] = [p for p in r.get('paired', []) if {p['a'], p['b']} <= keep]
+            r['speed'] = {k: v for k, v in (r.get('speed') or {}).items() if k in keep}
+            r['models'] = {k: v for k, v in r['models'].items() if k in keep}
+    res['kept'] = dict(run_info(f'keep_run({str(folder)!r}, {str(dest)!r})'), why=why,
+                       folder=str(folder))
+    write_results(dest / 'results.json', res, report, md_path=dest / 'README.md')
+    plot_reproduction(res, dest / 'fig6.png')
+    return res
+
+
 def ratio_words(r: float) -> str:
     "A time ratio (slow over fast) in words, either way round."
     return f'{r:.1f}× faster' if r >= 1 else f'{1 / r:.1f}× slower'
@@ -778,6 +806,10 @@ def report(res: dict) -> str:
     if ri := res.get('report_info'):
         s += [f"This report was re-rendered from the stored results by `{ri['command']}` at git "
               f"{ri['git_rev']}, {ri['date']} (no model was run again).", '']
+    if k := res.get('kept'):
+        s += [f"**Kept** from `{k['folder']}` at git {k['git_rev']}, {k['date']}, before a new "
+              f"run of the plan replaced it: {k['why'] or 'no reason given'}. Its models are "
+              'those below (their digests identify the weights).', '']
     for name, r in res['results'].items():
         t2 = r['table2']
         budgets = {o['classifier']: _budget(o) for o in t2}

@@ -35,6 +35,14 @@ for s in $steps; do
       for p in $pids; do wait "$p" || ok=0; done
       [ "$ok" = 1 ] || { echo "small_scale.sh: a Fashion-MNIST study run failed" >&2; exit 1; }
       run arclf study report runs/study/fashion_mnist --out results/training/fashion_mnist --carry ;;
+    ship-fmnist)                                # ship the Fashion-MNIST DiT and SiT at their curves' end (not in the
+      # default steps). First the cpu reproduction made with the 8-epoch ones, the training of RandAR, is kept as
+      # results/reproduce/cpu_8_epochs (the equal-training comparison; the findings read it as its own run). Then
+      # re-make what their weights feed: STEPS="demo reproduce diffusion findings" (about 3 hours on 2 cores)
+      [ -e results/reproduce/cpu_8_epochs ] || run python -c "from arclf.reproduce import keep_run; keep_run(
+        'results/reproduce/cpu', 'results/reproduce/cpu_8_epochs', ['fashion_mnist'], 'DiT and SiT at 8 epochs, '
+        'the training of RandAR: the comparison at equal training', ['randar', 'dit', 'sit'])"
+      run arclf study ship runs/study/fashion_mnist --models dit,sit ;;
     diffusion)                                  # Tables 7, 8, Fig. 6 (RandAR vs DiT/SiT), the diagnosis, 1,000 images
       for k in dit sit; do
         run arclf diffusion eval --kind $k --n-per-class 100 --n 32 --threads 2
@@ -60,8 +68,8 @@ for s in $steps; do
       run arclf study report runs/study/cifar10 --out results/training/cifar10 --dataset cifar10
       run torchrun --standalone --nproc_per_node 2 -m arclf.cli reproduce --plan cpu --datasets cifar10 ;;
     findings) run arclf study findings ;;
-    *) echo "small_scale.sh: unknown step $s (demo orders prefix reproduce ablations fig8 fmnist-study diffusion" \
-         "cifar10 findings)" >&2
+    *) echo "small_scale.sh: unknown step $s (demo orders prefix reproduce ablations fig8 fmnist-study" \
+         "ship-fmnist diffusion cifar10 findings)" >&2
        exit 2 ;;
   esac
 done
