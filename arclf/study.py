@@ -816,11 +816,11 @@ def _drop_row(pt: dict, key: str, ds: str, what: str, source: str, training: str
 
 
 def _per_token_rows(f: Path, f8: Path | None = None, fa: Path | None = None) -> list[dict]:
-    """Figs. 3, 5 and 8 from the order study's per-token analyses (`arclf orders`), and Fig. 8 for
-    both tokenizers from `f8` (`fig8_tokenizers`, the ablation variants of `fa`): the paper reads
-    the per-token maps as 'the average over orders gives a more comprehensive signal than one
-    order' (Fig. 3), 'the class is read from the first steps' (Fig. 5) and 'dropping the first
-    steps hurts, dropping the last does not' (Fig. 8)."""
+    """Figs. 3, 4, 5 and 8 from the order study's per-token analyses (`arclf orders`), and Fig. 8
+    for both tokenizers from `f8` (`fig8_tokenizers`, the ablation variants of `fa`): the paper
+    reads the per-token maps as 'the average over orders gives a more comprehensive signal than
+    one order' (Figs. 3 and 4), 'the class is read from the first steps' (Fig. 5) and 'dropping
+    the first steps hurts, dropping the last does not' (Fig. 8)."""
     d = read_results(f)
     rows = []
     ds, shipped = d['dataset'], _training(d, d.get('epochs'))
@@ -839,6 +839,18 @@ def _per_token_rows(f: Path, f8: Path | None = None, fa: Path | None = None) -> 
                 pt['images'], pt['images'], str(f), shipped,
                 note=f'{raster}positions with a positive margin: {cov}; part of the fall is '
                      'averaging out per-order noise, which these numbers do not separate'), p))
+        f4 = (pt.get('fig4') or {}).get('summary') or {}
+        if big in f4 and 'K=1' in f4:  # Fig. 4: every position carries more of the class
+            m = {k: v['mean']['mean'] for k, v in f4.items()}
+            w = {k: v['worst']['mean'] for k, v in f4.items()}
+            rows.append(_row(
+                f'more orders make every position more informative ({ds})', 'Fig. 4',
+                (f'{big}: mean per-token accuracy', m[big]), ('one order', m['K=1']),
+                pt['images'], pt['images'], str(f), shipped,
+                note=(f"raster {100 * m['raster']:.1f}; " if 'raster' in m else '')
+                + f"worst position {100 * w[big]:.1f} vs {100 * w['K=1']:.1f}"
+                + (f" (raster {100 * w['raster']:.1f})" if 'raster' in w else '')
+                + '; a mean over positions, same images, unpaired interval (wider)'))
         curve = dict(pt['fig5']['curves'].get(big, []))
         if curve:
             last = max(curve)
