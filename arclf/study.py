@@ -950,7 +950,9 @@ def write_findings(root='results', out='results/findings') -> dict:
             + ', '.join(f'{k} {v}' for k, v in n.items()) + ' (rows).\n\n'
             'Verdicts from the 95% interval of the difference: a paired bootstrap over the same '
             'images where the row says so, else the normal approximation for two independent '
-            'accuracies (wider). The models are those each source was made with: far from '
+            'accuracies (wider). A speed row (Fig. 6) has no interval: its verdict compares the '
+            'time ratio at matched accuracy with the timing noise of this machine '
+            f'({TIME_NOISE:g}x). The models are those each source was made with: far from '
             'converged ones say little about the method; see `results/training/` for the learning '
             'curves.\n\n')
     return write_results(Path(out) / 'findings.json', dict(rows=rows, counts=n),
