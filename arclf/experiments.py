@@ -1064,6 +1064,8 @@ def matched_saving(orders: list[dict], acc: float, forwards: float) -> tuple[flo
     """A plan's saving at matched accuracy: the forwards the unpruned classifier (`orders`: its
     accuracy at K = 1, 2, ...) needs to reach the plan's accuracy `acc`, over the plan's
     `forwards`; (None, why) where its curve never passes through `acc`."""
+    if not orders:
+        return None, 'none: no unpruned accuracies'
     m = time_to_reach(orders, acc, 'forwards')
     if m is not None:
         return m / forwards, f'{m / forwards:.1f}x'
@@ -1086,8 +1088,8 @@ def prefix_markdown(rec: dict) -> str:
            'survivors. Accuracy with its 95% bootstrap interval over the images (a result '
            'written before the plans stored theirs: the normal approximation, marked *); "vs '
            'unpruned": the paired difference (same images, '
-           'same orders) and its 95% bootstrap interval. Savings: "than K = 20", the cost ratio '
-           'to the unpruned classifier with all its orders (read it with the accuracy beside '
+           f'same orders) and its 95% bootstrap interval. Savings: "than K = {rec["K"]}", the cost '
+           'ratio to the unpruned classifier with all its orders (read it with the accuracy beside '
            'it); "at matched accuracy", the ratio to the forwards the unpruned classifier needs '
            'for the plan\'s accuracy with fewer orders (`matched_saving`), or why there is none.',
            '']
@@ -1098,8 +1100,8 @@ def prefix_markdown(rec: dict) -> str:
                 f"Unpruned K = {rec['K']}: {100 * u['acc']:.1f}% "
                 f"[{100 * u['ci']['lo']:.1f}, {100 * u['ci']['hi']:.1f}] at {u['forwards']} "
                 'full-sequence equivalents per image.', '',
-                '| plan | forwards / image | fewer than K = 20 | fewer at matched accuracy '
-                '| accuracy (%) | vs unpruned (points) |',
+                f"| plan | forwards / image | fewer than K = {rec['K']} "
+                '| fewer at matched accuracy | accuracy (%) | vs unpruned (points) |',
                 '|---|---|---|---|---|---|']
         front = []
         for p in sorted(d['plans'], key=lambda p: (p['forwards'], -p['acc'])):

@@ -707,12 +707,14 @@ def refresh_report(folder) -> dict:
     return res
 
 
-def keep_run(folder, dest, datasets=None, why: str = '', classifiers=None) -> dict:
+def keep_run(folder, dest, datasets=None, why: str = '', classifiers=None,
+             equal_training: bool = False) -> dict:
     """Keep reproduction `folder` (its `datasets` and `classifiers`, default all) as `dest` before
     a new run of the plan replaces it, e.g. with other shipped models: the same results and
     provenance, `why` it was kept, and its own README.md and fig6.png. The findings read it as a
     run of its own (notebook 09a), so keep only the classifiers whose models change (and RandAR,
-    which the others are compared with). `dest` must not exist: nothing is overwritten."""
+    which the others are compared with). With `equal_training`, refused unless the kept models'
+    recorded epochs are within 5% of each other. `dest` must not exist: nothing is overwritten."""
     dest = Path(dest)
     if dest.exists():
         raise FileExistsError(f'{dest} exists: keep the run under another name, or delete it')
@@ -728,6 +730,11 @@ def keep_run(folder, dest, datasets=None, why: str = '', classifiers=None) -> di
             r['paired'] = [p for p in r.get('paired', []) if {p['a'], p['b']} <= keep]
             r['speed'] = {k: v for k, v in (r.get('speed') or {}).items() if k in keep}
             r['models'] = {k: v for k, v in r['models'].items() if k in keep}
+    for ds, r in res['results'].items():
+        es = {k: m.get('epochs') for k, m in r['models'].items()}
+        if equal_training and (None in es.values() or max(es.values()) > 1.05 * min(es.values())):
+            raise ValueError(f'{folder} ({ds}): its models were not trained alike ({es} epochs), '
+                             'so it is no equal-training run: was the plan re-run already?')
     res['kept'] = dict(run_info(f'keep_run({str(folder)!r}, {str(dest)!r})'), why=why,
                        folder=str(folder))
     write_results(dest / 'results.json', res, report, md_path=dest / 'README.md')

@@ -41,7 +41,7 @@ for s in $steps; do
       # re-make what their weights feed: STEPS="demo reproduce diffusion findings" (about 3 hours on 2 cores)
       [ -e results/reproduce/cpu_8_epochs ] || run python -c "from arclf.reproduce import keep_run; keep_run(
         'results/reproduce/cpu', 'results/reproduce/cpu_8_epochs', ['fashion_mnist'], 'DiT and SiT at 8 epochs, '
-        'the training of RandAR: the comparison at equal training', ['randar', 'dit', 'sit'])"
+        'the training of RandAR: the comparison at equal training', ['randar', 'dit', 'sit'], True)"
       run arclf study ship runs/study/fashion_mnist --models dit,sit ;;
     diffusion)                                  # Tables 7, 8, Fig. 6 (RandAR vs DiT/SiT), the diagnosis, 1,000 images
       for k in dit sit; do
