@@ -781,7 +781,7 @@ def _longer_row(s: str, ds: str, a: dict, b: dict, converged, source: str) -> di
              a['images'], b['images'], source,
              f"{a['epochs']:.1f} vs {b['epochs']:.1f} epochs (study)", note=note)
     r = _at_training(r, a['epochs'], b['epochs'], ('RandAR', NAMES[s]))
-    if r['verdict'] == 'contradicted':  # within 5% of RandAR's epochs, but more compute all the same
+    if r['verdict'] == 'contradicted':  # within 5% of RandAR's epochs, yet more compute
         r = dict(r, verdict='inconclusive',
                  note=r['note'] + '; the baseline trained longer: its win is not a fair test')
     return r
