@@ -458,11 +458,16 @@ def _ep(e) -> str:
     return f'{round(e, 1):g}' if isinstance(e, (int, float)) else str(e)
 
 
+def _recorded_epochs(m: dict):
+    "A model record's epochs: those it trained, else its recipe's (as recorded, maybe no number)."
+    return m.get('epochs', (m.get('recipe') or {}).get('epochs'))
+
+
 def _epochs(models: dict, *names) -> str:
     """The epochs the models `names` of a result were trained for (as it recorded them); values
     within 5% of each other count as equal training (the shipped models stopped at a compute
     doubling, 8.05 epochs; a baseline trained for 8 is their equal)."""
-    es = [m.get('epochs', m['recipe'].get('epochs')) for k, m in models.items() if k in names]
+    es = [_recorded_epochs(m) for k, m in models.items() if k in names]
     if es and all(isinstance(e, (int, float)) for e in es) and max(es) <= 1.05 * min(es):
         lo, hi = _ep(min(es)), _ep(max(es))
         return f'{lo} epoch(s)' if lo == hi else f'{lo}-{hi} epoch(s) (within 5%)'
@@ -471,8 +476,7 @@ def _epochs(models: dict, *names) -> str:
 
 def _eps(models: dict, name):
     "The epochs model `name` of a result was trained for, as it recorded them (None if not)."
-    m = models.get(name) or {}
-    e = m.get('epochs', (m.get('recipe') or {}).get('epochs'))
+    e = _recorded_epochs(models.get(name) or {})
     return e if isinstance(e, (int, float)) else None
 
 
