@@ -342,8 +342,10 @@ def ship_models(folder, dataset: str = 'fashion_mnist', names=None, dest=None,
         curve = d['meta']['record']['curve']
         last = curve['points'][-1]
         trained = {k: last[k] for k in ('step', 'samples', 'epochs', 'train_flops', 'seconds')}
+        # a snapshot written before CurveCB stored its tol holds the rule in the recipe
+        tol = curve.get('tol', d['meta'].get('recipe', {}).get('tol'))
         record = dict(d['meta']['record'], trained=dict(trained, source=_rel(folder / f'{n}.pt'),
-                      converged=curve_status(curve)['converged'], acc=last['acc'],
+                      converged=curve_status(curve, tol)['converged'], acc=last['acc'],
                       shipped=run_info(cmd)))
         sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in d['model'].items()}
         out[n] = dest / f'{SHIP[dataset][n]}.pt'

@@ -1086,7 +1086,8 @@ class CurveCB(Callback):
         self.write(learn)
         if self.snapshot is not None and is_main():
             save_pretrained(copy.deepcopy(m).float().cpu(), self.snapshot,
-                            **{**self.meta, 'record': dict(curve=c), 'provenance': run_info()})
+                            **{**self.meta, 'record': dict(curve=dict(c, tol=self.tol)),
+                               'provenance': run_info()})  # tol: the rule its `converged` used
         for cb in learn.cbs:  # the point is part of the state: save it now
             if isinstance(cb, CheckpointCB):
                 cb.save(learn)
