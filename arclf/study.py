@@ -546,9 +546,9 @@ def _reproduce_rows(f: Path) -> list[dict]:
         for s in BEATEN:
             if {'randar', s} <= set(best):
                 a, b = best['randar'], best[s]
-                add(_row(f'the AR classifier beats {NAMES[s]} ({lab})', 'Table 2, Fig. 6',
-                         (_label('randar', a), a['acc']), (_label(s, b), b['acc']), n, n,
-                         src, _epochs(models, 'randar', s)), s)
+                add(dict(_row(f'the AR classifier beats {NAMES[s]} ({lab})', 'Table 2, Fig. 6',
+                              (_label('randar', a), a['acc']), (_label(s, b), b['acc']), n, n,
+                              src, _epochs(models, 'randar', s)), dataset=ds, rival=s), s)
         for s in NETWORKS:
             if {'randar', s} <= set(best):
                 a, b = best['randar'], best[s]
@@ -765,11 +765,30 @@ def _study_rows(folder: Path) -> list[dict]:
                          'Table 2, Fig. 6', (f"RandAR K={a['n']}", a['acc']),
                          (f"{NAMES[s]} {b['n']} timesteps", b['acc']), a['images'], b['images'],
                          str(f), f"{a['epochs']:.1f} epochs (study)", note=note))
+        rows[-1].update(epochs_a=a['epochs'], epochs_b=b['epochs'])
         la, lb = curves['randar']['points'][-1], curves[s]['points'][-1]
         if lb['step'] > la['step'] and lb['train_flops'] > la['train_flops']:
             conv = curve_status(curves['randar'])['converged']  # by today's rule, not the run's
             rows.append(_longer_row(s, ds, la, lb, conv, str(f)))
-    return rows
+    return [dict(r, dataset=ds, rival=s0) for r, s0 in zip(rows, _rivals(rows))]
+
+
+def _rivals(rows: list[dict]) -> list[str]:
+    "The diffusion family each of `_study_rows`' rows compares RandAR with (from its claim)."
+    return [next(s for s in ('dit', 'sit') if f'beats {NAMES[s]} ' in r['claim']) for r in rows]
+
+
+def _covered(row: dict, rows: list[dict], images: int = 1000) -> bool:
+    """Whether a learning-curve row (`_study_rows`: DiT and SiT on 500 held-out images) is
+    covered by a row of `rows` that compares the same two models on the same dataset, trained
+    alike (epochs within 5%), on at least `images` test images: a reproduction's."""
+    def near(x, y):
+        return max(x, y) <= 1.05 * min(x, y)
+
+    return any(o is not row and (o.get('dataset'), o.get('rival')) == (row['dataset'], row['rival'])
+               and o.get('images', 0) >= images and 'epochs_a' in o
+               and near(o['epochs_a'], row['epochs_a']) and near(o['epochs_b'], row['epochs_b'])
+               for o in rows)
 
 
 def _longer_row(s: str, ds: str, a: dict, b: dict, converged, source: str) -> dict:
@@ -921,8 +940,10 @@ def findings(root='results') -> list[dict]:
     rows += _diffusion_rows(root / 'diffusion')
     if (root / 'wilds/results.json').exists():
         rows += _wilds_rows(root / 'wilds/results.json')
-    for folder in sorted((root / 'training').glob('*/')):
-        rows += _study_rows(folder)
+    # the learning curves score DiT and SiT on 500 held-out images: a curve's row stands only
+    # where no reproduction compares the same models, trained alike, on >= 1,000 test images
+    curve_rows = [r for f in sorted((root / 'training').glob('*/')) for r in _study_rows(f)]
+    rows += [r for r in curve_rows if not _covered(r, rows)]
     for o in rows:  # models of unequal training that `_at_training` did not judge: no verdict
         if '/' in o.get('training', '') and 'epochs_a' not in o:
             o['verdict'] = 'inconclusive'
@@ -968,7 +989,9 @@ def write_findings(root='results', out='results/findings') -> dict:
             'time ratio at matched accuracy with the timing noise of this machine '
             f'({TIME_NOISE:g}x). Models of unequal training (more than 5% apart in epochs): a '
             'win of the one trained longer is no verdict (inconclusive), a win of the other '
-            'stands. The models are those each source was made with: far from '
+            'stands. A learning curve (`results/training/`: DiT and SiT on 500 held-out images) '
+            'has a row only where no reproduction on at least 1,000 test images compares the same '
+            'models trained alike. The models are those each source was made with: far from '
             'converged ones say little about the method; see `results/training/` for the learning '
             'curves.\n\n')
     return write_results(Path(out) / 'findings.json', dict(rows=rows, counts=n),
