@@ -765,17 +765,12 @@ def _study_rows(folder: Path) -> list[dict]:
                          'Table 2, Fig. 6', (f"RandAR K={a['n']}", a['acc']),
                          (f"{NAMES[s]} {b['n']} timesteps", b['acc']), a['images'], b['images'],
                          str(f), f"{a['epochs']:.1f} epochs (study)", note=note))
-        rows[-1].update(epochs_a=a['epochs'], epochs_b=b['epochs'])
+        rows[-1].update(epochs_a=a['epochs'], epochs_b=b['epochs'], dataset=ds, rival=s)
         la, lb = curves['randar']['points'][-1], curves[s]['points'][-1]
         if lb['step'] > la['step'] and lb['train_flops'] > la['train_flops']:
             conv = curve_status(curves['randar'])['converged']  # by today's rule, not the run's
-            rows.append(_longer_row(s, ds, la, lb, conv, str(f)))
-    return [dict(r, dataset=ds, rival=s0) for r, s0 in zip(rows, _rivals(rows))]
-
-
-def _rivals(rows: list[dict]) -> list[str]:
-    "The diffusion family each of `_study_rows`' rows compares RandAR with (from its claim)."
-    return [next(s for s in ('dit', 'sit') if f'beats {NAMES[s]} ' in r['claim']) for r in rows]
+            rows.append(dict(_longer_row(s, ds, la, lb, conv, str(f)), dataset=ds, rival=s))
+    return rows
 
 
 def _covered(row: dict, rows: list[dict], images: int = 1000) -> bool:
@@ -786,7 +781,7 @@ def _covered(row: dict, rows: list[dict], images: int = 1000) -> bool:
         return max(x, y) <= 1.05 * min(x, y)
 
     return any(o is not row and (o.get('dataset'), o.get('rival')) == (row['dataset'], row['rival'])
-               and o.get('images', 0) >= images and 'epochs_a' in o
+               and o.get('images', 0) >= max(images, row['images']) and 'epochs_a' in o
                and near(o['epochs_a'], row['epochs_a']) and near(o['epochs_b'], row['epochs_b'])
                for o in rows)
 
