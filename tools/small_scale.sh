@@ -13,7 +13,8 @@ steps=${STEPS:-demo orders prefix reproduce ablations fig8 diffusion cifar10 fin
 run() { echo "== $(date -u +%H:%M:%S) $*"; "$@"; }
 for s in $steps; do
   case $s in
-    demo) run arclf demo --n-per-class 100 ;;                 # all 1,000 carried images, ~20 min
+    demo)                                       # all 1,000 carried images, ~20 min; both threads, as
+      OMP_NUM_THREADS=2 run arclf demo --n-per-class 100 ;;   # a user's `arclf demo` would use
     orders) run arclf orders --threads 2 ;;                   # Tables 1, 5, Figs. 3-5, 8 on 1,000 images
     prefix) run arclf prefix --threads 2 ;;                   # prefix pruning (beyond the paper), 1,000 images
     reproduce)                                                # Table 2 and Fig. 6 on 1,000 images, 2 processes
