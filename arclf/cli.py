@@ -819,7 +819,7 @@ def _experiment(a):
         from arclf.reproduce import load_plan, refresh_report
 
         folder = Path(a.out) / load_plan(a.plan)['name']
-        refresh_report(folder)
+        refresh_report(folder, a.plan)  # the plan's description of today
         print(f'wrote {folder}/README.md, results.json, fig6.png')
     elif a.cmd == 'reproduce' or (a.cmd == 'demo' and a.full):
         from arclf.reproduce import reproduce

@@ -693,12 +693,20 @@ def _speeds(fig6: list[dict]) -> dict:
     }
 
 
-def refresh_report(folder) -> dict:
+def refresh_report(folder, plan=None) -> dict:
     """Re-render a reproduction's README.md, fig6.png and speed ratios from its stored results
     (no model runs): the report of the current revision, with the original run's provenance and
-    a line saying when and how it was re-rendered."""
+    a line saying when and how it was re-rendered. With `plan` (a name or file) of the same name as
+    the stored one, its description (`about`: prose, which no result depends on) replaces the
+    stored one, e.g. after other models were shipped under the same names."""
     f = Path(folder) / 'results.json'
     res = read_results(f)
+    if plan is not None:
+        p = load_plan(plan)
+        if p['name'] != res['plan'].get('name'):
+            raise ValueError(f"{f} is a run of plan {res['plan'].get('name')!r}, not of "
+                             f"{p['name']!r}: re-render it with its own plan")
+        res['plan'] = dict(res['plan'], about=p.get('about', ''))
     for r in res['results'].values():
         r['speed'] = _speeds(r['fig6'])
     res['report_info'] = run_info()
