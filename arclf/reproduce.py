@@ -29,7 +29,8 @@ from .avarc import avarc_evaluate, parse_avarc_stages
 # %% auto 0
 __all__ = ['PLANS_DIR', 'PLAN_KEYS', 'EVAL_DEFAULTS', 'KINDS', 'EVAL_COMMON', 'NO_EFFECT', 'NAMES', 'SHIFT_NAMES', 'SPEED_VS',
            'load_plan', 'ensure_trained', 'model_file', 'cached_eval', 'cached_prune', 'prune_row', 'speed_ratio',
-           'reproduce', 'refresh_report', 'keep_run', 'ratio_words', 'speed_summary', 'report', 'plot_reproduction']
+           'reproduce', 'refresh_report', 'keep_run', 'ratio_words', 'highest_match', 'speed_summary', 'report',
+           'plot_reproduction']
 
 # %% ../nbs/09_reproduce.ipynb 5
 PLANS_DIR = Path(arclf.__file__).resolve().parent / 'configs' / 'reproduce'  # package data
@@ -398,9 +399,16 @@ def _point(r: dict) -> dict:
 def speed_ratio(fast: list[dict], slow: list[dict]) -> list[dict]:
     """For every budget of the `slow` classifier, at its accuracy: the seconds per image the slow
     curve needs over those the `fast` curve needs (`time_to_reach`); no ratio (None, with `why`)
-    where the fast curve does not pass through that accuracy."""
+    where the fast curve does not pass through that accuracy. Each row also carries `top`: the
+    same at the highest accuracy both curves reach (the lower of the two bests), or None."""
     out = []
     lo = _curve(fast)[0]['acc'] if fast else None
+    top = None
+    if fast and slow:
+        acc = min(max(f['acc'] for f in fast), max(f['acc'] for f in slow))
+        tf, ts = time_to_reach(fast, acc), time_to_reach(slow, acc)
+        if tf and ts:
+            top = dict(acc=acc, fast_s=tf, slow_s=ts, ratio=ts / tf)
     for s in slow:
         tf, ts = time_to_reach(fast, s['acc']), time_to_reach(slow, s['acc'])
         why = None if tf else ('fast is more accurate at every budget'
@@ -418,6 +426,7 @@ def speed_ratio(fast: list[dict], slow: list[dict]) -> list[dict]:
                 fast_best=_point(max(fast, key=lambda f: f['acc'])) if fast else None,
                 fast_cheapest=_point(min(fast, key=lambda f: f['s_per_image'])) if fast else None,
                 slow_best=_point(max(slow, key=lambda f: f['acc'])),
+                top=top,
             )
         )
     return out
@@ -755,16 +764,29 @@ def ratio_words(r: float) -> str:
     return f'{r:.1f}× faster' if r >= 1 else f'{1 / r:.1f}× slower'
 
 
+def highest_match(rows: list[dict]) -> dict | None:
+    """Of `speed_ratio` rows: the ratio at the highest accuracy both curves reach (`acc`, `fast_s`,
+    `slow_s`, `ratio`): their `top`, or for rows made before it was stored, the matched budget of
+    the slow classifier with the highest accuracy; None with no matched accuracy."""
+    if rows and rows[-1].get('top'):
+        return rows[-1]['top']
+    ok = [r for r in rows if r.get('ratio')]
+    if not ok:
+        return None
+    r = max(ok, key=lambda r: r['slow_acc'])
+    return dict(acc=r['slow_acc'], fast_s=r['fast_s'], slow_s=r['slow_s'], ratio=r['ratio'])
+
+
 def speed_summary(rows: list[dict]) -> str:
     """One line: the speed-up at matched accuracies (only where both curves pass through the
     accuracy), or why there is none, with the two classifiers' points (the slow one's budget as
     `_budget` reads it)."""
     ok = [r for r in rows if r['ratio']]
     if ok:  # first where a user would choose between the two: the highest accuracy both reach
-        hi, top = max(ok, key=lambda r: r['slow_acc']), max(ok, key=lambda r: r['ratio'])
-        s = (f"{ratio_words(hi['ratio'])} at {100 * hi['slow_acc']:.1f}% accuracy, the highest "
+        hi, top = highest_match(rows), max(ok, key=lambda r: r['ratio'])
+        s = (f"{ratio_words(hi['ratio'])} at {100 * hi['acc']:.1f}% accuracy, the highest "
              f"both reach ({hi['slow_s']:.3g} s against {hi['fast_s']:.3g} s per image)")
-        if top is not hi:
+        if top['ratio'] > hi['ratio']:
             s += f"; {ratio_words(top['ratio'])} at {100 * top['slow_acc']:.1f}%"
         return s + f"; matched at {len(ok)} of {len(rows)} budgets"
     r = rows[0]
