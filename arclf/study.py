@@ -491,6 +491,11 @@ def _eps(models: dict, name):
     return e if isinstance(e, (int, float)) else None
 
 
+def _alike(ea: float, eb: float) -> bool:
+    "Whether two models were trained alike: their epochs within 5% of each other."
+    return max(ea, eb) <= 1.05 * min(ea, eb)
+
+
 def _at_training(row: dict, ea, eb, names: tuple[str, str]) -> dict:
     """`row` ('a beats b' or 'a is competitive with b') judged for the training of its two
     models, `ea` and `eb` epochs (`names` name them). Within 5% the verdict stands. Otherwise
@@ -499,7 +504,7 @@ def _at_training(row: dict, ea, eb, names: tuple[str, str]) -> dict:
     if ea is None or eb is None:
         return row
     row = dict(row, epochs_a=ea, epochs_b=eb)
-    if max(ea, eb) <= 1.05 * min(ea, eb):
+    if _alike(ea, eb):
         return row
     longer, shorter = names if ea > eb else names[::-1]
     won = row['verdict'] == ('reproduced' if ea > eb else 'contradicted')
@@ -786,12 +791,9 @@ def _covered(row: dict, rows: list[dict], images: int = 1000) -> bool:
     """Whether a learning-curve row (`_study_rows`: DiT and SiT on 500 held-out images) is
     covered by a row of `rows` that compares the same two models on the same dataset, trained
     alike (epochs within 5%), on at least `images` test images: a reproduction's."""
-    def near(x, y):
-        return max(x, y) <= 1.05 * min(x, y)
-
     return any(o is not row and (o.get('dataset'), o.get('rival')) == (row['dataset'], row['rival'])
                and o.get('images', 0) >= max(images, row['images']) and 'epochs_a' in o
-               and near(o['epochs_a'], row['epochs_a']) and near(o['epochs_b'], row['epochs_b'])
+               and _alike(o['epochs_a'], row['epochs_a']) and _alike(o['epochs_b'], row['epochs_b'])
                for o in rows)
 
 
