@@ -18,8 +18,9 @@ from .experiments import (write_results, read_results, paired_diff_ci, group_hit
                                diff_cell, normal_ci)
 
 # %% auto 0
-__all__ = ['RESULTS', 'eval_set', 'small_classifier', 'eval_scores', 'table7', 'read_scores', 'report', 'diffusion_tables',
-           'diffusion_readme', 'plot_results', 'timestep_profile', 'band_accuracy', 'diagnosis', 'diagnosis_markdown']
+__all__ = ['RESULTS', 'eval_set', 'small_classifier', 'eval_scores', 'table7', 'read_scores', 'report', 'fig6_hits',
+           'diffusion_tables', 'diffusion_readme', 'plot_results', 'timestep_profile', 'band_accuracy', 'diagnosis',
+           'diagnosis_markdown']
 
 # %% ../nbs/07b_diffusion_study.ipynb 5
 RESULTS = Path('results/diffusion')
@@ -226,19 +227,29 @@ def report(out=RESULTS) -> dict:
     return dict(table8=t8, fig6=f6)
 
 
-def _fig6_rows(out: Path, model: str, d: dict) -> list[dict]:
-    """The Fig. 6 rows of `model` with their 95% intervals over images: stored, or (rows written
-    before they had them) from the committed scores they were made from, checked by accuracy."""
-    rows, f = d['rows'], out / f"scores_{model.split('_')[0]}.pt"
-    if all('lo' in o for o in rows) or not f.exists():
-        return rows
+def fig6_hits(out, model: str, d: dict) -> tuple | None:
+    """Per image, the hits of each Fig. 6 row of `model` (`d`: its entry in fig6.json), from the
+    committed scores the rows were made from: (hits `[I]` per row, labels `y`), or None where the
+    scores are missing or are not those the rows came from (checked by every row's accuracy)."""
+    rows, f = d['rows'], Path(out) / f"scores_{model.split('_')[0]}.pt"
+    if not f.exists():
+        return None
     r = torch.load(f, map_location='cpu', weights_only=True)
     if len(r['y']) != d.get('images') or r['scores'].shape[-1] < max(o['n'] for o in rows):
-        return rows  # not the scores these rows came from: no interval rather than a wrong one
+        return None
     hits = [group_hits(r['scores'], r['classes'], r['y'], o['n']) for o in rows]
     if any(abs(h.mean().item() - o['acc']) > 1e-4 for h, o in zip(hits, rows)):
-        return rows
-    return [dict(o, **dict(zip(('lo', 'hi'), bootstrap_ci(h)))) for h, o in zip(hits, rows)]
+        return None
+    return hits, r['y']
+
+
+def _fig6_rows(out: Path, model: str, d: dict) -> list[dict]:
+    """The Fig. 6 rows of `model` with their 95% intervals over images: stored, or (rows written
+    before they had them) from the committed scores they were made from (`fig6_hits`)."""
+    rows = d['rows']
+    if all('lo' in o for o in rows) or (h := fig6_hits(out, model, d)) is None:
+        return rows  # no interval rather than one of other scores
+    return [dict(o, **dict(zip(('lo', 'hi'), bootstrap_ci(x)))) for x, o in zip(h[0], rows)]
 
 
 def diffusion_tables(out=RESULTS) -> list[str]:
@@ -317,7 +328,7 @@ def diffusion_readme(out=RESULTS) -> str:
               for k, m in metas]
     return '\n'.join(lines) + '\n'
 
-# %% ../nbs/07b_diffusion_study.ipynb 10
+# %% ../nbs/07b_diffusion_study.ipynb 11
 def plot_results(out=RESULTS, save: bool = False):
     """Render Fig. 6 (accuracy vs forwards and vs seconds per image) and Table 7 from the committed
     json files."""
@@ -375,7 +386,7 @@ def plot_results(out=RESULTS, save: bool = False):
         fig.savefig(out / 'fig6_table7.png', dpi=120)
     return fig
 
-# %% ../nbs/07b_diffusion_study.ipynb 16
+# %% ../nbs/07b_diffusion_study.ipynb 17
 def timestep_profile(scores, y, classes, t) -> list[dict]:
     """Accuracy of classifying with one timestep's score alone, for each timestep, sorted by t:
     rows (t, acc, and its 95% bootstrap interval over images: acc_lo, acc_hi); `scores`
@@ -402,7 +413,7 @@ def band_accuracy(scores, y, classes, t, edges) -> list[dict]:
                              acc_hi=ci['hi']))
     return rows
 
-# %% ../nbs/07b_diffusion_study.ipynb 18
+# %% ../nbs/07b_diffusion_study.ipynb 19
 def diagnosis(out=RESULTS, curves='results/training/fashion_mnist/curves.json') -> dict:
     """The evidence on the small diffusion classifiers' weakness from the committed scores,
     Fig. 6 and the study's learning curves: `out`/diagnosis.json and .md."""

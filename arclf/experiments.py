@@ -42,8 +42,8 @@ __all__ = ['FIG_DEFINITIONS', 'ORDER_PLANS', 'write_results', 'read_results', 'p
            'fig6_markdown', 'table2_markdown', 'plot_acc_vs_time', 'group_hits', 'budget_rows', 'demo_markdown', 'demo',
            'paired_diff_ci', 'token_analyses', 'order_experiment', 'acc_cell', 'normal_ci', 'diff_cell',
            'per_token_tables', 'orders_report', 'order_tables', 'plot_order_maps', 'save_order_figures',
-           'simulate_prefix_plan', 'plan_cost', 'prefix_study', 'time_to_reach', 'matched_saving', 'prefix_markdown',
-           'plot_prefix_study', 'sample_images', 'ar_samples']
+           'simulate_prefix_plan', 'plan_cost', 'prefix_study', 'time_to_reach', 'matched_saving', 'matched_top',
+           'speed_interval', 'prefix_markdown', 'plot_prefix_study', 'sample_images', 'ar_samples']
 
 # %% ../nbs/07_experiments.ipynb 6
 def write_results(
@@ -1074,7 +1074,51 @@ def matched_saving(orders: list[dict], acc: float, forwards: float) -> tuple[flo
         return None, f"none: K = {c[0]['K']} is more accurate ({100 * c[0]['acc']:.1f}%)"
     return None, f"none: never reached (best {100 * c[-1]['acc']:.1f}%, K = {c[-1]['K']})"
 
-# %% ../nbs/07_experiments.ipynb 39
+# %% ../nbs/07_experiments.ipynb 40
+def matched_top(fast: list[dict], slow: list[dict], cost: str = 's_per_image') -> dict | None:
+    """The highest accuracy both curves reach (the lower of their two bests) and the `cost` each
+    needs there (`time_to_reach`): dict(acc, fast_s, slow_s, ratio: slow over fast); None where one
+    curve starts above it (its cheapest budget is more accurate than the other's best)."""
+    if not fast or not slow:
+        return None
+    acc = min(max(r['acc'] for r in fast), max(r['acc'] for r in slow))
+    tf, ts = time_to_reach(fast, acc, cost), time_to_reach(slow, acc, cost)
+    return dict(acc=acc, fast_s=tf, slow_s=ts, ratio=ts / tf) if tf and ts else None
+
+
+def speed_interval(fast: list[dict], slow: list[dict], fast_hits: list[Tensor],
+                   slow_hits: list[Tensor], level: float = 0.95, n_boot: int = 1000,
+                   seed: int = 0) -> dict | None:
+    """The `matched_top` ratio of `slow` over `fast` with its bootstrap interval over images:
+    `fast_hits[i]` are the per-image hits `[I]` of budget `fast[i]` (likewise `slow_hits`), on the
+    same I images for both. Each draw resamples the images, recomputes every budget's accuracy and
+    reads the ratio at the highest accuracy both curves then reach; the seconds stay as timed.
+    Returns dict(ratio, lo, hi, matched: the share of draws in which both curves reach a common
+    accuracy (the interval is over those), n_boot), or None without a ratio on the data itself."""
+    top = matched_top(fast, slow)
+    if top is None:
+        return None
+    H = torch.stack([h.float().cpu() for h in (*fast_hits, *slow_hits)])  # [budgets, I]
+    if len(H) != len(fast) + len(slow):
+        raise ValueError('speed_interval: one per-image hits tensor per budget is needed')
+    g = torch.Generator().manual_seed(seed)
+    I = H.shape[1]
+    acc = torch.stack([H[:, torch.randint(I, (I,), generator=g)].mean(1)  # [n_boot, budgets]
+                       for _ in range(n_boot)]).tolist()
+    nf, ratios = len(fast), []
+    for a in acc:
+        m = matched_top([dict(r, acc=x) for r, x in zip(fast, a[:nf])],
+                        [dict(r, acc=x) for r, x in zip(slow, a[nf:])])
+        if m is not None:
+            ratios.append(m['ratio'])
+    if not ratios:
+        return dict(ratio=top['ratio'], lo=None, hi=None, matched=0.0, n_boot=n_boot)
+    r = torch.tensor(ratios).log()
+    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=r.dtype)
+    lo, hi = torch.quantile(r, q).exp().tolist()
+    return dict(ratio=top['ratio'], lo=lo, hi=hi, matched=len(ratios) / n_boot, n_boot=n_boot)
+
+# %% ../nbs/07_experiments.ipynb 42
 def _plan(plan) -> str:
     "A plan as the code writes it, [(L, K, keep), ...], also when read back from JSON (lists)."
     return '[' + ', '.join(str(tuple(st)) for st in plan) + ']'
@@ -1179,7 +1223,7 @@ def plot_prefix_study(rec: dict, path=None):
         plt.close(fig)
     return fig
 
-# %% ../nbs/07_experiments.ipynb 43
+# %% ../nbs/07_experiments.ipynb 46
 @torch.no_grad()
 def sample_images(
     model,
@@ -1205,7 +1249,7 @@ def sample_images(
     )
     return tokenizer.decode(ids.cpu()), y.cpu()
 
-# %% ../nbs/07_experiments.ipynb 44
+# %% ../nbs/07_experiments.ipynb 47
 def ar_samples(
     out='results/randar',
     n: int = 8,

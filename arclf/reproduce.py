@@ -11,7 +11,8 @@ import arclf
 from .core import (run_info, weights_path, default_device, model_meta, trained_epochs,
                         atomic_write_text, atomic_save)
 from .experiments import (write_results, read_results, fig6_markdown, table2_markdown,
-                               budget_rows, group_hits, paired_diff_ci, time_to_reach, _curve)
+                               budget_rows, group_hits, paired_diff_ci, time_to_reach, _curve,
+                               matched_top, speed_interval)
 from .data import load_dataset, SHIFTS, file_digest
 from arclf.scorer import (
     evaluate,
@@ -29,8 +30,8 @@ from .avarc import avarc_evaluate, parse_avarc_stages
 # %% auto 0
 __all__ = ['PLANS_DIR', 'PLAN_KEYS', 'EVAL_DEFAULTS', 'KINDS', 'EVAL_COMMON', 'NO_EFFECT', 'NAMES', 'SHIFT_NAMES', 'SPEED_VS',
            'load_plan', 'ensure_trained', 'model_file', 'cached_eval', 'cached_prune', 'prune_row', 'speed_ratio',
-           'reproduce', 'refresh_report', 'keep_run', 'ratio_words', 'highest_match', 'speed_summary', 'report',
-           'plot_reproduction']
+           'reproduce', 'read_hits', 'write_hits', 'refresh_report', 'keep_run', 'ratio_words', 'ratio_interval',
+           'highest_match', 'speed_summary', 'report', 'plot_reproduction']
 
 # %% ../nbs/09_reproduce.ipynb 5
 PLANS_DIR = Path(arclf.__file__).resolve().parent / 'configs' / 'reproduce'  # package data
@@ -396,19 +397,21 @@ def _point(r: dict) -> dict:
     return {k: r[k] for k in ('n', 'acc', 's_per_image', 'stages') if k in r}
 
 
-def speed_ratio(fast: list[dict], slow: list[dict]) -> list[dict]:
+def speed_ratio(fast: list[dict], slow: list[dict], fast_hits: list | None = None,
+                slow_hits: list | None = None) -> list[dict]:
     """For every budget of the `slow` classifier, at its accuracy: the seconds per image the slow
     curve needs over those the `fast` curve needs (`time_to_reach`); no ratio (None, with `why`)
     where the fast curve does not pass through that accuracy. Each row also carries `top`: the
-    same at the highest accuracy both curves reach (the lower of the two bests), or None."""
+    same at the highest accuracy both curves reach (the lower of the two bests, `matched_top`), or
+    None; given both classifiers' per-image hits at each budget (on the same images), `top` has
+    the 95% bootstrap interval of its ratio over images (`lo`, `hi`, `matched`:
+    `speed_interval`)."""
     out = []
     lo = _curve(fast)[0]['acc'] if fast else None
-    top = None
-    if fast and slow:
-        acc = min(max(f['acc'] for f in fast), max(f['acc'] for f in slow))
-        tf, ts = time_to_reach(fast, acc), time_to_reach(slow, acc)
-        if tf and ts:
-            top = dict(acc=acc, fast_s=tf, slow_s=ts, ratio=ts / tf)
+    top = matched_top(fast, slow)
+    if top and fast_hits is not None and slow_hits is not None:
+        ci = speed_interval(fast, slow, fast_hits, slow_hits)
+        top.update(lo=ci['lo'], hi=ci['hi'], matched=ci['matched'])
     for s in slow:
         tf, ts = time_to_reach(fast, s['acc']), time_to_reach(slow, s['acc'])
         why = None if tf else ('fast is more accurate at every budget'
@@ -539,7 +542,7 @@ def reproduce(
     if device.type == 'cpu' and plan.get('threads'):
         torch.set_num_threads(plan['threads'])
     rdir, odir = Path(runs) / f"reproduce-{plan['name']}", Path(out) / plan['name']
-    res = dict(plan=plan, results={})
+    res, all_hits = dict(plan=plan, results={}), {}
     for name in datasets or list(plan['datasets']):
         if name not in plan['datasets']:
             raise ValueError(
@@ -552,7 +555,7 @@ def reproduce(
         digests = {k: file_digest(files[k])[:16] for k in kinds}
         clfs = {k: _classifier(k, files[k], device, E) for k in kinds}
         test = load_dataset(name, 'test', root, n_per_class=d.get('n_per_class'))
-        fig6, clean = [], {}
+        fig6, clean, fhits = [], {}, {}
         for k in kinds:  # Fig. 6: every budget from one evaluation per classifier
             clean[k] = cached_eval(
                 clfs[k],
@@ -564,7 +567,11 @@ def reproduce(
                 progress,
                 key=dict(model=digests[k], dataset=name, shift='none', severity=None),
             )
-            fig6 += budget_rows(clean[k], k, _budgets(k, E))
+            rows = budget_rows(clean[k], k, _budgets(k, E))
+            fig6 += rows
+            # per image, the hits of every budget: the speed ratios' intervals (kept in hits.pt)
+            fhits.update({f"{k}/{o['n']}": group_hits(clean[k]['scores'], clean[k]['classes'],
+                                                      clean[k]['y'], o['n']) for o in rows})
         # per image, the hits of each classifier at its largest budget: RandAR against each other
         # classifier on the same images (paired), as the findings test the paper's claims
         best = {k: max(o['n'] for o in fig6 if o['classifier'] == k) for k in kinds}
@@ -577,6 +584,7 @@ def reproduce(
                               progress, key=dict(model=digests['avarc'], dataset=name,
                                                  shift='none', severity=None))
             fig6.append(prune_row(pr))
+            fhits[f"avarc_pruned/{fig6[-1]['n']}"] = pr['hits'].float()
         table2 = []
         # Table 2: one budget per classifier, clean and shifted
         for sh in ['none'] + list(E['shifts']):
@@ -630,7 +638,8 @@ def reproduce(
                 table2.append(dict(classifier='avarc_pruned', n=o['n'], shift=sh,
                                    images=len(sds), acc=o['acc'], lo=o['lo'], hi=o['hi'],
                                    stages=stages))
-        speed = _speeds(fig6)
+        speed = _speeds(fig6, fhits)
+        all_hits[name] = fhits
         res['results'][name] = dict(
             images=len(test),
             fig6=fig6,
@@ -661,6 +670,8 @@ def reproduce(
             print(f'{f}: dropping the results of {drop}, made by another plan or other models',
                   flush=True)
         res['results'] = {**keep, **res['results']}
+        old_hits = read_hits(odir)
+        write_hits(odir, {**{k: v for k, v in old_hits.items() if k in keep}, **all_hits})
         write_results(odir / 'results.json', res, report, md_path=odir / 'README.md')
         plot_reproduction(res, odir / 'fig6.png')
     return res
@@ -691,15 +702,53 @@ def _budget(o: dict) -> str:
 SPEED_VS = ('dit', 'sit', 'var', 'avarc', 'avarc_pruned')
 
 
-def _speeds(fig6: list[dict]) -> dict:
-    "`speed_ratio` of RandAR over each other generative classifier of a dataset's Fig. 6 rows."
+def read_hits(folder) -> dict:
+    """The per-image hits of a reproduction's Fig. 6 points, `{dataset: {'classifier/n': [I]}}`,
+    from its `hits.pt` (tensors only); {} where a run made before arclf kept them has none."""
+    f = Path(folder) / 'hits.pt'
+    if not f.exists():
+        return {}
+    try:
+        h = torch.load(f, map_location='cpu', weights_only=True)
+    except Exception:
+        h = None
+    if not isinstance(h, dict) or not all(
+            isinstance(v, dict) and all(isinstance(t, torch.Tensor) for t in v.values())
+            for v in h.values()):
+        raise ValueError(f'{f} is not a file of per-image hits: delete it (the speed ratios '
+                         'then have no interval until the reproduction is run again)')
+    return h
+
+
+def write_hits(folder, hits: dict):
+    "Keep `hits` (as `read_hits` reads them) as `folder`/hits.pt, atomically."
+    atomic_save({d: {k: v.float().cpu() for k, v in h.items()} for d, h in hits.items()},
+                Path(folder) / 'hits.pt')
+
+
+def _row_hits(rows: list[dict], hits: dict | None) -> list | None:
+    """The per-image hits of each Fig. 6 row in `rows`, if `hits` holds them all and each matches
+    its row's accuracy (hits of another run would give the interval of other data); else None."""
+    if not hits:
+        return None
+    h = [hits.get(f"{o['classifier']}/{o['n']}") for o in rows]
+    if any(x is None or abs(x.mean().item() - o['acc']) > 1e-5 for x, o in zip(h, rows)):
+        return None
+    return h
+
+
+def _speeds(fig6: list[dict], hits: dict | None = None) -> dict:
+    """`speed_ratio` of RandAR over each other generative classifier of a dataset's Fig. 6 rows,
+    with the interval of the ratio at the top where `hits` (`read_hits`, one dataset) hold every
+    row's per-image hits."""
     kinds = {o['classifier'] for o in fig6}
-    return {
-        s: speed_ratio([o for o in fig6 if o['classifier'] == 'randar'],
-                       [o for o in fig6 if o['classifier'] == s])
-        for s in SPEED_VS
-        if s in kinds and 'randar' in kinds
-    }
+    out = {}
+    for s in SPEED_VS:
+        if s in kinds and 'randar' in kinds:
+            fast = [o for o in fig6 if o['classifier'] == 'randar']
+            slow = [o for o in fig6 if o['classifier'] == s]
+            out[s] = speed_ratio(fast, slow, _row_hits(fast, hits), _row_hits(slow, hits))
+    return out
 
 
 def refresh_report(folder, plan=None) -> dict:
@@ -716,8 +765,9 @@ def refresh_report(folder, plan=None) -> dict:
             raise ValueError(f"{f} is a run of plan {res['plan'].get('name')!r}, not of "
                              f"{p['name']!r}: re-render it with its own plan")
         res['plan'] = dict(res['plan'], about=p.get('about', ''))
-    for r in res['results'].values():
-        r['speed'] = _speeds(r['fig6'])
+    hits = read_hits(folder)
+    for name, r in res['results'].items():
+        r['speed'] = _speeds(r['fig6'], hits.get(name))
     res['report_info'] = run_info()
     write_results(f, res, report, md_path=Path(folder) / 'README.md')
     plot_reproduction(res, Path(folder) / 'fig6.png')
@@ -745,8 +795,12 @@ def keep_run(folder, dest, datasets=None, why: str = '', classifiers=None,
             r['fig6'] = [o for o in r['fig6'] if o['classifier'] in keep]
             r['table2'] = [o for o in r['table2'] if o['classifier'] in keep]
             r['paired'] = [p for p in r.get('paired', []) if {p['a'], p['b']} <= keep]
-            r['speed'] = {k: v for k, v in (r.get('speed') or {}).items() if k in keep}
             r['models'] = {k: v for k, v in r['models'].items() if k in keep}
+    # the speed ratios of what is kept, with their intervals where the run kept its hits
+    hits = {d: {k: v for k, v in h.items() if not classifiers or k.split('/')[0] in classifiers}
+            for d, h in read_hits(folder).items() if d in res['results']}
+    for ds, r in res['results'].items():
+        r['speed'] = _speeds(r['fig6'], hits.get(ds))
     for ds, r in res['results'].items():
         es = {k: m.get('epochs') for k, m in r['models'].items()}
         if equal_training and (None in es.values() or max(es.values()) > 1.05 * min(es.values())):
@@ -754,6 +808,8 @@ def keep_run(folder, dest, datasets=None, why: str = '', classifiers=None,
                              'so it is no equal-training run: was the plan re-run already?')
     res['kept'] = dict(run_info(f'keep_run({str(folder)!r}, {str(dest)!r})'), why=why,
                        folder=str(folder))
+    if hits:
+        write_hits(dest, hits)
     write_results(dest / 'results.json', res, report, md_path=dest / 'README.md')
     plot_reproduction(res, dest / 'fig6.png')
     return res
@@ -762,6 +818,18 @@ def keep_run(folder, dest, datasets=None, why: str = '', classifiers=None,
 def ratio_words(r: float) -> str:
     "A time ratio (slow over fast) in words, either way round."
     return f'{r:.1f}× faster' if r >= 1 else f'{1 / r:.1f}× slower'
+
+
+def ratio_interval(top: dict) -> str:
+    """The 95% interval over images of a `top` time ratio (`speed_ratio`), as the ratio itself
+    reads (the slow classifier's seconds over the fast one's: above 1, the fast one is faster);
+    '' where the run kept no per-image hits."""
+    if top.get('lo') is None:
+        return ''
+    m = top.get('matched', 1)
+    return (f" (time ratio {top['ratio']:.2f}, 95% interval {top['lo']:.2f}-{top['hi']:.2f} over "
+            'images' + ('' if m >= 0.995 else f'; the curves meet in {100 * m:.0f}% of draws')
+            + ')')
 
 
 def highest_match(rows: list[dict]) -> dict | None:
@@ -785,7 +853,8 @@ def speed_summary(rows: list[dict]) -> str:
     if ok:  # first where a user would choose between the two: the highest accuracy both reach
         hi, top = highest_match(rows), max(ok, key=lambda r: r['ratio'])
         s = (f"{ratio_words(hi['ratio'])} at {100 * hi['acc']:.1f}% accuracy, the highest "
-             f"both reach ({hi['slow_s']:.3g} s against {hi['fast_s']:.3g} s per image)")
+             f"both reach ({hi['slow_s']:.3g} s against {hi['fast_s']:.3g} s per image)"
+             + ratio_interval(hi))
         if top['ratio'] > hi['ratio']:
             s += f"; {ratio_words(top['ratio'])} at {100 * top['slow_acc']:.1f}%"
         return s + f"; matched at {len(ok)} of {len(rows)} budgets"
@@ -896,7 +965,7 @@ def report(res: dict) -> str:
                          f"{bb} | {100 * p['diff']:+.1f} [{100 * p['lo']:+.1f}, "
                          f"{100 * p['hi']:+.1f}] |")
             s += ['']
-        for k, rows in _speeds(r['fig6']).items():
+        for k, rows in (r.get('speed') or _speeds(r['fig6'])).items():
             s += [
                 f"**Speed of RandAR over the {NAMES[k]}:** "
                 f"{speed_summary(rows)}.",
