@@ -579,6 +579,14 @@ def _experiment_parsers(sub, F):
     g.add_argument(
         '--runs', default='runs', help='where trained models and finished evaluations are kept'
     )
+    g.add_argument('--recover-hits', metavar='FOLDER',
+                   help='give a run made before arclf kept per-image hits (e.g. '
+                   'results/reproduce/cpu_8_epochs) its hits, by scoring its models again '
+                   '(the speed ratios then get their intervals); each accuracy must come out as '
+                   'stored')
+    g.add_argument('--weights', metavar='KIND=FILE,...',
+                   help='with --recover-hits: the model files the run scored, where they are no '
+                   'longer where it recorded them (checked by digest)')
     g.add_argument('--report-only', action='store_true',
                    help="re-render the plan's README.md, fig6.png and speed ratios from its stored "
                    'results.json (no model runs)')
@@ -815,7 +823,15 @@ def _models(a):
 
 def _experiment(a):
     "The commands that run an experiment of notebooks 07 and 09-11."
-    if a.cmd == 'reproduce' and a.report_only:
+    if a.cmd == 'reproduce' and a.recover_hits:
+        from arclf.reproduce import recover_hits
+
+        pairs = a.weights.split(',') if a.weights else []
+        if bad := [kv for kv in pairs if '=' not in kv]:
+            raise ValueError(f'--weights {bad[0]!r}: give KIND=FILE, e.g. dit=old/dit_fmnist.pt')
+        recover_hits(a.recover_hits, dict(kv.split('=', 1) for kv in pairs), a.runs, a.device)
+        print(f'wrote {a.recover_hits}/hits.pt, README.md, results.json')
+    elif a.cmd == 'reproduce' and a.report_only:
         from arclf.reproduce import load_plan, refresh_report
 
         folder = Path(a.out) / load_plan(a.plan)['name']

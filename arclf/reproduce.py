@@ -30,8 +30,8 @@ from .avarc import avarc_evaluate, parse_avarc_stages
 # %% auto 0
 __all__ = ['PLANS_DIR', 'PLAN_KEYS', 'EVAL_DEFAULTS', 'KINDS', 'EVAL_COMMON', 'NO_EFFECT', 'NAMES', 'SHIFT_NAMES', 'SPEED_VS',
            'load_plan', 'ensure_trained', 'model_file', 'cached_eval', 'cached_prune', 'prune_row', 'speed_ratio',
-           'reproduce', 'read_hits', 'write_hits', 'refresh_report', 'keep_run', 'ratio_words', 'ratio_interval',
-           'highest_match', 'speed_summary', 'report', 'plot_reproduction']
+           'reproduce', 'read_hits', 'write_hits', 'refresh_report', 'keep_run', 'recover_hits', 'ratio_words',
+           'ratio_interval', 'highest_match', 'speed_summary', 'report', 'plot_reproduction']
 
 # %% ../nbs/09_reproduce.ipynb 5
 PLANS_DIR = Path(arclf.__file__).resolve().parent / 'configs' / 'reproduce'  # package data
@@ -519,6 +519,14 @@ def _paired_rows(hits: dict, budget: dict, shift: str, a: str = 'randar') -> lis
             for b in hits if b != a]
 
 
+def _clean_eval(clf, test, k: str, E: dict, rdir: Path, seed: int, progress: bool,
+                digest: str, name: str) -> dict:
+    "Fig. 6's one evaluation of classifier `k` on the clean test images, at its largest budget."
+    return cached_eval(clf, test, max(_budgets(k, E)), rdir / f'eval_{k}_clean_{len(test)}.pt',
+                       seed, E['bs'], progress,
+                       key=dict(model=digest, dataset=name, shift='none', severity=None))
+
+
 def reproduce(
     plan='cpu',
     out='results/reproduce',
@@ -557,16 +565,8 @@ def reproduce(
         test = load_dataset(name, 'test', root, n_per_class=d.get('n_per_class'))
         fig6, clean, fhits = [], {}, {}
         for k in kinds:  # Fig. 6: every budget from one evaluation per classifier
-            clean[k] = cached_eval(
-                clfs[k],
-                test,
-                max(_budgets(k, E)),
-                rdir / name / f'eval_{k}_clean_{len(test)}.pt',
-                seed,
-                E['bs'],
-                progress,
-                key=dict(model=digests[k], dataset=name, shift='none', severity=None),
-            )
+            clean[k] = _clean_eval(clfs[k], test, k, E, rdir / name, seed, progress,
+                                   digests[k], name)
             rows = budget_rows(clean[k], k, _budgets(k, E))
             fig6 += rows
             # per image, the hits of every budget: the speed ratios' intervals (kept in hits.pt)
@@ -813,6 +813,63 @@ def keep_run(folder, dest, datasets=None, why: str = '', classifiers=None,
     write_results(dest / 'results.json', res, report, md_path=dest / 'README.md')
     plot_reproduction(res, dest / 'fig6.png')
     return res
+
+
+def recover_hits(folder, weights: dict | None = None, runs='runs', device=None, root=None,
+                 progress: bool = True) -> dict:
+    """Give a reproduction made before arclf kept per-image hits (`folder`) the hits of its Fig. 6
+    points, by scoring its classifiers again: each on the model file the run recorded (its digest),
+    found in `weights` (kind -> file, e.g. weights since replaced, taken from git history) or where
+    the plan keeps it; with the run's seed, budgets and batch size, so that the scores are the
+    same. Every re-scored accuracy must equal the stored one, else nothing is written and the
+    error names the point. A classifier whose model file is nowhere (a model trained under `runs`
+    on another machine) keeps no hits, and its speed ratio no interval. Writes hits.pt, then the
+    speed ratios and README (`refresh_report`). Under torchrun the scoring is split as in the
+    run."""
+    folder = Path(folder)
+    res = read_results(folder / 'results.json')
+    plan, weights = res['plan'], dict(weights or {})
+    E0 = {**EVAL_DEFAULTS, **plan.get('eval', {})}
+    seed = plan.get('seed', 0)
+    if 'RANK' in os.environ:
+        device = setup_distributed()[2]
+    device = torch.device(device) if device else default_device()
+    if device.type == 'cpu' and plan.get('threads'):
+        torch.set_num_threads(plan['threads'])
+    rdir = Path(runs) / f"recover-{plan['name']}-{folder.name}"
+    hits, skipped = read_hits(folder), []
+    for name, r in res['results'].items():
+        d = plan['datasets'][name]
+        E = {**E0, **d.get('eval', {})}
+        test = load_dataset(name, 'test', root, n_per_class=d.get('n_per_class'))
+        got = dict(hits.get(name, {}))
+        for k, m in r['models'].items():
+            rows = [o for o in r['fig6'] if o['classifier'] == k]
+            if not rows or all(f"{k}/{o['n']}" in got for o in rows):
+                continue
+            f = weights.get(k) or m.get('file')
+            if not f or not Path(f).exists() or file_digest(f)[:16] != m.get('digest'):
+                skipped.append(f'{name}/{k}')  # not the model the run scored: no hits
+                continue
+            e = _clean_eval(_classifier(k, f, device, E), test, k, E, rdir / name, seed,
+                            progress, m['digest'], name)
+            for o in rows:
+                h = group_hits(e['scores'], e['classes'], e['y'], o['n'])
+                if abs(h.mean().item() - o['acc']) > 1e-6:
+                    raise ValueError(
+                        f"{folder} ({name}): {k} at n = {o['n']} scores {h.mean().item():.4f} "
+                        f"again, the run stored {o['acc']:.4f}: not the same evaluation (model, "
+                        'images, seed or settings differ), so its hits are not recovered')
+                got[f"{k}/{o['n']}"] = h
+        hits[name] = got
+    if is_main():
+        if skipped:
+            print(f"{folder}: no model file with the recorded digest for {', '.join(skipped)}: "
+                  'no hits for them (pass weights=, e.g. from git history)', flush=True)
+        write_hits(folder, hits)
+        refresh_report(folder)
+    _barrier()
+    return hits
 
 
 def ratio_words(r: float) -> str:

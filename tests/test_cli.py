@@ -373,6 +373,11 @@ def test_reproduce_errors(tmp_path):
     )
     p = arclf_cmd('reproduce', '--plan', str(tmp_path / 'p.json'), code=2)
     assert "dataset 'mnist' has no small presets" in p.stderr
+    # --recover-hits: a malformed --weights, and a folder that holds no reproduction
+    p = arclf_cmd('reproduce', '--recover-hits', str(tmp_path), '--weights', 'dit', code=2)
+    assert "--weights 'dit': give KIND=FILE" in p.stderr
+    p = arclf_cmd('reproduce', '--recover-hits', str(tmp_path / 'none'), code=2)
+    assert 'results.json' in p.stderr
 
 
 def test_train_noise_augmentation(data_root, tmp_path):
