@@ -32,6 +32,8 @@ from arclf.scorer import (
     token_hits,
     step_accuracy,
     drop_accuracy,
+    step_hits,
+    drop_hits,
 )
 from .classifiers import create_classifier, load_model, ALIASES
 from .avarc import avarc_evaluate, parse_avarc_stages
@@ -546,6 +548,20 @@ def token_analyses(
     fig5 = {v: step_accuracy(st, y, ci=True) for v, (st, _) in views.items()}
     fig8 = {m: _curves({v: drop_accuracy(st, y, mode=m, ci=True) for v, (st, _) in views.items()})
             for m in ('drop_first', 'drop_last')}
+    # the paper's readings of Figs. 4, 5 and 8 as paired differences (the same images, bootstrap)
+    # at the largest K: more orders against one (Fig. 4, mean per-token accuracy per image), the
+    # token at step 1 against the last step's (Fig. 5), the last 3/4 of the steps dropped against
+    # the first 3/4 (Fig. 8)
+    big, st, k8 = f'K={ks[-1]}', views[f'K={ks[-1]}'][0], 3 * N // 4
+    paired = dict(
+        fig5=dict(a='step 1', b=f'step {N}', K=ks[-1], **paired_diff_ci(
+            step_hits(st, y, 1), step_hits(st, y, N), seed=seed)),
+        fig8=dict(a=f'last {k8} dropped', b=f'first {k8} dropped', k=k8, K=ks[-1],
+                  **paired_diff_ci(drop_hits(st, y, k8, 'drop_last'),
+                                   drop_hits(st, y, k8, 'drop_first'), seed=seed)))
+    if 'K=1' in hits and big != 'K=1':
+        paired['fig4'] = dict(a=big, b='K=1', **paired_diff_ci(
+            hits[big].float().mean(1), hits['K=1'].float().mean(1), seed=seed))
     return dict(
         model=model, raster_model=raster_model, tokenizer=_tokenizer_of(model),
         vocab_size=clf.model.cfg.vocab_size, grid=list(clf.model.cfg.grid), steps=N,
@@ -559,6 +575,7 @@ def token_analyses(
         fig8=dict(figure='Fig. 8', definition=FIG_DEFINITIONS['fig8'],
                   curves={v: {m: c['curves'][v] for m, c in fig8.items()} for v in views},
                   interval={v: {m: c['interval'][v] for m, c in fig8.items()} for v in views}),
+        paired=paired,
     )
 
 # %% ../nbs/07_experiments.ipynb 23
@@ -941,6 +958,13 @@ def _prefix_grid(N: int, K: int, K1s, keeps, finals) -> list:
     return plans
 
 
+def _order_point(lb: Tensor, y: Tensor, k: int, M: int, seed: int) -> dict:
+    "The unpruned classifier with the first `k` orders of `lb` `[I, M, K]`: accuracy and interval."
+    hit = (lb[..., :k].mean(-1).argmax(1) == y).float()
+    lo, hi = bootstrap_ci(hit, seed=seed)
+    return dict(K=k, forwards=M * k, acc=hit.mean().item(), ci=dict(lo=lo, hi=hi))
+
+
 def prefix_study(
     models: dict | None = None,
     n_per_class: int = 100,
@@ -976,9 +1000,7 @@ def prefix_study(
         d = dict(model=model, images=len(ds), classes=M, steps=N,
                  unpruned=dict(acc=full_hit.float().mean().item(), forwards=M * K,
                                ci=accuracy_ci(lb, range(M), y)),
-                 orders=[dict(K=k, forwards=M * k,
-                              acc=(lb[..., :k].mean(-1).argmax(1) == y).float().mean().item())
-                         for k in range(1, K + 1)],
+                 orders=[_order_point(lb, y, k, M, seed) for k in range(1, K + 1)],
                  plans=[])
         for plan in _prefix_grid(N, K, K1s, keeps, finals):
             hit = simulate_prefix_plan(steps, plan) == y
@@ -1167,9 +1189,10 @@ def prefix_markdown(rec: dict) -> str:
                  f"{r * b['forwards']:.0f} forwards, so at matched accuracy the saving is {why}"
                  if r else f"at matched accuracy there is {why}")
             t = b['unpruned_seconds_per_image'] / b['seconds_per_image']
+            ci = b.get('ci') or {}  # a result of before the plans stored intervals: none
             out += ['', f"Cheapest plan with no measurable loss: `{_plan(b['plan'])}`, "
                     f"{b['forwards']:.1f} full-sequence equivalents ({b['saving']:.1f}x fewer than "
-                    f"K = {rec['K']}), accuracy {100 * b['acc']:.1f}% "
+                    f"K = {rec['K']}), accuracy (%) {acc_cell(dict(acc=b['acc'], **ci))} "
                     f"({100 * b['vs_unpruned']['diff']:+.1f} points); {m}. "
                     f"Checked with real truncated forwards on {b['checked_images']} images "
                     + (f"({b['checked_images'] // d['classes']} of each class)"

@@ -19,7 +19,7 @@ __all__ = ['RULES', 'SPEED_ONLY', 'expand_classes', 'take', 'GenerativeClassifie
            'accuracy_ci', 'clf_settings', 'clf_configs', 'eval_key', 'data_digest', 'StaleEvaluation', 'key_diff',
            'part_files', 'evaluate', 'check_plan', 'prune', 'prune_evaluate', 'check_prefix_plan', 'prefix_prune',
            'to_positions', 'token_scores', 'false_classes', 'discriminative_map', 'map_stats', 'summarize_maps',
-           'token_hits', 'token_accuracy_map', 'step_accuracy', 'drop_accuracy']
+           'token_hits', 'token_accuracy_map', 'step_hits', 'step_accuracy', 'drop_accuracy', 'drop_hits']
 
 # %% ../nbs/03_scorer.ipynb 6
 def expand_classes(classes, B: int, device=None) -> Tensor:
@@ -1003,18 +1003,22 @@ def _row(k, hit: Tensor, ci: bool) -> tuple:
     return (k, hit.mean().item(), *bootstrap_ci(hit)) if ci else (k, hit.mean().item())
 
 
+def step_hits(steps: Tensor, y_idx: Tensor, k: int) -> Tensor:
+    """Per image `[I]`: is the argmax over classes of the log-prob of the single token generated
+    at step k (1-based) of each order, averaged over the orders of `steps` `[I, M, n, N]`, the
+    true class (the hits behind one point of Fig. 5)."""
+    N = steps.shape[-1]
+    if not 1 <= k <= N:
+        raise ValueError(f'steps are numbered 1..{N}, got {k}')
+    return steps[..., k - 1].mean(-1).argmax(1) == y_idx
+
+
 def step_accuracy(steps: Tensor, y_idx: Tensor, ks=None, ci: bool = False) -> list[tuple]:
     """The paper's Fig. 5 curve: for each step k (1-based, default 1..N), the accuracy of the
     argmax over classes of the log-prob of the single token generated at step k of each order,
     averaged over the orders of per-step `steps` `[I, M, n, N]`. Rows (k, accuracy), or with `ci`
     (k, accuracy, lo, hi): its 95% bootstrap interval over images."""
-    N = steps.shape[-1]
-    rows = []
-    for k in ks or range(1, N + 1):
-        if not 1 <= k <= N:
-            raise ValueError(f'steps are numbered 1..{N}, got {k}')
-        rows.append(_row(k, steps[..., k - 1].mean(-1).argmax(1) == y_idx, ci))
-    return rows
+    return [_row(k, step_hits(steps, y_idx, k), ci) for k in ks or range(1, steps.shape[-1] + 1)]
 
 # %% ../nbs/03_scorer.ipynb 59
 def drop_accuracy(steps: Tensor, y_idx: Tensor, ks=None, mode: str = 'drop_first',
@@ -1022,13 +1026,18 @@ def drop_accuracy(steps: Tensor, y_idx: Tensor, ks=None, mode: str = 'drop_first
     """The paper's Fig. 8 curves: for each k (default 0..N-1), the lower-bound accuracy when
     `'drop_first'` leaves out the first k steps of every order of `steps` `[I, M, n, N]`, or
     `'drop_last'` the last k. Rows (k, accuracy), or with `ci` (k, accuracy, lo, hi)."""
+    N = steps.shape[-1]
+    return [_row(k, drop_hits(steps, y_idx, k, mode), ci) for k in (range(N) if ks is None else ks)]
+
+
+def drop_hits(steps: Tensor, y_idx: Tensor, k: int, mode: str = 'drop_first') -> Tensor:
+    """Per image `[I]`: is the lower-bound prediction with the first (`'drop_first'`) or last
+    (`'drop_last'`) k steps of every order of `steps` `[I, M, n, N]` left out the true class (the
+    hits behind one point of Fig. 8)."""
     if mode not in ('drop_first', 'drop_last'):
         raise ValueError(f"mode must be 'drop_first' or 'drop_last', got {mode!r}")
     N = steps.shape[-1]
-    rows = []
-    for k in range(N) if ks is None else ks:
-        if not 0 <= k < N:
-            raise ValueError(f'k steps dropped must lie in [0, {N - 1}], got {k}')
-        kept = steps[..., k:] if mode == 'drop_first' else steps[..., : N - k]
-        rows.append(_row(k, kept.sum(-1).mean(-1).argmax(1) == y_idx, ci))
-    return rows
+    if not 0 <= k < N:
+        raise ValueError(f'k steps dropped must lie in [0, {N - 1}], got {k}')
+    kept = steps[..., k:] if mode == 'drop_first' else steps[..., : N - k]
+    return kept.sum(-1).mean(-1).argmax(1) == y_idx

@@ -885,10 +885,14 @@ def _drop_row(pt: dict, key: str, ds: str, what: str, source: str, training: str
     k = 3 * pt['steps'] // 4
     a, b = (dict(curves[side])[k] for side in ('drop_last', 'drop_first'))
     n = pt['images']
-    return _row(f'dropping the first steps costs more than dropping the last ({ds}, {what})',
-                'Fig. 8', (f'last {k} of {pt["steps"]} steps dropped', a),
-                (f'first {k} dropped', b), n, n, source, training,
-                note=f'{key} orders; same images, unpaired interval (wider)')
+    p = (pt.get('paired') or {}).get('fig8')
+    paired = p is not None and p['k'] == k and f"K={p['K']}" == key
+    row = _row(f'dropping the first steps costs more than dropping the last ({ds}, {what})',
+               'Fig. 8', (f'last {k} of {pt["steps"]} steps dropped', a),
+               (f'first {k} dropped', b), n, n, source, training,
+               note=f'{key} orders' + ('' if paired else '; same images, unpaired interval '
+                                       '(wider): a result of before the paired differences'))
+    return _paired(row, p) if paired else row
 
 
 def _per_token_rows(f: Path, f8: Path | None = None, fa: Path | None = None) -> list[dict]:
@@ -916,9 +920,12 @@ def _per_token_rows(f: Path, f8: Path | None = None, fa: Path | None = None) -> 
                 note=f'{raster}positions with a positive margin: {cov}; part of the fall is '
                      'averaging out per-order noise, which these numbers do not separate'), p))
         f4 = (pt.get('fig4') or {}).get('summary') or {}
+        pp = pt.get('paired') or {}  # paired differences (same images, bootstrap), where stored
+        unpaired = '; same images, unpaired interval (wider): a result of before the paired ones'
         if big in f4 and 'K=1' in f4:  # Fig. 4: every position carries more of the class
             m = {k: v['mean']['mean'] for k, v in f4.items()}
             w = {k: (v.get('worst') or {}).get('mean') for k, v in f4.items()}
+            p4 = pp.get('fig4') if (pp.get('fig4') or {}).get('a') == big else None
             rows.append(_row(
                 f'more orders make the positions more informative, on average ({ds})', 'Fig. 4',
                 (f'{big}: mean per-token accuracy', m[big]), ('one order', m['K=1']),
@@ -926,15 +933,21 @@ def _per_token_rows(f: Path, f8: Path | None = None, fa: Path | None = None) -> 
                 note=(f"raster {100 * m['raster']:.1f}; " if 'raster' in m else '')
                 + (f"worst position {100 * w[big]:.1f} vs {100 * w['K=1']:.1f}; "
                    if w[big] is not None and w['K=1'] is not None else '')
-                + 'a mean over positions, same images, unpaired interval (wider)'))
+                + 'a mean over positions' + ('' if p4 else unpaired)))
+            if p4:
+                rows[-1] = _paired(rows[-1], p4)
         curve = dict(pt['fig5']['curves'].get(big, []))
         if curve:
             last = max(curve)
+            p5 = pp.get('fig5')
+            p5 = p5 if p5 and f"K={p5['K']}" == big and p5['b'] == f'step {last}' else None
             rows.append(_row(f'the class is read from the first steps ({ds})', 'Fig. 5',
                              ('the token at step 1', curve[1]),
                              (f'the token at step {last}', curve[last]), pt['images'],
                              pt['images'], str(f), shipped,
-                             note=f'{big} orders; same images, unpaired interval (wider)'))
+                             note=f'{big} orders' + ('' if p5 else unpaired)))
+            if p5:
+                rows[-1] = _paired(rows[-1], p5)
         if big in pt['fig8']['curves']:
             rows.append(_drop_row(pt, big, ds, f"{pt['vocab_size']} codes", str(f), shipped))
     if f8 is not None and f8.exists():
