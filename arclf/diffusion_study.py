@@ -14,11 +14,12 @@ from .scorer import (evaluate, accuracy_ci, accuracy_vs_n, eval_key, data_digest
                           key_diff, bootstrap_ci)
 from .classifiers import create_classifier
 from .bench import benchmark
+from .reproduce import speed_ratio, speed_summary
 from .experiments import (write_results, read_results, paired_diff_ci, group_hits, acc_cell,
                                diff_cell, normal_ci)
 
 # %% auto 0
-__all__ = ['RESULTS', 'eval_set', 'small_classifier', 'eval_scores', 'table7', 'read_scores', 'report', 'fig6_hits',
+__all__ = ['RESULTS', 'eval_set', 'small_classifier', 'eval_scores', 'table7', 'read_scores', 'report', 'fig6_hits', 'fig6_speed',
            'diffusion_tables', 'diffusion_readme', 'plot_results', 'timestep_profile', 'band_accuracy', 'diagnosis',
            'diagnosis_markdown']
 
@@ -243,6 +244,20 @@ def fig6_hits(out, model: str, d: dict) -> tuple | None:
     return hits, r['y']
 
 
+def fig6_speed(out, f6: dict, s: str) -> list[dict]:
+    """RandAR's speed over diffusion classifier `s` ('dit' or 'sit') in the Fig. 6 rows `f6`
+    (fig6.json): `speed_ratio` rows, the ratio at the highest accuracy both reach with its 95%
+    interval over images where the committed scores give both curves' per-image hits on the same
+    images."""
+    def curve(k):
+        return [dict(classifier=k, n=o['n'], acc=o['acc'], s_per_image=o['seconds_per_image'])
+                for o in f6[f'{k}_fmnist']['rows']]
+
+    ha, hb = (fig6_hits(out, f'{k}_fmnist', f6[f'{k}_fmnist']) for k in ('randar', s))
+    same = ha is not None and hb is not None and torch.equal(ha[1], hb[1])
+    return speed_ratio(curve('randar'), curve(s), *((ha[0], hb[0]) if same else (None, None)))
+
+
 def _fig6_rows(out: Path, model: str, d: dict) -> list[dict]:
     """The Fig. 6 rows of `model` with their 95% intervals over images: stored, or (rows written
     before they had them) from the committed scores they were made from (`fig6_hits`)."""
@@ -267,6 +282,12 @@ def diffusion_tables(out=RESULTS) -> list[str]:
         s += [f"| {m} | {o['n']} | {o['forwards_per_image']} | {acc_cell(o)} | "
               f"{o['seconds_per_image']:.3f} |"
               for m, d in f6.items() if m != 'run_info' for o in _fig6_rows(out, m, d)]
+        sp = [(k, fig6_speed(out, f6, k)) for k in ('dit', 'sit')
+              if {'randar_fmnist', f'{k}_fmnist'} <= set(f6)]
+        if sp:
+            s += ['', 'RandAR against each diffusion classifier at matched accuracy (their seconds '
+                  "over RandAR's; the interval resamples the images):", '']
+            s += [f'- {k}: RandAR is {speed_summary(r)}.' for k, r in sp]
     if (out / 'table8.json').exists():
         t8 = read_results(out / 'table8.json')
         ws = list(dict.fromkeys(o['weighting'] for o in t8['rows']))

@@ -11,8 +11,8 @@ from .core import num_params, provenance, run_info, atomic_save, WEIGHTS_DIR, re
 from .experiments import write_results, read_results
 from .classifiers import load_model
 from .training import curve_converged, curve_pair
-from .reproduce import highest_match, ratio_words, ratio_interval, speed_ratio
-from .diffusion_study import fig6_hits
+from .reproduce import highest_match, ratio_words, ratio_interval
+from .diffusion_study import fig6_speed
 
 # %% auto 0
 __all__ = ['RECIPE', 'STUDY', 'SHIP', 'NAMES', 'BEATEN', 'NETWORKS', 'MARGIN', 'TIME_NOISE', 'study_argv', 'read_curves',
@@ -748,27 +748,12 @@ def _diffusion_rows(folder: Path) -> list[dict]:
     if f8.exists() and f6.exists():  # Fig. 6 of the shipped models, timed in one report run
         d6 = read_results(f6)
 
-        def curve(k):
-            return [dict(classifier=k, n=o['n'], acc=o['acc'], s_per_image=o['seconds_per_image'])
-                    for o in d6[f'{k}_fmnist']['rows']]
-
-        # per image, each budget's hits from the committed scores (the ratio's interval), where
-        # the two classifiers scored the same images in the same order
-        hits = {k[:-len('_fmnist')]: fig6_hits(folder, k, v) for k, v in d6.items()
-                if k != 'run_info'}
-
-        def paired_hits(a, b):
-            ha, hb = hits.get(a), hits.get(b)
-            if ha is None or hb is None or not torch.equal(ha[1], hb[1]):
-                return None, None
-            return ha[0], hb[0]
-
         for s in ('dit', 'sit'):
             if {'randar_fmnist', f'{s}_fmnist'} <= set(d6):
                 row = _speed_row(
                     f'the AR classifier is faster than {NAMES[s]} (fashion_mnist, timed side by '
-                    'side)', s, speed_ratio(curve('randar'), curve(s), *paired_hits('randar', s)),
-                    f6, d6['randar_fmnist']['images'], reported('randar', s))
+                    'side)', s, fig6_speed(folder, d6, s), f6, d6['randar_fmnist']['images'],
+                    reported('randar', s))
                 if isinstance(ep, dict):  # a model trained longer: `_at_training` judges
                     row = _at_training(row, ep.get('randar'), ep.get(s), ('RandAR', NAMES[s]))
                 rows.append(dict(row, dataset='fashion_mnist', rival=s))
