@@ -786,6 +786,13 @@ def per_token_tables(pt: dict, label: str) -> str:
         for mode in ('drop_first', 'drop_last'):
             iv = pt['fig8'].get('interval', {}).get(v, {}).get(mode)
             s += f"| {v} | {mode.replace('drop_', '')} k | {_at(cv[mode], dk, iv)} |\n"
+    if pp := pt.get('paired'):  # the paper's readings of the figures, as paired differences
+        what = dict(fig4=('Fig. 4', 'mean per-token accuracy'), fig5=('Fig. 5', 'the token at'),
+                    fig8=('Fig. 8', 'accuracy with'))
+        s += ('\n**Paired differences** (the same images, points [95% bootstrap interval]):\n\n'
+              + ''.join(f"- {what[k][0]}, {what[k][1]} {p['a']} − {p['b']}"
+                        + (f" (K={p['K']})" if 'K' in p else '') + f": {_ci(p, sign='+')}\n"
+                        for k, p in pp.items() if k in what))
     return s
 
 
