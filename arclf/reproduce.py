@@ -405,13 +405,20 @@ def speed_ratio(fast: list[dict], slow: list[dict], fast_hits: list | None = Non
     same at the highest accuracy both curves reach (the lower of the two bests, `matched_top`), or
     None; given both classifiers' per-image hits at each budget (on the same images), `top` has
     the 95% bootstrap interval of its ratio over images (`lo`, `hi`, `matched`:
-    `speed_interval`)."""
+    `speed_interval`). Where no accuracy is reached by both, the hits give `cheapest_vs_best`
+    instead: the fast classifier's cheapest budget minus the slow one's best, a paired difference
+    of accuracies (is the fast one more accurate even there, beyond the noise?)."""
     out = []
     lo = _curve(fast)[0]['acc'] if fast else None
-    top = matched_top(fast, slow)
-    if top and fast_hits is not None and slow_hits is not None:
+    top, dom = matched_top(fast, slow), None
+    hits = fast_hits is not None and slow_hits is not None
+    if top and hits:
         ci = speed_interval(fast, slow, fast_hits, slow_hits)
         top.update(lo=ci['lo'], hi=ci['hi'], matched=ci['matched'])
+    elif hits and fast and slow:
+        i = min(range(len(fast)), key=lambda i: fast[i]['s_per_image'])
+        j = max(range(len(slow)), key=lambda j: slow[j]['acc'])
+        dom = paired_diff_ci(fast_hits[i], slow_hits[j])
     for s in slow:
         tf, ts = time_to_reach(fast, s['acc']), time_to_reach(slow, s['acc'])
         why = None if tf else ('fast is more accurate at every budget'
@@ -430,6 +437,7 @@ def speed_ratio(fast: list[dict], slow: list[dict], fast_hits: list | None = Non
                 fast_cheapest=_point(min(fast, key=lambda f: f['s_per_image'])) if fast else None,
                 slow_best=_point(max(slow, key=lambda f: f['acc'])),
                 top=top,
+                cheapest_vs_best=dom,
             )
         )
     return out
@@ -902,6 +910,13 @@ def highest_match(rows: list[dict]) -> dict | None:
     return dict(acc=r['slow_acc'], fast_s=r['fast_s'], slow_s=r['slow_s'], ratio=r['ratio'])
 
 
+def _dominance(r: dict) -> str:
+    "A `speed_ratio` row's `cheapest_vs_best` in words ('' without it)."
+    d = r.get('cheapest_vs_best')
+    return '' if not d else (f" (the difference, paired: {100 * d['diff']:+.1f} "
+                             f"[{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] points)")
+
+
 def speed_summary(rows: list[dict]) -> str:
     """One line: the speed-up at matched accuracies (only where both curves pass through the
     accuracy), or why there is none, with the two classifiers' points (the slow one's budget as
@@ -924,7 +939,7 @@ def speed_summary(rows: list[dict]) -> str:
                 f"above the {NAMES.get(r['slow'], r['slow'])}'s best budget "
                 f"({_budget(dict(b, classifier=r['slow']))}, "
                 f"{100 * b['acc']:.1f}%, {b['s_per_image']:.3g} s), so no accuracy is reached by "
-                "both and no ratio is reported")
+                "both and no ratio is reported" + _dominance(r))
     f = r['fast_best']
     return (f"no matched accuracy: no RandAR budget reaches {100 * b['acc']:.1f}% (its best: "
             f"{100 * f['acc']:.1f}%)")
