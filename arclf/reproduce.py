@@ -406,8 +406,9 @@ def speed_ratio(fast: list[dict], slow: list[dict], fast_hits: list | None = Non
     None; given both classifiers' per-image hits at each budget (on the same images), `top` has
     the 95% bootstrap interval of its ratio over images (`lo`, `hi`, `matched`:
     `speed_interval`). Where no accuracy is reached by both, the hits give `cheapest_vs_best`
-    instead: the fast classifier's cheapest budget minus the slow one's best, a paired difference
-    of accuracies (is the fast one more accurate even there, beyond the noise?)."""
+    instead: the fast classifier's cheapest budget minus the slow one's best, or, where the slow
+    one's cheapest is the more accurate, the fast one's best minus the slow one's cheapest: a
+    paired difference of accuracies (is one curve ahead even there, beyond the noise?)."""
     out = []
     lo = _curve(fast)[0]['acc'] if fast else None
     top, dom = matched_top(fast, slow), None
@@ -418,7 +419,12 @@ def speed_ratio(fast: list[dict], slow: list[dict], fast_hits: list | None = Non
     elif hits and fast and slow:
         i = min(range(len(fast)), key=lambda i: fast[i]['s_per_image'])
         j = max(range(len(slow)), key=lambda j: slow[j]['acc'])
-        dom = paired_diff_ci(fast_hits[i], slow_hits[j])
+        if slow[min(range(len(slow)), key=lambda j: slow[j]['s_per_image'])]['acc'] > max(
+                f['acc'] for f in fast):  # the slow curve starts above the fast one's best
+            i = max(range(len(fast)), key=lambda i: fast[i]['acc'])
+            j = min(range(len(slow)), key=lambda j: slow[j]['s_per_image'])
+        dom = dict(paired_diff_ci(fast_hits[i], slow_hits[j]), fast_n=fast[i]['n'],
+                   slow_n=slow[j]['n'])
     for s in slow:
         tf, ts = time_to_reach(fast, s['acc']), time_to_reach(slow, s['acc'])
         why = None if tf else ('fast is more accurate at every budget'
@@ -436,6 +442,7 @@ def speed_ratio(fast: list[dict], slow: list[dict], fast_hits: list | None = Non
                 fast_best=_point(max(fast, key=lambda f: f['acc'])) if fast else None,
                 fast_cheapest=_point(min(fast, key=lambda f: f['s_per_image'])) if fast else None,
                 slow_best=_point(max(slow, key=lambda f: f['acc'])),
+                slow_cheapest=_point(min(slow, key=lambda f: f['s_per_image'])),
                 top=top,
                 cheapest_vs_best=dom,
             )
@@ -580,6 +587,7 @@ def reproduce(
             # per image, the hits of every budget: the speed ratios' intervals (kept in hits.pt)
             fhits.update({f"{k}/{o['n']}": group_hits(clean[k]['scores'], clean[k]['classes'],
                                                       clean[k]['y'], o['n']) for o in rows})
+        fhits['_data'] = _data_tensor(data_digest(test.x, test.y))  # which images, in order
         # per image, the hits of each classifier at its largest budget: RandAR against each other
         # classifier on the same images (paired), as the findings test the paper's claims
         best = {k: max(o['n'] for o in fig6 if o['classifier'] == k) for k in kinds}
@@ -678,7 +686,11 @@ def reproduce(
             print(f'{f}: dropping the results of {drop}, made by another plan or other models',
                   flush=True)
         res['results'] = {**keep, **res['results']}
-        old_hits = read_hits(odir)
+        try:
+            old_hits = read_hits(odir)
+        except ValueError as e:  # an unreadable old file costs the kept datasets' intervals only
+            print(f'{e}: the kept results keep no per-image hits', flush=True)
+            old_hits = {}
         write_hits(odir, {**{k: v for k, v in old_hits.items() if k in keep}, **all_hits})
         write_results(odir / 'results.json', res, report, md_path=odir / 'README.md')
         plot_reproduction(res, odir / 'fig6.png')
@@ -729,9 +741,15 @@ def read_hits(folder) -> dict:
 
 
 def write_hits(folder, hits: dict):
-    "Keep `hits` (as `read_hits` reads them) as `folder`/hits.pt, atomically."
-    atomic_save({d: {k: v.float().cpu() for k, v in h.items()} for d, h in hits.items()},
-                Path(folder) / 'hits.pt')
+    """Keep `hits` (as `read_hits` reads them; a dataset's `_data` entry is the digest of its
+    images, `_data_tensor`) as `folder`/hits.pt, atomically."""
+    atomic_save({d: {k: v.cpu() if k.startswith('_') else v.float().cpu() for k, v in h.items()}
+                 for d, h in hits.items()}, Path(folder) / 'hits.pt')
+
+
+def _data_tensor(digest: str) -> torch.Tensor:
+    "A data digest (hex text) as a tensor, so that hits.pt holds tensors only."
+    return torch.tensor(list(digest.encode()), dtype=torch.uint8)
 
 
 def _row_hits(rows: list[dict], hits: dict | None) -> list | None:
@@ -805,7 +823,8 @@ def keep_run(folder, dest, datasets=None, why: str = '', classifiers=None,
             r['paired'] = [p for p in r.get('paired', []) if {p['a'], p['b']} <= keep]
             r['models'] = {k: v for k, v in r['models'].items() if k in keep}
     # the speed ratios of what is kept, with their intervals where the run kept its hits
-    hits = {d: {k: v for k, v in h.items() if not classifiers or k.split('/')[0] in classifiers}
+    hits = {d: {k: v for k, v in h.items()
+                if not classifiers or k.startswith('_') or k.split('/')[0] in classifiers}
             for d, h in read_hits(folder).items() if d in res['results']}
     for ds, r in res['results'].items():
         r['speed'] = _speeds(r['fig6'], hits.get(ds))
@@ -827,13 +846,14 @@ def recover_hits(folder, weights: dict | None = None, runs='runs', device=None, 
                  progress: bool = True) -> dict:
     """Give a reproduction made before arclf kept per-image hits (`folder`) the hits of its Fig. 6
     points, by scoring its classifiers again: each on the model file the run recorded (its digest),
-    found in `weights` (kind -> file, e.g. weights since replaced, taken from git history) or where
-    the plan keeps it; with the run's seed, budgets and batch size, so that the scores are the
-    same. Every re-scored accuracy must equal the stored one, else nothing is written and the
+    found in `weights` (kind -> file, e.g. weights since replaced, taken from git history) or at
+    the path the run recorded; with the run's seed, budgets and batch size, so that the scores are
+    the same. Every re-scored accuracy must equal the stored one, else nothing is written and the
     error names the point. A classifier whose model file is nowhere (a model trained under `runs`
-    on another machine) keeps no hits, and its speed ratio no interval. Writes hits.pt, then the
-    speed ratios and README (`refresh_report`). Under torchrun the scoring is split as in the
-    run."""
+    on another machine) keeps no hits, nor do pruned A-VARC points, and their speed ratios no
+    interval. Hits already kept are kept only if they are of the same images (their digest).
+    Writes hits.pt, then the speed ratios and README (`refresh_report`). Under torchrun the scoring
+    is split as in the run; `runs` holds the scores it makes."""
     folder = Path(folder)
     res = read_results(folder / 'results.json')
     plan, weights = res['plan'], dict(weights or {})
@@ -848,9 +868,16 @@ def recover_hits(folder, weights: dict | None = None, runs='runs', device=None, 
     hits, skipped = read_hits(folder), []
     for name, r in res['results'].items():
         d = plan['datasets'][name]
-        E = {**E0, **d.get('eval', {})}
+        # the settings the results were made with (their stamp) over today's defaults
+        E = {**E0, **d.get('eval', {}), **(r.get('stamp') or {}).get('eval', {})}
         test = load_dataset(name, 'test', root, n_per_class=d.get('n_per_class'))
+        data = _data_tensor(data_digest(test.x, test.y))
         got = dict(hits.get(name, {}))
+        if '_data' in got and not torch.equal(got['_data'], data):
+            got = {}  # hits of other images: not kept
+        got['_data'] = data
+        skipped += [f'{name}/{k}' for k in sorted({o['classifier'] for o in r['fig6']}
+                                                  - set(r['models']))]
         for k, m in r['models'].items():
             rows = [o for o in r['fig6'] if o['classifier'] == k]
             if not rows or all(f"{k}/{o['n']}" in got for o in rows):
@@ -872,8 +899,9 @@ def recover_hits(folder, weights: dict | None = None, runs='runs', device=None, 
         hits[name] = got
     if is_main():
         if skipped:
-            print(f"{folder}: no model file with the recorded digest for {', '.join(skipped)}: "
-                  'no hits for them (pass weights=, e.g. from git history)', flush=True)
+            print(f"{folder}: no hits for {', '.join(skipped)} (no model file with the recorded "
+                  'digest: pass weights=, e.g. from git history; or a pruned evaluation)',
+                  flush=True)
         write_hits(folder, hits)
         refresh_report(folder)
     _barrier()
