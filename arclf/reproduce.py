@@ -534,6 +534,18 @@ def _paired_rows(hits: dict, budget: dict, shift: str, a: str = 'randar') -> lis
             for b in hits if b != a]
 
 
+def _setup(plan: dict, device) -> tuple:
+    """A plan's evaluation settings (the defaults, then its own), seed and device: under torchrun,
+    the process group and this process's device; on the CPU, the plan's threads."""
+    E0 = {**EVAL_DEFAULTS, **plan.get('eval', {})}
+    if 'RANK' in os.environ:
+        device = setup_distributed()[2]
+    device = torch.device(device) if device else default_device()
+    if device.type == 'cpu' and plan.get('threads'):
+        torch.set_num_threads(plan['threads'])
+    return E0, plan.get('seed', 0), device
+
+
 def _clean_eval(clf, test, k: str, E: dict, rdir: Path, seed: int, progress: bool,
                 digest: str, name: str) -> dict:
     "Fig. 6's one evaluation of classifier `k` on the clean test images, at its largest budget."
@@ -557,13 +569,7 @@ def reproduce(
     classifier at matched accuracy. Every step is stored under `runs` and skipped when done,
     so an interrupted run continues where it stopped. Writes `out/<plan name>/`."""
     plan = load_plan(plan)
-    E0 = {**EVAL_DEFAULTS, **plan.get('eval', {})}  # each dataset's own "eval" on top
-    seed = plan.get('seed', 0)
-    if 'RANK' in os.environ:
-        device = setup_distributed()[2]
-    device = torch.device(device) if device else default_device()
-    if device.type == 'cpu' and plan.get('threads'):
-        torch.set_num_threads(plan['threads'])
+    E0, seed, device = _setup(plan, device)  # each dataset's own "eval" goes on top of E0
     rdir, odir = Path(runs) / f"reproduce-{plan['name']}", Path(out) / plan['name']
     res, all_hits = dict(plan=plan, results={}), {}
     for name in datasets or list(plan['datasets']):
@@ -857,13 +863,7 @@ def recover_hits(folder, weights: dict | None = None, runs='runs', device=None, 
     folder = Path(folder)
     res = read_results(folder / 'results.json')
     plan, weights = res['plan'], dict(weights or {})
-    E0 = {**EVAL_DEFAULTS, **plan.get('eval', {})}
-    seed = plan.get('seed', 0)
-    if 'RANK' in os.environ:
-        device = setup_distributed()[2]
-    device = torch.device(device) if device else default_device()
-    if device.type == 'cpu' and plan.get('threads'):
-        torch.set_num_threads(plan['threads'])
+    E0, seed, device = _setup(plan, device)
     rdir = Path(runs) / f"recover-{plan['name']}-{folder.name}"
     hits, skipped = read_hits(folder), []
     for name, r in res['results'].items():

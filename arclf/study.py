@@ -461,8 +461,8 @@ def _speed_row(claim: str, s: str, sp: list[dict], source, images, training) -> 
                     f"({100 * best['acc']:.1f}%)")
     else:  # no accuracy both reach: only the curves' end points, each classifier's own
         d = sp[-1].get('cheapest_vs_best')  # their paired difference, where the hits were kept
-        fb, sc = sp[-1]['fast_best'], sp[-1].get('slow_cheapest')
-        behind = sc is not None and sc['acc'] > fb['acc']  # `s` starts above RandAR's best
+        fb, sc = sp[-1].get('fast_best'), sp[-1].get('slow_cheapest')  # (rows of before them)
+        behind = fb is not None and sc is not None and sc['acc'] > fb['acc']  # `s` starts above
         a, b = (fb, sc) if behind else (fast, slow)
         diff, lo, hi_ = ((d['diff'], d['lo'], d['hi']) if d is not None
                          else diff_ci(a['acc'], images, b['acc'], images))
