@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_training.ipynb 2
 from __future__ import annotations
-import copy, dataclasses, json, math, os, random, time, types
+import atexit, copy, dataclasses, json, math, os, random, time, types
 from pathlib import Path
 import numpy as np
 import torch
@@ -59,6 +59,14 @@ __all__ = ['DATASET_OF', 'TRAIN_FAMILIES', 'FAMILY_PRESETS', 'setup_distributed'
            'train_data', 'train_model']
 
 # %% ../nbs/06_training.ipynb 5
+def _destroy_group():
+    "Leave the process group, if one is open (at exit: `setup_distributed`)."
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def setup_distributed(backend: str | None = None) -> tuple[int, int, torch.device]:
     "Initialise the process group if launched by `torchrun`; return (rank, world_size, device)."
     import torch.distributed as dist
@@ -68,6 +76,9 @@ def setup_distributed(backend: str | None = None) -> tuple[int, int, torch.devic
     if not dist.is_initialized():
         backend = backend or ('nccl' if torch.cuda.is_available() else 'gloo')
         dist.init_process_group(backend)
+        # the group's threads must be stopped before the interpreter tears down, or a rank can
+        # abort after its work is done ('terminate called without an active exception')
+        atexit.register(_destroy_group)
     rank, world = dist.get_rank(), dist.get_world_size()
     if torch.cuda.is_available():
         local = int(os.environ.get('LOCAL_RANK', 0))
