@@ -434,7 +434,9 @@ def _speed_row(claim: str, s: str, sp: list[dict], source, images, training) -> 
     inconclusive. Where the ratio has its 95% interval over images (`ratio_interval`), the whole
     interval must lie beyond the band. The note adds the best ratio at lower accuracies and
     whether `s` goes on past RandAR's best. With no accuracy both curves reach, reproduced only if
-    RandAR's cheapest point is more accurate than `s`'s best and `TIME_NOISE` times faster."""
+    RandAR's cheapest point is more accurate than `s`'s best beyond the interval of their
+    difference (paired where the run kept hits) and `TIME_NOISE` times faster; contradicted if
+    `s`'s cheapest point is, in the same way, more accurate than RandAR's best and faster."""
     fast, slow = sp[-1]['fast_cheapest'], sp[-1]['slow_best']
     matched = [x for x in sp if x.get('ratio')]
     band = f'within the timing noise ({TIME_NOISE:g}x)'
