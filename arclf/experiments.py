@@ -45,7 +45,7 @@ __all__ = ['FIG_DEFINITIONS', 'ORDER_PLANS', 'write_results', 'read_results', 'p
            'paired_diff_ci', 'token_analyses', 'order_experiment', 'acc_cell', 'normal_ci', 'diff_cell',
            'per_token_tables', 'orders_report', 'order_tables', 'plot_order_maps', 'save_order_figures',
            'simulate_prefix_plan', 'plan_cost', 'prefix_study', 'time_to_reach', 'matched_saving', 'matched_top',
-           'speed_interval', 'prefix_markdown', 'plot_prefix_study', 'sample_images', 'ar_samples']
+           'end_points', 'speed_interval', 'prefix_markdown', 'plot_prefix_study', 'sample_images', 'ar_samples']
 
 # %% ../nbs/07_experiments.ipynb 6
 def write_results(
@@ -1115,17 +1115,19 @@ def matched_top(fast: list[dict], slow: list[dict], cost: str = 's_per_image') -
     return dict(acc=acc, fast_s=tf, slow_s=ts, ratio=ts / tf) if tf and ts else None
 
 
-def _bound_ratio(fast: list[dict], slow: list[dict], cost: str = 's_per_image') -> float:
-    """Where two curves share no accuracy, the time ratio (slow over fast) their end points vouch
-    for: if the fast curve's cheapest budget is already more accurate than the slow one's best, the
-    fast one needs at most that budget's cost there, so the ratio is at least the slow best's cost
-    over it; if the slow curve's cheapest is more accurate than the fast one's best, at most the
-    slow cheapest's cost over the fast best's."""
-    fc, sb = min(fast, key=lambda r: r[cost]), max(slow, key=lambda r: r['acc'])
-    if fc['acc'] > sb['acc']:
-        return sb[cost] / fc[cost]
-    sc, fb = min(slow, key=lambda r: r[cost]), max(fast, key=lambda r: r['acc'])
-    return sc[cost] / fb[cost]
+def end_points(fast: list[dict], slow: list[dict], cost: str = 's_per_image') -> tuple:
+    """Where two curves share no accuracy, the budgets that face each other across the gap, as
+    indices into `fast` and `slow`, and whether the slow curve is the one above: the fast curve's
+    cheapest budget and the slow one's best, if the fast one starts above the slow one's best
+    (`behind` False); else the fast one's best and the slow one's cheapest (`behind` True). Their
+    cost ratio (slow over fast) is what the end points vouch for: at least it where the fast curve
+    is above (it needs at most its cheapest budget there), at most it where the slow one is."""
+    i = min(range(len(fast)), key=lambda i: fast[i][cost])
+    j = max(range(len(slow)), key=lambda j: slow[j]['acc'])
+    if fast[i]['acc'] > slow[j]['acc']:
+        return i, j, False
+    return (max(range(len(fast)), key=lambda i: fast[i]['acc']),
+            min(range(len(slow)), key=lambda j: slow[j][cost]), True)
 
 
 def speed_interval(fast: list[dict], slow: list[dict], fast_hits: list[Tensor],
@@ -1135,7 +1137,7 @@ def speed_interval(fast: list[dict], slow: list[dict], fast_hits: list[Tensor],
     `fast_hits[i]` are the per-image hits `[I]` of budget `fast[i]` (likewise `slow_hits`), on the
     same I images for both. Each draw resamples the images, recomputes every budget's accuracy and
     reads the ratio at the highest accuracy both curves then reach; a draw in which the curves do
-    not meet counts with the ratio their end points vouch for (`_bound_ratio`), so that the
+    not meet counts with the ratio their end points vouch for (`end_points`), so that the
     interval covers every draw. The seconds stay as timed. Returns dict(ratio, lo, hi, matched: the
     share of draws in which the curves meet, n_boot), or None without a ratio on the data itself."""
     if len(fast_hits) != len(fast) or len(slow_hits) != len(slow):
@@ -1158,7 +1160,10 @@ def speed_interval(fast: list[dict], slow: list[dict], fast_hits: list[Tensor],
         sl = [dict(r, acc=x) for r, x in zip(slow, a[nf:])]
         m = matched_top(f, sl)
         met += m is not None
-        ratios.append(m['ratio'] if m is not None else _bound_ratio(f, sl))
+        if m is None:  # the ratio the end points vouch for
+            i, j, _ = end_points(f, sl)
+            m = dict(ratio=sl[j]['s_per_image'] / f[i]['s_per_image'])
+        ratios.append(m['ratio'])
     r = torch.tensor(ratios, dtype=torch.float64).log()
     q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=r.dtype)
     lo, hi = torch.quantile(r, q).exp().tolist()

@@ -12,7 +12,7 @@ from .core import (run_info, weights_path, default_device, model_meta, trained_e
                         atomic_write_text, atomic_save)
 from .experiments import (write_results, read_results, fig6_markdown, table2_markdown,
                                budget_rows, group_hits, paired_diff_ci, time_to_reach, _curve,
-                               matched_top, speed_interval)
+                               matched_top, speed_interval, end_points)
 from .data import load_dataset, SHIFTS, file_digest
 from arclf.scorer import (
     evaluate,
@@ -405,26 +405,22 @@ def speed_ratio(fast: list[dict], slow: list[dict], fast_hits: list | None = Non
     same at the highest accuracy both curves reach (the lower of the two bests, `matched_top`), or
     None; given both classifiers' per-image hits at each budget (on the same images), `top` has
     the 95% bootstrap interval of its ratio over images (`lo`, `hi`, `matched`:
-    `speed_interval`). Where no accuracy is reached by both, the hits give `cheapest_vs_best`
-    instead: the fast classifier's cheapest budget minus the slow one's best, or, where the slow
-    one's cheapest is the more accurate, the fast one's best minus the slow one's cheapest: a
-    paired difference of accuracies (is one curve ahead even there, beyond the noise?)."""
+    `speed_interval`). Where no accuracy is reached by both, the rows carry `ends`: the two
+    budgets that face each other across the gap (`end_points`: `fast`, `slow`, `behind`), and with
+    the hits the paired difference of their accuracies (`diff`, `lo`, `hi`: is one curve ahead
+    even there, beyond the noise?)."""
     out = []
     lo = _curve(fast)[0]['acc'] if fast else None
-    top, dom = matched_top(fast, slow), None
+    top, ends = matched_top(fast, slow), None
     hits = fast_hits is not None and slow_hits is not None
     if top and hits:
         ci = speed_interval(fast, slow, fast_hits, slow_hits)
         top.update(lo=ci['lo'], hi=ci['hi'], matched=ci['matched'])
-    elif hits and fast and slow:
-        i = min(range(len(fast)), key=lambda i: fast[i]['s_per_image'])
-        j = max(range(len(slow)), key=lambda j: slow[j]['acc'])
-        if slow[min(range(len(slow)), key=lambda j: slow[j]['s_per_image'])]['acc'] > max(
-                f['acc'] for f in fast):  # the slow curve starts above the fast one's best
-            i = max(range(len(fast)), key=lambda i: fast[i]['acc'])
-            j = min(range(len(slow)), key=lambda j: slow[j]['s_per_image'])
-        dom = dict(paired_diff_ci(fast_hits[i], slow_hits[j]), fast_n=fast[i]['n'],
-                   slow_n=slow[j]['n'])
+    elif top is None and fast and slow:
+        i, j, behind = end_points(fast, slow)
+        ends = dict(fast=_point(fast[i]), slow=_point(slow[j]), behind=behind)
+        if hits:
+            ends.update(paired_diff_ci(fast_hits[i], slow_hits[j]))
     for s in slow:
         tf, ts = time_to_reach(fast, s['acc']), time_to_reach(slow, s['acc'])
         why = None if tf else ('fast is more accurate at every budget'
@@ -442,9 +438,8 @@ def speed_ratio(fast: list[dict], slow: list[dict], fast_hits: list | None = Non
                 fast_best=_point(max(fast, key=lambda f: f['acc'])) if fast else None,
                 fast_cheapest=_point(min(fast, key=lambda f: f['s_per_image'])) if fast else None,
                 slow_best=_point(max(slow, key=lambda f: f['acc'])),
-                slow_cheapest=_point(min(slow, key=lambda f: f['s_per_image'])),
                 top=top,
-                cheapest_vs_best=dom,
+                ends=ends,
             )
         )
     return out
@@ -939,9 +934,9 @@ def highest_match(rows: list[dict]) -> dict | None:
 
 
 def _dominance(r: dict) -> str:
-    "A `speed_ratio` row's `cheapest_vs_best` in words ('' without it)."
-    d = r.get('cheapest_vs_best')
-    return '' if not d else (f" (the difference, paired: {100 * d['diff']:+.1f} "
+    "The paired difference of a `speed_ratio` row's `ends` in words ('' without it)."
+    d = r.get('ends') or {}
+    return '' if 'diff' not in d else (f" (the difference, paired: {100 * d['diff']:+.1f} "
                              f"[{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] points)")
 
 

@@ -462,11 +462,11 @@ def _speed_row(claim: str, s: str, sp: list[dict], source, images, training) -> 
             why += (f"; {NAMES[s]}'s best ({100 * slow['acc']:.1f}%) is beyond RandAR's "
                     f"({100 * best['acc']:.1f}%)")
     else:  # no accuracy both reach: only the curves' end points, each classifier's own
-        d = sp[-1].get('cheapest_vs_best')  # their paired difference, where the hits were kept
-        fb, sc = sp[-1].get('fast_best'), sp[-1].get('slow_cheapest')  # (rows of before them)
-        behind = fb is not None and sc is not None and sc['acc'] > fb['acc']  # `s` starts above
-        a, b = (fb, sc) if behind else (fast, slow)
-        diff, lo, hi_ = ((d['diff'], d['lo'], d['hi']) if d is not None
+        # the budgets facing each other across the gap (rows of before `ends`: RandAR's cheapest
+        # and the rival's best), with their paired difference where the run kept the hits
+        e = sp[-1].get('ends') or dict(fast=fast, slow=slow, behind=False)
+        a, b, behind, paired = e['fast'], e['slow'], e['behind'], 'diff' in e
+        diff, lo, hi_ = ((e['diff'], e['lo'], e['hi']) if paired
                          else diff_ci(a['acc'], images, b['acc'], images))
         times = b['s_per_image'] / a['s_per_image']
         fate = (('contradicted' if hi_ < 0 and times <= 1 / TIME_NOISE else 'inconclusive')
@@ -477,13 +477,13 @@ def _speed_row(claim: str, s: str, sp: list[dict], source, images, training) -> 
                f"{a['s_per_image']:.3g} s) against {NAMES[s]}'s {ends[1]} "
                f"({100 * b['acc']:.1f}%, {b['s_per_image']:.3g} s), {100 * diff:+.1f} "
                f"[{100 * lo:+.1f}, {100 * hi_:+.1f}] points "
-               + ('(paired)' if d is not None else '(unpaired: this run kept no per-image hits)')
+               + ('(paired)' if paired else '(unpaired: this run kept no per-image hits)')
                + ('' if fate != 'inconclusive' else ': neither is both more accurate and faster '
                   f'beyond the noise (accuracy: its interval; time: {TIME_NOISE:g}x)'))
     return dict(claim=claim, ref='Fig. 6', verdict=fate, note=why, source=str(source),
                 images=images, training=training, speed=True,
                 interval=bool(hi and hi.get('lo') is not None)
-                or (not hi and sp[-1].get('cheapest_vs_best') is not None))
+                or (not hi and 'diff' in (sp[-1].get('ends') or {})))
 
 
 def _missing(claim, ref, why) -> dict:
