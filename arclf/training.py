@@ -60,10 +60,16 @@ __all__ = ['DATASET_OF', 'TRAIN_FAMILIES', 'FAMILY_PRESETS', 'setup_distributed'
 
 # %% ../nbs/06_training.ipynb 5
 def _destroy_group():
-    "Leave the process group, if one is open (at exit: `setup_distributed`)."
+    """Leave the process group, if one is open (at exit: `setup_distributed`), once every rank is
+    done: a gloo rank that tears its connections down while a peer still works (rank 0 writing
+    results) can abort in teardown, failing a run whose work is complete."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        try:
+            dist.barrier()
+        except Exception:  # a peer that is gone already: leave anyway
+            pass
         dist.destroy_process_group()
 
 
@@ -76,8 +82,8 @@ def setup_distributed(backend: str | None = None) -> tuple[int, int, torch.devic
     if not dist.is_initialized():
         backend = backend or ('nccl' if torch.cuda.is_available() else 'gloo')
         dist.init_process_group(backend)
-        # the group's threads must be stopped before the interpreter tears down, or a rank can
-        # abort after its work is done ('terminate called without an active exception')
+        # leave the group together at exit, or a rank can abort after its work is done
+        # ('terminate called without an active exception')
         atexit.register(_destroy_group)
     rank, world = dist.get_rank(), dist.get_world_size()
     if torch.cuda.is_available():
