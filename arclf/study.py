@@ -10,7 +10,7 @@ import torch
 from .core import num_params, provenance, run_info, atomic_save, WEIGHTS_DIR, read_weights
 from .experiments import write_results, read_results
 from .classifiers import load_model
-from .training import curve_converged, curve_pair
+from .training import curve_converged, curve_pair, doubling_change
 from .reproduce import highest_match, ratio_words, ratio_interval
 from .diffusion_study import fig6_speed
 
@@ -75,12 +75,18 @@ def curve_status(curve: dict, tol: float | None = None) -> dict:
     d = None if delta is None else (
         f'{delta:+.2f}' if tol is not None and f'{abs(delta):.1f}' == f'{tol:.1f}'
         else f'{delta:+.1f}')
+    # the change's own interval where the points kept their per-image hits (paired: the same
+    # validation images); the rule stays the issue's, on the change itself
+    ch = doubling_change(pts)
+    if ch is not None and d is not None:
+        d += f" [{100 * ch['lo']:+.1f}, {100 * ch['hi']:+.1f}]"
     why = (f"converged: the last doubling moved accuracy by {d} points (< {tol:g})" if conv
            else 'one point: no doubling yet' if delta is None
            else 'not started: at chance level' if last['lo'] <= curve.get('chance', 0.0)
            else f"not converged: the last doubling moved accuracy by {d} points")
     return dict(points=len(pts), step=last['step'], epochs=last['epochs'], acc=last['acc'],
-                lo=last['lo'], hi=last['hi'], delta=delta, converged=conv, why=why)
+                lo=last['lo'], hi=last['hi'], delta=delta, converged=conv, why=why,
+                **({} if ch is None else dict(delta_lo=100 * ch['lo'], delta_hi=100 * ch['hi'])))
 
 # %% ../nbs/09a_study.ipynb 11
 def compute_rows(curves: dict, folder=None) -> list[dict]:
@@ -194,6 +200,9 @@ def _converged_words(rec: dict) -> str:
     if half > tol:
         s += (f" That is inside each point's 95% interval (±{half:.1f} points or more): the "
               'accuracy stopped improving measurably.')
+    if any('delta_lo' in curve_status(rec['curves'][k]) for k in done):
+        s += (' Brackets after a change: its 95% interval, a paired bootstrap over the same '
+              'validation images (points that kept which images they got right).')
     fell = {k: p for k, p in done.items() if p[-1]['valid_loss'] < p[-2]['valid_loss']}
     if fell:
         s += (' The models did not stop learning: over the last doubling the validation loss went '

@@ -43,7 +43,7 @@ from .data import (to_float, load_dataset, cache_dir, is_folder_name, file_diges
 from .tokenizer import VQModel, encode_dataset
 from .randar import RandAR, RandARConfig, random_orders, raster_orders
 from .diffusion import DiT, DiTConfig
-from .scorer import RandARClassifier, evaluate, accuracy_ci
+from .scorer import RandARClassifier, evaluate, accuracy_ci, bootstrap_ci, predict
 from .classifiers import DiffusionClassifier, load_model
 # VAR: its multi-scale VAE trains as a tokenizer, then VAR on the VAE's teacher-forcing data
 from .var import VAR, VARConfig, VARVAE, VAR_NO_DECAY, VARDecayCB, teacher_forcing_data
@@ -55,8 +55,8 @@ __all__ = ['DATASET_OF', 'TRAIN_FAMILIES', 'FAMILY_PRESETS', 'setup_distributed'
            'EMACB', 'CompileCB', 'GradCheckpointCB', 'rng_state', 'set_rng_state', 'learner_state', 'CheckpointCB',
            'resume', 'ResumeCB', 'DDPCB', 'scale_cbs', 'save_run', 'VQStatsCB', 'reconstruct', 'psnr', 'code_stats',
            'recon_metrics', 'train_tokenizer', 'nll_per_token', 'train_randar', 'dataset_tag', 'encode_tokens',
-           'train_diffusion', 'train_var', 'loss_flops', 'curve_pair', 'curve_converged', 'CurveCB', 'presets_for',
-           'train_data', 'train_model']
+           'train_diffusion', 'train_var', 'loss_flops', 'curve_pair', 'curve_converged', 'pack_hits', 'unpack_hits',
+           'doubling_change', 'CurveCB', 'presets_for', 'train_data', 'train_model']
 
 # %% ../nbs/06_training.ipynb 5
 def _destroy_group():
@@ -1011,6 +1011,31 @@ def curve_converged(points: list, tol: float | None, chance: float = 0.0) -> boo
     # from counting as below it
     return round(abs(b['acc'] - a['acc']) * 100, 4) < tol and b['lo'] > chance
 
+
+def pack_hits(hit: Tensor) -> str:
+    "Per-image hits (0/1, `[I]`) as a hex string of their bits: 250 characters per 1,000 images."
+    return np.packbits(hit.cpu().numpy().astype(np.uint8)).tobytes().hex()
+
+
+def unpack_hits(s: str, images: int) -> Tensor:
+    "The `[images]` 0/1 hits that `pack_hits` wrote into `s`."
+    return torch.from_numpy(np.unpackbits(np.frombuffer(bytes.fromhex(s), np.uint8))[:images]
+                            .astype(np.float32))
+
+
+def doubling_change(points: list, n_boot: int = 2000) -> dict | None:
+    """The change of accuracy over a curve's last doubling (`curve_pair`), the later point minus the
+    earlier, with a paired 95% bootstrap interval over the validation images: dict(diff, lo, hi);
+    None where either point kept no per-image hits (curves of before `CurveCB` kept them). The
+    images are the same at every point of a curve, so the pairing removes the images' own
+    difficulty, which the two points' separate intervals count twice."""
+    pair = curve_pair(points)
+    if pair is None or not all('hits' in p for p in pair) or pair[0]['images'] != pair[1]['images']:
+        return None
+    a, b = (unpack_hits(p['hits'], p['images']) for p in pair)
+    lo, hi = bootstrap_ci(b - a, n_boot=n_boot)
+    return dict(diff=(b - a).mean().item(), lo=lo, hi=hi)
+
 # %% ../nbs/06_training.ipynb 63
 class CurveCB(Callback):
     """Record a learning curve at steps `first`·2^k, and at the run's last step when the next
@@ -1091,11 +1116,14 @@ class CurveCB(Callback):
         r = evaluate(self.classifier(m), self.images, self.n, seed=self.seed, progress=False)
         m.train(was)
         acc = accuracy_ci(r['scores'], r['classes'], r['y'])
+        # which images it got right: the next point's change is then paired (`doubling_change`)
+        hit = predict(r['scores'], r['classes'])[:, 0] == r['y'].to(r['scores'].device)
         samples = learn.iter * c['samples_per_step']
         p = dict(step=learn.iter, samples=samples, epochs=samples / learn.train_dl.n,
                  train_flops=samples * c['flops_per_sample'], seconds=round(c['seconds'], 1),
                  valid_loss=vloss, acc=acc['acc'], lo=acc['lo'], hi=acc['hi'],
-                 images=acc['images'], n=self.n, eval_seconds=round(time.time() - t0, 1))
+                 images=acc['images'], n=self.n, eval_seconds=round(time.time() - t0, 1),
+                 hits=pack_hits(hit))
         if end:  # off the doubling schedule: the final weights of a run that ended between two
             p['end'] = True
         c['points'].append(p)
