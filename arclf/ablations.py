@@ -12,7 +12,7 @@ from .core import (run_info, provenance, weights_path, default_device, model_met
 from .experiments import (write_results, group_hits, paired_diff_ci, acc_cell, diff_cell,
                                token_analyses, save_order_figures, per_token_tables)
 from .data import load_dataset, to_float
-from .scorer import RULES, accuracy_vs_n, accuracy_ci, bootstrap_ci, draw_samples
+from .scorer import RULES, accuracy_vs_n, accuracy_ci, bootstrap_ci, draw_samples, unpack_hits
 from .classifiers import create_classifier
 from .reproduce import ensure_trained, cached_eval
 from .training import setup_distributed, is_main
@@ -20,7 +20,7 @@ from .tokenizer_study import t_for_flip_rate, flip_rate
 
 # %% auto 0
 __all__ = ['RECIPE', 'VARIANTS', 'AUG_PAIRS', 'RULE_NAMES', 'RERUN', 'variant_file', 'classifier_flip_rate', 'ablations',
-           'report', 'plot_ablations', 'fig8_tokenizers', 'fig8_markdown']
+           'report', 'plot_ablations', 'fig8_tokenizers', 'fig8_pairs', 'fig8_markdown']
 
 # %% ../nbs/10_ablations.ipynb 5
 # the study's recipe (arclf.study.RECIPE), for an equal budget of 2 epochs per variant
@@ -597,6 +597,7 @@ def fig8_tokenizers(variants=('base', 'vq_l'), specs: dict | None = None, n_per_
                about={k: specs[k].get('about', '') for k in variants},
                per_token={k: token_analyses(ds, str(f), None, None, (1, K), seed)
                           for k, f in files.items()})
+    res['paired'] = fig8_pairs(res['per_token'], seed)
     cmd = ('python -c "from arclf.ablations import fig8_tokenizers; '
            f'fig8_tokenizers({tuple(variants)!r}, n_per_class={n_per_class}, K={K}, seed={seed})"')
     if not out:
@@ -607,6 +608,24 @@ def fig8_tokenizers(variants=('base', 'vq_l'), specs: dict | None = None, n_per_
     return rec
 
 
+def fig8_pairs(per_token: dict, seed: int = 0) -> list[dict]:
+    """Each variant after the first minus the first, at every tabled Fig. 8 point (`fig8_grid`):
+    the paired difference over the same images (bootstrap), from the hits `token_analyses` keeps;
+    none where they were scored on other images or kept no hits."""
+    (ref, a), *rest = per_token.items()
+    out = []
+    for name, b in rest:
+        ha, hb = a['fig8'].get('hits'), b['fig8'].get('hits')
+        if not ha or not hb or a['image_index'] != b['image_index'] or ha['K'] != hb['K']:
+            continue
+        for m in ('drop_first', 'drop_last'):
+            for k in ha[m]:
+                d = paired_diff_ci(unpack_hits(hb[m][k], b['images']),
+                                   unpack_hits(ha[m][k], a['images']), seed=seed)
+                out.append(dict(a=name, b=ref, mode=m, k=int(k), K=ha['K'], **d))
+    return out
+
+
 def fig8_markdown(rec: dict) -> str:
     "The report of `fig8_tokenizers`: each variant's per-token tables, Fig. 8 first."
     s = (f"# Fig. 8 with both tokenizers: discarding the first or the last k steps\n\n"
@@ -614,6 +633,17 @@ def fig8_markdown(rec: dict) -> str:
          f"{rec['seed']}; the ablation variants (notebook 10), one recipe, one tokenizer each:\n\n")
     for k, pt in rec['per_token'].items():
         s += f"- `{k}`: {rec['about'][k]}; tokenizer {pt['tokenizer']}, {pt['steps']} tokens\n"
+    if pp := rec.get('paired'):  # (results of before the hits have none)
+        ks = sorted({p['k'] for p in pp})
+        s += (f"\n## One tokenizer against the other, the same images (paired)\n\n"
+              f"Fig. 8's accuracy of one variant minus the other's with the same steps dropped "
+              f"(K = {pp[0]['K']}), in points [95% paired bootstrap interval over the images].\n\n"
+              '| difference | dropped | ' + ' | '.join(f'k={k}' for k in ks) + ' |\n|---|---|'
+              + '---:|' * len(ks) + '\n')
+        for (a, b, m) in dict.fromkeys((p['a'], p['b'], p['mode']) for p in pp):
+            cells = {p['k']: diff_cell(p) for p in pp if (p['a'], p['b'], p['mode']) == (a, b, m)}
+            s += (f"| {a} − {b} | {m.replace('drop_', '')} k | "
+                  + ' | '.join(cells.get(k, '') for k in ks) + ' |\n')
     for k, pt in rec['per_token'].items():
         t = per_token_tables(pt, k)
         i = t.index('**Fig. 8 analogue')

@@ -34,6 +34,7 @@ from arclf.scorer import (
     drop_accuracy,
     step_hits,
     drop_hits,
+    pack_hits,
 )
 from .classifiers import create_classifier, load_model, ALIASES
 from .avarc import avarc_evaluate, parse_avarc_stages
@@ -42,7 +43,7 @@ from .core import create_model
 # %% auto 0
 __all__ = ['FIG_DEFINITIONS', 'ORDER_PLANS', 'write_results', 'read_results', 'parse_plan', 'check_fit', 'table2_row', 'run_eval',
            'fig6_markdown', 'table2_markdown', 'plot_acc_vs_time', 'group_hits', 'budget_rows', 'demo_markdown', 'demo',
-           'paired_diff_ci', 'token_analyses', 'order_experiment', 'acc_cell', 'normal_ci', 'diff_cell',
+           'paired_diff_ci', 'fig8_grid', 'token_analyses', 'order_experiment', 'acc_cell', 'normal_ci', 'diff_cell',
            'per_token_tables', 'orders_report', 'order_tables', 'plot_order_maps', 'save_order_figures',
            'simulate_prefix_plan', 'plan_cost', 'prefix_study', 'time_to_reach', 'matched_saving', 'matched_top',
            'end_points', 'speed_interval', 'prefix_markdown', 'plot_prefix_study', 'sample_images', 'ar_samples']
@@ -490,6 +491,11 @@ def _map_summary(hits: Tensor, seed: int = 0) -> dict:
     return out
 
 
+def fig8_grid(N: int) -> list[int]:
+    "The steps dropped at which Fig. 8 is tabled for orders of `N` steps: 0, N/4, N/2, 3N/4, N-1."
+    return sorted({0, N // 4, N // 2, 3 * N // 4, N - 1})
+
+
 def token_analyses(
     ds,
     model,
@@ -574,7 +580,11 @@ def token_analyses(
         fig5=dict(figure='Fig. 5', definition=FIG_DEFINITIONS['fig5'], **_curves(fig5)),
         fig8=dict(figure='Fig. 8', definition=FIG_DEFINITIONS['fig8'],
                   curves={v: {m: c['curves'][v] for m, c in fig8.items()} for v in views},
-                  interval={v: {m: c['interval'][v] for m, c in fig8.items()} for v in views}),
+                  interval={v: {m: c['interval'][v] for m, c in fig8.items()} for v in views},
+                  # which images each tabled point got right (largest K): two models scored on
+                  # these images compare paired (`fig8_tokenizers`)
+                  hits=dict(K=ks[-1], **{m: {str(k): pack_hits(drop_hits(st, y, k, m))
+                                             for k in fig8_grid(N)} for m in fig8})),
         paired=paired,
     )
 
@@ -778,7 +788,7 @@ def per_token_tables(pt: dict, label: str) -> str:
           + ' | '.join(f'k={k}' for k in at) + ' |\n|---|' + '---:|' * len(at) + '\n')
     for v, cv in pt['fig5']['curves'].items():
         s += f"| {v} | {_at(cv, at, pt['fig5'].get('interval', {}).get(v))} |\n"
-    dk = sorted({0, N // 4, N // 2, 3 * N // 4, N - 1})
+    dk = fig8_grid(N)
     s += (f"\n**Fig. 8 analogue: discarding steps** ({label}). {FIG_DEFINITIONS['fig8']}. "
           'Accuracy (%) [95% bootstrap interval over images].\n\n| classifier | dropped | '
           + ' | '.join(f'k={k}' for k in dk) + ' |\n|---|---|' + '---:|' * len(dk) + '\n')

@@ -16,10 +16,11 @@ from .data import to_float, random_crop_arr, arr_to_tensor, Originals
 __all__ = ['RULES', 'SPEED_ONLY', 'expand_classes', 'take', 'GenerativeClassifier', 'image_generator', 'check_classes',
            'draw_samples', 'sample_scores', 'resolve_autocast', 'free_memory', 'fit_chunk', 'draw_orders',
            'RandARClassifier', 'RandomCropTTA', 'aggregate', 'predict', 'accuracy', 'accuracy_vs_n', 'bootstrap_ci',
-           'accuracy_ci', 'clf_settings', 'clf_configs', 'eval_key', 'data_digest', 'StaleEvaluation', 'key_diff',
-           'part_files', 'evaluate', 'check_plan', 'prune', 'prune_evaluate', 'check_prefix_plan', 'prefix_prune',
-           'to_positions', 'token_scores', 'false_classes', 'discriminative_map', 'map_stats', 'summarize_maps',
-           'token_hits', 'token_accuracy_map', 'step_hits', 'step_accuracy', 'drop_accuracy', 'drop_hits']
+           'accuracy_ci', 'pack_hits', 'unpack_hits', 'clf_settings', 'clf_configs', 'eval_key', 'data_digest',
+           'StaleEvaluation', 'key_diff', 'part_files', 'evaluate', 'check_plan', 'prune', 'prune_evaluate',
+           'check_prefix_plan', 'prefix_prune', 'to_positions', 'token_scores', 'false_classes', 'discriminative_map',
+           'map_stats', 'summarize_maps', 'token_hits', 'token_accuracy_map', 'step_hits', 'step_accuracy',
+           'drop_accuracy', 'drop_hits']
 
 # %% ../nbs/03_scorer.ipynb 6
 def expand_classes(classes, B: int, device=None) -> Tensor:
@@ -471,7 +472,18 @@ def accuracy_ci(
     lo, hi = bootstrap_ci(hit, level, n_boot, seed)
     return dict(acc=hit.mean().item(), lo=lo, hi=hi, level=level, images=I)
 
-# %% ../nbs/03_scorer.ipynb 37
+
+def pack_hits(hit: Tensor) -> str:
+    "Per-image hits (0/1, `[I]`) as a hex string of their bits: 250 characters per 1,000 images."
+    return np.packbits(hit.cpu().numpy().astype(np.uint8)).tobytes().hex()
+
+
+def unpack_hits(s: str, images: int) -> Tensor:
+    "The `[images]` 0/1 hits that `pack_hits` wrote into `s`."
+    return torch.from_numpy(np.unpackbits(np.frombuffer(bytes.fromhex(s), np.uint8))[:images]
+                            .astype(np.float32))
+
+# %% ../nbs/03_scorer.ipynb 39
 def _dist():
     import torch.distributed as dist
 
@@ -575,7 +587,7 @@ def eval_key(
         images=images,
     )
 
-# %% ../nbs/03_scorer.ipynb 38
+# %% ../nbs/03_scorer.ipynb 40
 def data_digest(x: Tensor, y: Tensor) -> str:
     "A short digest of the images and labels an evaluation scores (a shift or subset differs)."
     return tensor_digest(dict(x=x, y=y))
@@ -757,7 +769,7 @@ def evaluate(
             p.unlink(missing_ok=True)
     return res
 
-# %% ../nbs/03_scorer.ipynb 43
+# %% ../nbs/03_scorer.ipynb 45
 def check_plan(plan, M: int) -> list[tuple[int, int]]:
     "A sample plan `[(n_cumulative, keep), ...]`: n increasing, keep non-increasing, 1 ≤ keep ≤ M."
     plan = [(int(n), int(k)) for n, k in plan]
@@ -771,7 +783,7 @@ def check_plan(plan, M: int) -> list[tuple[int, int]]:
         )
     return plan
 
-# %% ../nbs/03_scorer.ipynb 44
+# %% ../nbs/03_scorer.ipynb 46
 @torch.no_grad()
 def prune(
     clf: GenerativeClassifier, images: Tensor, classes, plan, seed: int = 0, indices=None
@@ -809,7 +821,7 @@ def prune(
         pred=cls.gather(1, final.argmax(1, keepdim=True))[:, 0], scores=final, forwards=forwards
     )
 
-# %% ../nbs/03_scorer.ipynb 45
+# %% ../nbs/03_scorer.ipynb 47
 def prune_evaluate(
     clf: GenerativeClassifier,
     data,
@@ -854,7 +866,7 @@ def prune_evaluate(
         seconds_per_image=secs / len(y),
     )
 
-# %% ../nbs/03_scorer.ipynb 48
+# %% ../nbs/03_scorer.ipynb 50
 def check_prefix_plan(stages, M: int, N: int) -> list[tuple[int, int, int]]:
     """Prefix stages `[(L, K, keep), ...]`: 1 <= L <= N steps, K >= 1 orders, classes kept
     non-increasing from at most the `M` candidates down to 1 in the last stage."""
@@ -895,14 +907,14 @@ def prefix_prune(
     final = torch.full((B, M), float('-inf')).scatter_(1, alive, best)
     return dict(pred=cls.gather(1, alive[:, :1])[:, 0], scores=final, forwards=cost)
 
-# %% ../nbs/03_scorer.ipynb 52
+# %% ../nbs/03_scorer.ipynb 54
 def to_positions(per_step: Tensor, order: Tensor) -> Tensor:
     """Per-step values `[B, M, n, N]` (order steps) to per-position values (raster) given orders
     `[B, n, N]`."""
     out = torch.empty_like(per_step)
     return out.scatter_(-1, order[:, None].expand_as(per_step).to(per_step.device), per_step)
 
-# %% ../nbs/03_scorer.ipynb 53
+# %% ../nbs/03_scorer.ipynb 55
 @torch.no_grad()
 def token_scores(
     clf: GenerativeClassifier,
@@ -924,7 +936,7 @@ def token_scores(
         orders.append(draw_samples(clf, z, n, seed, idx)['order'])
     return torch.cat(steps), torch.cat(orders)
 
-# %% ../nbs/03_scorer.ipynb 54
+# %% ../nbs/03_scorer.ipynb 56
 def _false_generator(seed: int, index: int) -> torch.Generator:
     "The generator of image `index`'s false class: its own, apart from the one of its orders."
     return torch.Generator().manual_seed(2**48 + seed * 1_000_003 + index)
@@ -946,7 +958,7 @@ def false_classes(y_idx: Tensor, M: int, seed: int = 0, indices=None) -> Tensor:
                       for i in indices], dtype=torch.long)
     return r + (r >= y_idx).long()  # skip the true class
 
-# %% ../nbs/03_scorer.ipynb 55
+# %% ../nbs/03_scorer.ipynb 57
 def discriminative_map(pos: Tensor, y_idx: Tensor, false_idx: Tensor) -> Tensor:
     """The paper's Fig. 3 map `[I, N]`: per image and position, max(0, log p(true) − log p(false
     class `false_idx`)), the per-position log-probs of `pos` `[I, M, n, N]` averaged over the n
@@ -957,7 +969,7 @@ def discriminative_map(pos: Tensor, y_idx: Tensor, false_idx: Tensor) -> Tensor:
     i = torch.arange(len(lp))
     return (lp[i, y_idx] - lp[i, false_idx]).clamp(min=0)
 
-# %% ../nbs/03_scorer.ipynb 56
+# %% ../nbs/03_scorer.ipynb 58
 def map_stats(maps: Tensor, top: float = 0.1) -> dict:
     """Per-image statistics `[I]` of clipped maps `[I, N]`: `concentration`, the share of the
     image's total margin held by its top `top` fraction of positions (NaN when the total is 0),
@@ -984,7 +996,7 @@ def summarize_maps(maps: Tensor, top: float = 0.1, seed: int = 0) -> dict:
         out[name] = dict(mean=mean, lo=lo, hi=hi, images=len(v))
     return out
 
-# %% ../nbs/03_scorer.ipynb 57
+# %% ../nbs/03_scorer.ipynb 59
 def token_hits(pos: Tensor, y_idx: Tensor) -> Tensor:
     """Per image and position `[I, N]`: is the argmax over classes of that position's log-prob,
     averaged over the orders of `pos` `[I, M, n, N]`, the true class (the hits behind Fig. 4)."""
@@ -996,7 +1008,7 @@ def token_accuracy_map(pos: Tensor, y_idx: Tensor) -> Tensor:
     position's log-prob averaged over the orders of `pos` `[I, M, n, N]` (slice them for K)."""
     return token_hits(pos, y_idx).float().mean(0)
 
-# %% ../nbs/03_scorer.ipynb 58
+# %% ../nbs/03_scorer.ipynb 60
 def _row(k, hit: Tensor, ci: bool) -> tuple:
     "(k, accuracy) of hits `[I]`, with its 95% bootstrap interval over images if `ci`."
     hit = hit.float()
@@ -1020,7 +1032,7 @@ def step_accuracy(steps: Tensor, y_idx: Tensor, ks=None, ci: bool = False) -> li
     (k, accuracy, lo, hi): its 95% bootstrap interval over images."""
     return [_row(k, step_hits(steps, y_idx, k), ci) for k in ks or range(1, steps.shape[-1] + 1)]
 
-# %% ../nbs/03_scorer.ipynb 59
+# %% ../nbs/03_scorer.ipynb 61
 def drop_accuracy(steps: Tensor, y_idx: Tensor, ks=None, mode: str = 'drop_first',
                   ci: bool = False) -> list[tuple]:
     """The paper's Fig. 8 curves: for each k (default 0..N-1), the lower-bound accuracy when

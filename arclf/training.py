@@ -43,7 +43,8 @@ from .data import (to_float, load_dataset, cache_dir, is_folder_name, file_diges
 from .tokenizer import VQModel, encode_dataset
 from .randar import RandAR, RandARConfig, random_orders, raster_orders
 from .diffusion import DiT, DiTConfig
-from .scorer import RandARClassifier, evaluate, accuracy_ci, bootstrap_ci, predict
+from .scorer import (RandARClassifier, evaluate, accuracy_ci, bootstrap_ci, predict, pack_hits,
+                          unpack_hits)
 from .classifiers import DiffusionClassifier, load_model
 # VAR: its multi-scale VAE trains as a tokenizer, then VAR on the VAE's teacher-forcing data
 from .var import VAR, VARConfig, VARVAE, VAR_NO_DECAY, VARDecayCB, teacher_forcing_data
@@ -55,8 +56,8 @@ __all__ = ['DATASET_OF', 'TRAIN_FAMILIES', 'FAMILY_PRESETS', 'setup_distributed'
            'EMACB', 'CompileCB', 'GradCheckpointCB', 'rng_state', 'set_rng_state', 'learner_state', 'CheckpointCB',
            'resume', 'ResumeCB', 'DDPCB', 'scale_cbs', 'save_run', 'VQStatsCB', 'reconstruct', 'psnr', 'code_stats',
            'recon_metrics', 'train_tokenizer', 'nll_per_token', 'train_randar', 'dataset_tag', 'encode_tokens',
-           'train_diffusion', 'train_var', 'loss_flops', 'curve_pair', 'curve_converged', 'pack_hits', 'unpack_hits',
-           'doubling_change', 'CurveCB', 'presets_for', 'train_data', 'train_model']
+           'train_diffusion', 'train_var', 'loss_flops', 'curve_pair', 'curve_converged', 'doubling_change', 'CurveCB',
+           'presets_for', 'train_data', 'train_model']
 
 # %% ../nbs/06_training.ipynb 5
 def _destroy_group():
@@ -1010,17 +1011,6 @@ def curve_converged(points: list, tol: float | None, chance: float = 0.0) -> boo
     # the change to 1e-4 points (finer than one image in a million) keeps a change of exactly `tol`
     # from counting as below it
     return round(abs(b['acc'] - a['acc']) * 100, 4) < tol and b['lo'] > chance
-
-
-def pack_hits(hit: Tensor) -> str:
-    "Per-image hits (0/1, `[I]`) as a hex string of their bits: 250 characters per 1,000 images."
-    return np.packbits(hit.cpu().numpy().astype(np.uint8)).tobytes().hex()
-
-
-def unpack_hits(s: str, images: int) -> Tensor:
-    "The `[images]` 0/1 hits that `pack_hits` wrote into `s`."
-    return torch.from_numpy(np.unpackbits(np.frombuffer(bytes.fromhex(s), np.uint8))[:images]
-                            .astype(np.float32))
 
 
 def doubling_change(points: list, n_boot: int = 2000) -> dict | None:
