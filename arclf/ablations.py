@@ -616,8 +616,9 @@ def fig8_pairs(per_token: dict, seed: int = 0) -> list[dict]:
     out = []
     for name, b in rest:
         ha, hb = a['fig8'].get('hits'), b['fig8'].get('hits')
-        if not ha or not hb or a['image_index'] != b['image_index'] or ha['K'] != hb['K']:
-            continue
+        if (not ha or not hb or a['image_index'] != b['image_index'] or ha['K'] != hb['K']
+                or a['steps'] != b['steps']):
+            continue  # not the same images, orders or steps: nothing to pair
         for m in ('drop_first', 'drop_last'):
             for k in ha[m]:
                 d = paired_diff_ci(unpack_hits(hb[m][k], b['images']),

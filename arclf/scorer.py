@@ -474,14 +474,21 @@ def accuracy_ci(
 
 
 def pack_hits(hit: Tensor) -> str:
-    "Per-image hits (0/1, `[I]`) as a hex string of their bits: 250 characters per 1,000 images."
-    return np.packbits(hit.cpu().numpy().astype(np.uint8)).tobytes().hex()
+    """Per-image hits (`[I]`, bool or 0/1 of any dtype or device) as a hex string of their bits:
+    250 characters per 1,000 images."""
+    h = hit.detach().cpu()
+    if h.dtype != torch.bool and not ((h == 0) | (h == 1)).all():
+        raise ValueError('pack_hits keeps hits (0 or 1 per image); got other values')
+    return np.packbits(h.to(torch.bool).numpy()).tobytes().hex()
 
 
 def unpack_hits(s: str, images: int) -> Tensor:
-    "The `[images]` 0/1 hits that `pack_hits` wrote into `s`."
-    return torch.from_numpy(np.unpackbits(np.frombuffer(bytes.fromhex(s), np.uint8))[:images]
-                            .astype(np.float32))
+    "The `[images]` 0/1 hits (float32) that `pack_hits` wrote into `s`."
+    bits = np.unpackbits(np.frombuffer(bytes.fromhex(s), np.uint8))
+    if not images <= len(bits) < images + 8:
+        raise ValueError(f'{len(s)} hex characters hold the hits of {len(bits) - 7}-{len(bits)} '
+                         f'images, not {images}: hits of other images')
+    return torch.from_numpy(bits[:images].astype(np.float32))
 
 # %% ../nbs/03_scorer.ipynb 39
 def _dist():

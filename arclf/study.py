@@ -200,9 +200,6 @@ def _converged_words(rec: dict) -> str:
     if half > tol:
         s += (f" That is inside each point's 95% interval (±{half:.1f} points or more): the "
               'accuracy stopped improving measurably.')
-    if any('delta_lo' in curve_status(rec['curves'][k]) for k in done):
-        s += (' Brackets after a change: its 95% interval, a paired bootstrap over the same '
-              'validation images (points that kept which images they got right).')
     fell = {k: p for k, p in done.items() if p[-1]['valid_loss'] < p[-2]['valid_loss']}
     if fell:
         s += (' The models did not stop learning: over the last doubling the validation loss went '
@@ -242,6 +239,9 @@ def study_markdown(rec: dict) -> str:
         acc = (f"{100 * st['acc']:.1f} ({100 * st['lo']:.1f}-{100 * st['hi']:.1f}) at "
                f"{st['epochs']:.2f} epochs" if st['points'] else '-')
         s += f"| {name} | {st['why']} | {acc} |\n"
+    if any('delta_lo' in st for st in rec['status'].values()):
+        s += ('\nBrackets after a change: its 95% interval, a paired bootstrap over the same '
+              'validation images (points that kept which images they got right).\n')
     s += _converged_words(rec)
     if todo := [k for k, st in rec['status'].items() if not st.get('converged')]:
         ds, runs = rec['dataset'], rec.get('runs', 'runs/study')

@@ -1016,7 +1016,7 @@ def curve_converged(points: list, tol: float | None, chance: float = 0.0) -> boo
 def doubling_change(points: list, n_boot: int = 2000) -> dict | None:
     """The change of accuracy over a curve's last doubling (`curve_pair`), the later point minus the
     earlier, with a paired 95% bootstrap interval over the validation images: dict(diff, lo, hi);
-    None where either point kept no per-image hits (curves of before `CurveCB` kept them). The
+    None where either point kept no per-image hits (curves recorded before `CurveCB` kept them). The
     images are the same at every point of a curve, so the pairing removes the images' own
     difficulty, which the two points' separate intervals count twice."""
     pair = curve_pair(points)
