@@ -632,7 +632,8 @@ def _reproduce_rows(f: Path) -> list[dict]:
             row = _speed_row(f'the AR classifier is faster than {NAMES[s]} ({lab})', s, sp, src,
                              n, _epochs(models, 'randar', model))
             rows.append(dict(_at_training(row, _eps(models, 'randar'), _eps(models, model),
-                                          ('RandAR', NAMES[model])), dataset=ds, rival=s))
+                                          ('RandAR', NAMES[model])), dataset=ds, rival=s,
+                             digests=[models.get(k, {}).get('digest') for k in ('randar', model)]))
     return rows
 
 
@@ -828,17 +829,25 @@ def _covered(row: dict, rows: list[dict], images: int = 1000) -> bool:
                for o in rows)
 
 
+def _same_models(a: dict, b: dict) -> bool:
+    """Whether two speed rows compare the same two models: by their files' digests where both
+    rows know them (reproduction runs), else by their epochs (trained alike, within 5%)."""
+    da, db = a.get('digests') or [None], b.get('digests') or [None]
+    if None not in da + db:
+        return da == db
+    return ('epochs_a' in a and 'epochs_a' in b and _alike(a['epochs_a'], b['epochs_a'])
+            and _alike(a['epochs_b'], b['epochs_b']))
+
+
 def _superseding(row: dict, rows: list[dict]) -> dict | None:
     """For a speed row judged on its ratio alone (its source kept no per-image hits), a speed row
-    of `rows` that has the interval over images and compares the same two models on the same
-    dataset, trained alike, on at least as many images: the better evidence for the same claim."""
+    of `rows` that has the interval over images and compares the same two models (`_same_models`)
+    on the same dataset, on at least as many images: the better evidence for the same claim."""
     if not row.get('speed') or row.get('interval') or 'epochs_a' not in row:
         return None
     return next((o for o in rows if o is not row and o.get('speed') and o.get('interval')
                  and (o.get('dataset'), o.get('rival')) == (row.get('dataset'), row['rival'])
-                 and o.get('images', 0) >= row.get('images', 0) and 'epochs_a' in o
-                 and _alike(o['epochs_a'], row['epochs_a'])
-                 and _alike(o['epochs_b'], row['epochs_b'])), None)
+                 and o.get('images', 0) >= row.get('images', 0) and _same_models(o, row)), None)
 
 
 def _longer_row(s: str, ds: str, a: dict, b: dict, converged, source: str) -> dict:
