@@ -9,10 +9,11 @@ from pathlib import Path
 import torch
 from .core import (run_info, provenance, weights_path, default_device, model_meta,
                         trained_epochs)
-from .experiments import (write_results, group_hits, paired_diff_ci, acc_cell, diff_cell,
+from .experiments import (write_results, group_hits, acc_cell, diff_cell,
                                token_analyses, save_order_figures, per_token_tables)
 from .data import load_dataset, to_float
-from .scorer import RULES, accuracy_vs_n, accuracy_ci, bootstrap_ci, draw_samples, unpack_hits
+from .scorer import (RULES, accuracy_vs_n, accuracy_ci, bootstrap_ci, draw_samples, unpack_hits,
+                          paired_diff_ci)
 from .classifiers import create_classifier
 from .reproduce import ensure_trained, cached_eval
 from .training import setup_distributed, is_main

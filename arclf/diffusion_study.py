@@ -11,12 +11,12 @@ from .core import run_info, provenance, atomic_save, atomic_write_text, state_di
 from .data import load_dataset
 from .diffusion import DDPMSchedule, FlowSchedule, WEIGHTINGS, weighting
 from .scorer import (evaluate, accuracy_ci, accuracy_vs_n, eval_key, data_digest,
-                          key_diff, bootstrap_ci)
+                          key_diff, bootstrap_ci, paired_diff_ci)
 from .classifiers import create_classifier
 from .bench import benchmark
 from .reproduce import speed_ratio, speed_summary
-from .experiments import (write_results, read_results, paired_diff_ci, group_hits, acc_cell,
-                               diff_cell, normal_ci)
+from .experiments import (write_results, read_results, group_hits, acc_cell, diff_cell,
+                               normal_ci)
 
 # %% auto 0
 __all__ = ['RESULTS', 'eval_set', 'small_classifier', 'eval_scores', 'table7', 'read_scores', 'report', 'fig6_hits', 'fig6_speed',

@@ -35,6 +35,7 @@ from arclf.scorer import (
     step_hits,
     drop_hits,
     pack_hits,
+    paired_diff_ci,
 )
 from .classifiers import create_classifier, load_model, ALIASES
 from .avarc import avarc_evaluate, parse_avarc_stages
@@ -43,10 +44,10 @@ from .core import create_model
 # %% auto 0
 __all__ = ['FIG_DEFINITIONS', 'ORDER_PLANS', 'write_results', 'read_results', 'parse_plan', 'check_fit', 'table2_row', 'run_eval',
            'fig6_markdown', 'table2_markdown', 'plot_acc_vs_time', 'group_hits', 'budget_rows', 'demo_markdown', 'demo',
-           'paired_diff_ci', 'fig8_grid', 'token_analyses', 'order_experiment', 'acc_cell', 'normal_ci', 'diff_cell',
-           'per_token_tables', 'orders_report', 'order_tables', 'plot_order_maps', 'save_order_figures',
-           'simulate_prefix_plan', 'plan_cost', 'prefix_study', 'time_to_reach', 'matched_saving', 'matched_top',
-           'end_points', 'speed_interval', 'prefix_markdown', 'plot_prefix_study', 'sample_images', 'ar_samples']
+           'fig8_grid', 'token_analyses', 'order_experiment', 'acc_cell', 'normal_ci', 'diff_cell', 'per_token_tables',
+           'orders_report', 'order_tables', 'plot_order_maps', 'save_order_figures', 'simulate_prefix_plan',
+           'plan_cost', 'prefix_study', 'time_to_reach', 'matched_saving', 'matched_top', 'end_points',
+           'speed_interval', 'prefix_markdown', 'plot_prefix_study', 'sample_images', 'ar_samples']
 
 # %% ../nbs/07_experiments.ipynb 6
 def write_results(
@@ -436,14 +437,6 @@ def demo(
     return res
 
 # %% ../nbs/07_experiments.ipynb 21
-def paired_diff_ci(hit_a: Tensor, hit_b: Tensor, n_boot: int = 2000, seed: int = 0) -> dict:
-    """Mean of `hit_a` minus `hit_b` (same images: accuracies, or any per-image values) with a
-    paired 95% bootstrap interval."""
-    d = hit_a.float() - hit_b.float()
-    lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=seed)
-    return dict(diff=d.mean().item(), lo=lo, hi=hi)
-
-# %% ../nbs/07_experiments.ipynb 22
 FIG_DEFINITIONS = dict(
     fig3='Fig. 3: per image and position, max(0, log p(x_p | true class) - log p(x_p | a false '
          'class drawn at random per image)), per-position log-probs averaged over the K orders',
@@ -588,7 +581,7 @@ def token_analyses(
         paired=paired,
     )
 
-# %% ../nbs/07_experiments.ipynb 23
+# %% ../nbs/07_experiments.ipynb 22
 # adaptive class pruning schedules: (orders, classes kept) per stage
 ORDER_PLANS = (((1, 3), (20, 1)), ((2, 2), (20, 1)), ((5, 3), (20, 1)), ((2, 5), (10, 2), (20, 1)))
 
@@ -712,7 +705,7 @@ def order_experiment(
         return rec
     return res
 
-# %% ../nbs/07_experiments.ipynb 24
+# %% ../nbs/07_experiments.ipynb 23
 def acc_cell(r) -> str:
     """An accuracy, % (`r['acc']`), ± its std over groups of samples where there are several,
     [its 95% interval over images] where the row has one: one table cell."""
@@ -858,7 +851,7 @@ def order_tables(res: dict) -> str:
               '4, 5 and 8 (issue 15): re-run `order_experiment` for them.*\n')
     return s
 
-# %% ../nbs/07_experiments.ipynb 25
+# %% ../nbs/07_experiments.ipynb 24
 def plot_order_maps(res: dict, n_examples: int | None = None) -> list:
     """The paper's Figs. 3, 4, 5 and 8 analogues, two figures per analysed model: example images'
     clipped discriminative maps side by side (raster / K=1 / largest K), then the per-token
@@ -937,7 +930,7 @@ def save_order_figures(res: dict, out) -> list[Path]:
             paths.append(f)
     return paths
 
-# %% ../nbs/07_experiments.ipynb 34
+# %% ../nbs/07_experiments.ipynb 33
 def simulate_prefix_plan(steps: Tensor, stages) -> Tensor:
     """The choice of `prefix_prune` with `stages`, as indices into the candidates `[I]`, replayed
     from per-step log-probs `[I, M, K, N]` of full sequences (a causal model's prefix score is a
@@ -961,7 +954,7 @@ def plan_cost(stages, M: int, N: int) -> float:
         alive = keep
     return cost
 
-# %% ../nbs/07_experiments.ipynb 35
+# %% ../nbs/07_experiments.ipynb 34
 def _prefix_grid(N: int, K: int, K1s, keeps, finals) -> list:
     Ls = sorted({max(1, round(N * f)) for f in (1 / 8, 1 / 6, 1 / 4, 1 / 3, 1 / 2)})
     plans = []
@@ -1074,7 +1067,7 @@ def _project_prefix(res: dict, M: int = 1000, N: int = 256, K: int = 20) -> list
             rows.append(dict(from_dataset=name, plan=plan, forwards=cost, saving=M * K / cost))
     return rows
 
-# %% ../nbs/07_experiments.ipynb 37
+# %% ../nbs/07_experiments.ipynb 36
 def _curve(rows: list[dict], cost: str = 's_per_image') -> list[dict]:
     "The budgets that raise the best accuracy so far, by `cost`: a rising curve."
     out = []
@@ -1113,7 +1106,7 @@ def matched_saving(orders: list[dict], acc: float, forwards: float) -> tuple[flo
         return None, f"none: K = {c[0]['K']} is more accurate ({100 * c[0]['acc']:.1f}%)"
     return None, f"none: never reached (best {100 * c[-1]['acc']:.1f}%, K = {c[-1]['K']})"
 
-# %% ../nbs/07_experiments.ipynb 40
+# %% ../nbs/07_experiments.ipynb 39
 def matched_top(fast: list[dict], slow: list[dict], cost: str = 's_per_image') -> dict | None:
     """The highest accuracy both curves reach (the lower of their two bests) and the `cost` each
     needs there (`time_to_reach`): dict(acc, fast_s, slow_s, ratio: slow over fast); None where one
@@ -1179,7 +1172,7 @@ def speed_interval(fast: list[dict], slow: list[dict], fast_hits: list[Tensor],
     lo, hi = torch.quantile(r, q).exp().tolist()
     return dict(ratio=top['ratio'], lo=lo, hi=hi, matched=met / n_boot, n_boot=n_boot)
 
-# %% ../nbs/07_experiments.ipynb 42
+# %% ../nbs/07_experiments.ipynb 41
 def _plan(plan) -> str:
     "A plan as the code writes it, [(L, K, keep), ...], also when read back from JSON (lists)."
     return '[' + ', '.join(str(tuple(st)) for st in plan) + ']'
@@ -1285,7 +1278,7 @@ def plot_prefix_study(rec: dict, path=None):
         plt.close(fig)
     return fig
 
-# %% ../nbs/07_experiments.ipynb 46
+# %% ../nbs/07_experiments.ipynb 45
 @torch.no_grad()
 def sample_images(
     model,
@@ -1311,7 +1304,7 @@ def sample_images(
     )
     return tokenizer.decode(ids.cpu()), y.cpu()
 
-# %% ../nbs/07_experiments.ipynb 47
+# %% ../nbs/07_experiments.ipynb 46
 def ar_samples(
     out='results/randar',
     n: int = 8,

@@ -11,13 +11,14 @@ import arclf
 from .core import (run_info, weights_path, default_device, model_meta, trained_epochs,
                         atomic_write_text, atomic_save)
 from .experiments import (write_results, read_results, fig6_markdown, table2_markdown,
-                               budget_rows, group_hits, paired_diff_ci, time_to_reach, _curve,
+                               budget_rows, group_hits, time_to_reach, _curve,
                                matched_top, speed_interval, end_points)
 from .data import load_dataset, SHIFTS, file_digest
 from arclf.scorer import (
     evaluate,
     accuracy_ci,
     bootstrap_ci,
+    paired_diff_ci,
     eval_key,
     data_digest,
     key_diff,

@@ -16,11 +16,11 @@ from .data import to_float, random_crop_arr, arr_to_tensor, Originals
 __all__ = ['RULES', 'SPEED_ONLY', 'expand_classes', 'take', 'GenerativeClassifier', 'image_generator', 'check_classes',
            'draw_samples', 'sample_scores', 'resolve_autocast', 'free_memory', 'fit_chunk', 'draw_orders',
            'RandARClassifier', 'RandomCropTTA', 'aggregate', 'predict', 'accuracy', 'accuracy_vs_n', 'bootstrap_ci',
-           'accuracy_ci', 'pack_hits', 'unpack_hits', 'clf_settings', 'clf_configs', 'eval_key', 'data_digest',
-           'StaleEvaluation', 'key_diff', 'part_files', 'evaluate', 'check_plan', 'prune', 'prune_evaluate',
-           'check_prefix_plan', 'prefix_prune', 'to_positions', 'token_scores', 'false_classes', 'discriminative_map',
-           'map_stats', 'summarize_maps', 'token_hits', 'token_accuracy_map', 'step_hits', 'step_accuracy',
-           'drop_accuracy', 'drop_hits']
+           'accuracy_ci', 'pack_hits', 'unpack_hits', 'paired_diff_ci', 'clf_settings', 'clf_configs', 'eval_key',
+           'data_digest', 'StaleEvaluation', 'key_diff', 'part_files', 'evaluate', 'check_plan', 'prune',
+           'prune_evaluate', 'check_prefix_plan', 'prefix_prune', 'to_positions', 'token_scores', 'false_classes',
+           'discriminative_map', 'map_stats', 'summarize_maps', 'token_hits', 'token_accuracy_map', 'step_hits',
+           'step_accuracy', 'drop_accuracy', 'drop_hits']
 
 # %% ../nbs/03_scorer.ipynb 6
 def expand_classes(classes, B: int, device=None) -> Tensor:
@@ -489,6 +489,14 @@ def unpack_hits(s: str, images: int) -> Tensor:
         raise ValueError(f'{len(s)} hex characters hold the hits of {len(bits) - 7}-{len(bits)} '
                          f'images, not {images}: hits of other images')
     return torch.from_numpy(bits[:images].astype(np.float32))
+
+
+def paired_diff_ci(hit_a: Tensor, hit_b: Tensor, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Mean of `hit_a` minus `hit_b` (same images: accuracies, or any per-image values) with a
+    paired 95% bootstrap interval."""
+    d = hit_a.float() - hit_b.float()
+    lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=seed)
+    return dict(diff=d.mean().item(), lo=lo, hi=hi)
 
 # %% ../nbs/03_scorer.ipynb 39
 def _dist():

@@ -43,8 +43,8 @@ from .data import (to_float, load_dataset, cache_dir, is_folder_name, file_diges
 from .tokenizer import VQModel, encode_dataset
 from .randar import RandAR, RandARConfig, random_orders, raster_orders
 from .diffusion import DiT, DiTConfig
-from .scorer import (RandARClassifier, evaluate, accuracy_ci, bootstrap_ci, predict, pack_hits,
-                          unpack_hits)
+from .scorer import (RandARClassifier, evaluate, accuracy_ci, predict, pack_hits, unpack_hits,
+                          paired_diff_ci)
 from .classifiers import DiffusionClassifier, load_model
 # VAR: its multi-scale VAE trains as a tokenizer, then VAR on the VAE's teacher-forcing data
 from .var import VAR, VARConfig, VARVAE, VAR_NO_DECAY, VARDecayCB, teacher_forcing_data
@@ -1023,8 +1023,7 @@ def doubling_change(points: list, n_boot: int = 2000) -> dict | None:
     if pair is None or not all('hits' in p for p in pair) or pair[0]['images'] != pair[1]['images']:
         return None
     a, b = (unpack_hits(p['hits'], p['images']) for p in pair)
-    lo, hi = bootstrap_ci(b - a, n_boot=n_boot)
-    return dict(diff=(b - a).mean().item(), lo=lo, hi=hi)
+    return paired_diff_ci(b, a, n_boot)
 
 # %% ../nbs/06_training.ipynb 63
 class CurveCB(Callback):
