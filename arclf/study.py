@@ -8,7 +8,7 @@ import json, math
 from pathlib import Path
 import torch
 from .core import num_params, provenance, run_info, atomic_save, WEIGHTS_DIR, read_weights
-from .experiments import write_results, read_results
+from .experiments import write_results, read_results, normal_ci
 from .classifiers import load_model
 from .training import curve_converged, curve_pair, doubling_change
 from .reproduce import highest_match, ratio_words, ratio_interval
@@ -410,12 +410,21 @@ def _competitive(claim, ref, a, b, n_a, n_b, source, training) -> dict:
     return r
 
 
-def _row(claim, ref, a, b, n_a, n_b, source, training, note='') -> dict:
+def _row(claim, ref, a, b, n_a, n_b, source, training, note='', cis='normal') -> dict:
+    """The claim 'a beats b' from a = (label, accuracy) on `n_a` images and b on `n_b`. `cis`: the
+    two values' own 95% intervals ((lo, hi), (lo, hi)), shown beside them; 'normal' (accuracies
+    over images): the normal approximation on `n_a` and `n_b` images; None: none (values that are
+    not an accuracy over images, such as a share of the margin)."""
     (la, xa), (lb, xb) = a, b
     d, lo, hi = diff_ci(xa, n_a, xb, n_b)
-    return dict(claim=claim, ref=ref, a=la, acc_a=xa, b=lb, acc_b=xb, images=min(n_a, n_b),
-                diff=d, lo=lo, hi=hi, verdict=verdict(lo, hi), source=source, training=training,
-                note=note)
+    if cis == 'normal':
+        cis = normal_ci(xa, n_a), normal_ci(xb, n_b)
+    r = dict(claim=claim, ref=ref, a=la, acc_a=xa, b=lb, acc_b=xb, images=min(n_a, n_b),
+             diff=d, lo=lo, hi=hi, verdict=verdict(lo, hi), source=source, training=training,
+             note=note)
+    if cis is not None:
+        r['ci_a'], r['ci_b'] = ([float(v) for v in ci] for ci in cis)
+    return r
 
 
 def _paired(row: dict, p: dict) -> dict:
@@ -932,7 +941,7 @@ def _per_token_rows(f: Path, f8: Path | None = None, fa: Path | None = None) -> 
                 f'averaging orders spreads the discriminative evidence ({ds})', 'Fig. 3',
                 (f"one order: share of the margin in the top {100 * f3['top']:.0f}% of positions",
                  c['K=1']['concentration']['mean']), (big, c[big]['concentration']['mean']),
-                pt['images'], pt['images'], str(f), shipped,
+                pt['images'], pt['images'], str(f), shipped, cis=None,
                 note=f'{raster}positions with a positive margin: {cov}; part of the fall is '
                      'averaging out per-order noise, which these numbers do not separate'), p))
         f4 = (pt.get('fig4') or {}).get('summary') or {}
@@ -945,7 +954,7 @@ def _per_token_rows(f: Path, f8: Path | None = None, fa: Path | None = None) -> 
             rows.append(_row(
                 f'more orders make the positions more informative, on average ({ds})', 'Fig. 4',
                 (f'{big}: mean per-token accuracy', m[big]), ('one order', m['K=1']),
-                pt['images'], pt['images'], str(f), shipped,
+                pt['images'], pt['images'], str(f), shipped, cis=None,
                 note=(f"raster {100 * m['raster']:.1f}; " if 'raster' in m else '')
                 + (f"worst position {100 * w[big]:.1f} vs {100 * w['K=1']:.1f}; "
                    if w[big] is not None and w['K=1'] is not None else '')
@@ -991,8 +1000,12 @@ def _wilds_rows(f: Path) -> list[dict]:
     ep = f"{_ep(d['epochs'])} epoch(s), both trained here"
     claim = ('the AR classifier resists a spurious correlation better than ERM (minority groups, '
              'paired)')
+    # the minority groups are part of the test images: their accuracy's interval is the run's
+    # bootstrap over those groups' images, not a binomial one on all of them
+    cis = [(rows[k].get('ci') or {}).get('minority') for k in (a, b)]
     r = _row(claim, 'WILDS', (a, rows[a]['minority']), (b, rows[b]['minority']), n, n, str(f), ep,
-             note='Spurious Fashion-MNIST, a small analogue of WILDS')
+             note='Spurious Fashion-MNIST, a small analogue of WILDS',
+             cis=cis if all(cis) else None)
     return [_paired(r, d['paired']['minority'])]
 
 
@@ -1035,12 +1048,19 @@ def findings(root='results') -> list[dict]:
     return rows
 
 
+def _value(r: dict, side: str) -> str:
+    "One side of a findings row: its value, % (and [its own 95% interval] where it has one)."
+    ci = r.get(f'ci_{side}')
+    return f"{100 * r[f'acc_{side}']:.1f}" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+                                              if ci else '')
+
+
 def findings_markdown(rows: list[dict]) -> str:
     s = ('| claim | paper | this scale | difference, points (95% CI) | images | verdict | models '
          '| source |\n|---|---|---|---|---:|---|---|---|\n')
     for r in rows:
         if 'acc_a' in r:
-            nums = f"{r['a']} {100 * r['acc_a']:.1f} vs {r['b']} {100 * r['acc_b']:.1f}"
+            nums = f"{r['a']} {_value(r, 'a')} vs {r['b']} {_value(r, 'b')}"
             ci = f"{100 * r['diff']:+.1f} ({100 * r['lo']:+.1f}, {100 * r['hi']:+.1f})"
         else:
             nums, ci = '-', '-'
@@ -1065,7 +1085,10 @@ def write_findings(root='results', out='results/findings') -> dict:
             + ', '.join(f'{k} {v}' for k, v in n.items()) + ' (rows).\n\n'
             'Verdicts from the 95% interval of the difference: a paired bootstrap over the same '
             'images where the row says so, else the normal approximation for two independent '
-            'accuracies (wider). A speed row (Fig. 6) compares the time ratio at the highest '
+            'accuracies (wider). Beside each accuracy, [its own 95% interval]: the normal '
+            'approximation over its images (the WILDS minority groups: the run\'s bootstrap over '
+            'their images); two overlapping intervals do not make a difference inconclusive when '
+            'it is paired. A speed row (Fig. 6) compares the time ratio at the highest '
             'accuracy both classifiers reach with the timing noise of this machine '
             f'({TIME_NOISE:g}x): where its source kept the per-image hits of every budget, all '
             "of the ratio's 95% bootstrap interval over images must lie beyond it (the note "

@@ -27,8 +27,9 @@ def run(fn, slow=False):
             return True
         return False
     os.environ.setdefault('ARCLF_DOCS_RUN', '1')
-    sh = CaptureShell(fn); sh.set_path(Path(fn).parent.resolve())
-    t = time.time(); cwd = os.getcwd()
+    sh = CaptureShell(fn)
+    sh.set_path(Path(fn).parent.resolve())
+    t, cwd = time.time(), os.getcwd()
     os.chdir(Path(fn).parent)                      # notebooks read ../results relative to nbs/, as nbdev_test runs them
     try: sh.run_all(nb, exc_stop=True, preproc=pre)
     finally: os.chdir(cwd)
