@@ -548,10 +548,18 @@ def _experiment_parsers(sub, F):
     pp.add_argument('--threads', type=count(), help='CPU threads')
     o = sub.add_parser(
         'orders',
-        help="the paper's order studies with the shipped pair: Tables 1 and 5, Figs. 3, 4, 5 "
-        'and 8, class pruning (results/scorer/orders.json)',
+        help="the paper's order studies of a random-order and a raster-order model (default: the "
+        'shipped pair): Tables 1 and 5, Figs. 3, 4, 5 and 8, class pruning '
+        '(results/scorer/orders.json)',
         formatter_class=F,
     )
+    o.add_argument('--dataset', default='fashion_mnist', choices=('fashion_mnist', 'cifar10'),
+                   help='test images of this dataset')
+    o.add_argument('--model', help='the random-order RandAR: a registered name or a file '
+                   '(default: randar_fmnist; on cifar10 give yours, e.g. '
+                   'runs/study/cifar10/randar.pt)')
+    o.add_argument('--raster-model', help='the raster-order model: a name or a file (default: '
+                   'randar_fmnist_raster)')
     o.add_argument('--n-per-class', type=count(), default=100, help='test images per class')
     o.add_argument('--K', type=count(), default=20, help='orders per image')
     o.add_argument('--ks', type=counts, default='1,2,5,10,20',
@@ -907,9 +915,25 @@ def _experiment(a):
 
         if bad := [k for k in a.ks if k > a.K]:
             raise ValueError(f'--ks {bad}: a budget is at most --K {a.K} orders')
+        pair = dict(model=a.model, raster_model=a.raster_model)
+        if a.dataset != 'fashion_mnist' and None in pair.values():
+            raise ValueError(f'--dataset {a.dataset} has no shipped RandAR pair: give --model and '
+                             f'--raster-model (e.g. runs/study/{a.dataset}/randar.pt and '
+                             'randar_raster.pt, written by `arclf study train`)')
+        defaults = dict(model='randar_fmnist', raster_model='randar_fmnist_raster')
+        pair = {k: v or defaults[k] for k, v in pair.items()}
+        for k, m in pair.items():  # before any work: each is there and of this dataset
+            flag = '--' + k.replace('_', '-')
+            if m not in list_models() and not Path(m).is_file():
+                raise FileNotFoundError(f'{flag} {m}: neither a registered model (arclf models) '
+                                        'nor a file')
+            got = (model_meta(m).get('recipe') or {}).get('dataset')
+            if got != a.dataset:
+                raise ValueError(f'{flag} {m} was trained on {got}, not on {a.dataset}: give a '
+                                 f'model of {a.dataset}, or --dataset {got}')
         check_out(Path(a.out) / 'orders.json', replace_ok=True)  # writable, before any work
-        order_experiment(a.n_per_class, a.K, a.ks, a.n_maps, a.seed, out=a.out,
-                         maps_only=a.maps_only)
+        order_experiment(a.n_per_class, a.K, a.ks, a.n_maps, a.seed, dataset=a.dataset,
+                         out=a.out, maps_only=a.maps_only, **pair)
         print(f'wrote {a.out}/orders.json, orders.md')
     elif a.cmd == 'eval':
         from arclf.experiments import run_eval

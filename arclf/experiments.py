@@ -619,13 +619,13 @@ def order_experiment(
     ds = load_dataset(dataset, 'test').subset(n_per_class)
     mks = sorted({min(int(k), K) for k in (map_ks or ks)})  # Fig. 4: a map for each K
     maps = f'--n-maps {n_maps} ' if n_maps else ''  # (default: every image)
-    defaults = (dataset, model, raster_model, plans, tuple(map_ks or ()), map_models,
-                n_examples) == (
-        'fashion_mnist', 'randar_fmnist', 'randar_fmnist_raster',
-        ORDER_PLANS, (), None, 4)
-    cmd = (  # the CLI runs the shipped pair; anything else is a Python call
-        f'arclf orders --n-per-class {n_per_class} --K {K} --ks {",".join(map(str, ks))} '
-        f'{maps}--seed {seed} --out {out}' + (' --maps-only' if maps_only else '') if defaults else
+    cli = (plans, tuple(map_ks or ()), map_models, n_examples) == (ORDER_PLANS, (), None, 4)
+    which = ''.join(f'--{flag} {v} ' for flag, v, default in (
+        ('dataset', dataset, 'fashion_mnist'), ('model', model, 'randar_fmnist'),
+        ('raster-model', raster_model, 'randar_fmnist_raster')) if v != default)
+    cmd = (  # the CLI runs any pair of models; other analyses are a Python call
+        f'arclf orders {which}--n-per-class {n_per_class} --K {K} --ks {",".join(map(str, ks))} '
+        f'{maps}--seed {seed} --out {out}' + (' --maps-only' if maps_only else '') if cli else
         'python -c "from arclf.experiments import order_experiment; '
         f'order_experiment({n_per_class}, {K}, ks={tuple(ks)!r}, n_maps={n_maps}, seed={seed}, '
         f'dataset={dataset!r}, model={model!r}, raster_model={raster_model!r}, plans={plans!r}, '
@@ -635,8 +635,10 @@ def order_experiment(
     )
 
     def per_token():  # the paper's per-token analyses (Figs. 3, 4, 5, 8) of every model pair
+        # (labelled by the model's name, or its file's: the label names the figures' files)
+        pairs = map_models or {Path(str(model)).stem: (model, raster_model)}
         return {label: token_analyses(ds, m, rm, n_maps, mks, seed, n_examples)
-                for label, (m, rm) in (map_models or {model: (model, raster_model)}).items()}
+                for label, (m, rm) in pairs.items()}
 
     if maps_only:
         res = read_results(Path(out) / 'orders.json')

@@ -563,12 +563,14 @@ def _at_training(row: dict, ea, eb, names: tuple[str, str]) -> dict:
 
 
 def _training(d: dict, epochs=None) -> str:
-    """The training of the shipped models a result used: the `epochs` it recorded or, for a
-    result that recorded none, the revision whose shipped models made it."""
+    """The training of the models a result used: the `epochs` it recorded ('(shipped)' unless its
+    `model` is a file, a model trained here) or, for a result that recorded none, the revision
+    whose shipped models made it."""
     if isinstance(epochs, dict):  # one entry per model
         epochs = '/'.join(sorted({_ep(e) for e in epochs.values() if e is not None})) or None
     if epochs is not None:
-        return f'{_ep(epochs)} epoch(s) (shipped)'
+        mine = str(d.get('model', '')).endswith(('.pt', '.safetensors'))
+        return f'{_ep(epochs)} epoch(s)' + ('' if mine else ' (shipped)')
     return f"the shipped models of git {d.get('run_info', {}).get('git_rev', '?')}"
 
 # %% ../nbs/09a_study.ipynb 27
@@ -880,14 +882,16 @@ def _longer_row(s: str, ds: str, a: dict, b: dict, converged, source: str) -> di
     return r
 
 # %% ../nbs/09a_study.ipynb 29
-def _orders_rows(f: Path) -> list[dict]:
+def _orders_rows(f: Path, where: str = '') -> list[dict]:
     """Tables 1 and 5 from the order study (`arclf orders`): its paired differences (the same
-    images, bootstrap) at the largest K, which the paper's claims are about."""
+    images, bootstrap) at the largest K, which the paper's claims are about. `where` names a study
+    kept beside the main one in its claims (its folder)."""
     d = read_results(f)
     if not d.get('paired'):
         return []  # a result of before the paired differences: Table 1 comes from reproduce
     t5 = {(r['rule'], r['n']): r['acc'] for r in d['table5']}
-    shipped, n, ds = _training(d, d.get('epochs')), d['images'], d['dataset']
+    shipped, n = _training(d, d.get('epochs')), d['images']
+    ds = ', '.join(x for x in (d['dataset'], where) if x)
     rows = []
     for table, claim in (('Table 1', f'random orders beat raster for K > 1 ({ds}, paired)'),
                          ('Table 5', f'the lower bound beats the likelihood ({ds}, paired)')):
@@ -920,15 +924,16 @@ def _drop_row(pt: dict, key: str, ds: str, what: str, source: str, training: str
     return _paired(row, p) if paired else row
 
 
-def _per_token_rows(f: Path, f8: Path | None = None, fa: Path | None = None) -> list[dict]:
+def _per_token_rows(f: Path, f8: Path | None = None, fa: Path | None = None,
+                    where: str = '') -> list[dict]:
     """Figs. 3, 4, 5 and 8 from the order study's per-token analyses (`arclf orders`), and Fig. 8
     for both tokenizers from `f8` (`fig8_tokenizers`, the ablation variants of `fa`): the paper
     reads the per-token maps as 'the average over orders gives a more comprehensive signal than
     one order' (Figs. 3 and 4), 'the class is read from the first steps' (Fig. 5) and 'dropping
-    the first steps hurts, dropping the last does not' (Fig. 8)."""
+    the first steps hurts, dropping the last does not' (Fig. 8). `where`: as `_orders_rows`."""
     d = read_results(f)
     rows = []
-    ds, shipped = d['dataset'], _training(d, d.get('epochs'))
+    ds, shipped = ', '.join(x for x in (d['dataset'], where) if x), _training(d, d.get('epochs'))
     for pt in (d.get('per_token') or {}).values():
         f3, big = pt['fig3'], f"K={max(pt['map_ks'])}"
         c, vs = f3['summary'], f3.get('vs') or {}
@@ -1014,10 +1019,12 @@ def findings(root='results') -> list[dict]:
     of `_row`); claims nothing here tests are listed as not measured."""
     root = Path(root)
     rows = []
-    if (root / 'scorer/orders.json').exists():
+    if (root / 'scorer/orders.json').exists():  # the shipped pair's, with the ablations' Fig. 8
         rows += _orders_rows(root / 'scorer/orders.json')
         rows += _per_token_rows(root / 'scorer/orders.json', root / 'ablations/fig8/fig8.json',
                                 root / 'ablations/results.json')
+    for f in sorted(root.glob('scorer/*/orders.json')):  # others: e.g. CIFAR-10's study models
+        rows += _orders_rows(f, f.parent.name) + _per_token_rows(f, where=f.parent.name)
     for f in sorted((root / 'reproduce').glob('*/results.json')):  # every plan that ran
         rows += _reproduce_rows(f)
     if (root / 'ablations/results.json').exists():
