@@ -921,16 +921,24 @@ def _experiment(a):
                              f'--raster-model (e.g. runs/study/{a.dataset}/randar.pt and '
                              'randar_raster.pt, written by `arclf study train`)')
         defaults = dict(model='randar_fmnist', raster_model='randar_fmnist_raster')
-        pair = {k: v or defaults[k] for k, v in pair.items()}
-        for k, m in pair.items():  # before any work: each is there and of this dataset
+        pair = {k: ALIASES.get(v, v) if v else defaults[k] for k, v in pair.items()}
+        # before any work: each is there, a small RandAR of this dataset, in its order
+        for (k, m), order in zip(pair.items(), ('random', 'raster')):
             flag = '--' + k.replace('_', '-')
-            if m not in list_models() and not Path(m).is_file():
+            if m in list_models():
+                spec = model_spec(m)
+                if spec.family != 'randar' or spec.url or not spec.weights:
+                    raise ValueError(f'{flag} {m}: not a small RandAR with shipped weights; give '
+                                     'one (arclf models randar_*) or a file you trained')
+            elif not Path(m).is_file():
                 raise FileNotFoundError(f'{flag} {m}: neither a registered model (arclf models) '
                                         'nor a file')
-            got = (model_meta(m).get('recipe') or {}).get('dataset')
-            if got != a.dataset:
-                raise ValueError(f'{flag} {m} was trained on {got}, not on {a.dataset}: give a '
-                                 f'model of {a.dataset}, or --dataset {got}')
+            _trained_on(m, a.dataset, f'give {flag} a model of {a.dataset}')
+            meta = model_meta(m)
+            got = (meta.get('family'), (meta.get('config') or {}).get('order'))
+            if got != ('randar', order):
+                raise ValueError(f'{flag} {m} is a {got[0]} model of {got[1]} order: give a '
+                                 f'{order}-order RandAR')
         check_out(Path(a.out) / 'orders.json', replace_ok=True)  # writable, before any work
         order_experiment(a.n_per_class, a.K, a.ks, a.n_maps, a.seed, dataset=a.dataset,
                          out=a.out, maps_only=a.maps_only, **pair)
@@ -1013,12 +1021,15 @@ def _is_var(model, weights=None) -> bool:
     return isinstance(load_model(model), VAR)  # a file: what it holds
 
 
-def _trained_on(f: Path, dataset: str) -> Path:
-    "`f`, a model found under RUNS by the data's folder name, only if it was trained on `dataset`."
+def _trained_on(f: Path, dataset: str, fix: str = 'pass --runs to keep their models apart '
+                '(folders of the same name?), or --tokenizer/--model') -> Path:
+    """`f`, a model (a file, e.g. one found under RUNS by the data's folder name, or a name), only
+    if it was trained on `dataset`; else an error that ends with `fix`."""
     got = (model_meta(f).get('recipe') or {}).get('dataset')
+    if got is None:
+        raise ValueError(f'{f} records no dataset it was trained on: {fix}')
     if got != dataset:
-        raise ValueError(f'{f} was trained on {got}, not on {dataset} (folders of the same name?): '
-                         'pass --runs to keep their models apart, or --tokenizer/--model')
+        raise ValueError(f'{f} was trained on {got}, not on {dataset}: {fix}')
     return f
 
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_experiments.ipynb 2
 from __future__ import annotations
-import json, math, os
+import json, math, os, shlex
 from contextlib import contextmanager
 from pathlib import Path
 import torch
@@ -616,16 +616,19 @@ def order_experiment(
     K) and pruning trade-offs at small scale; writes `out`/orders.json. With `maps_only`, only the
     per-token analyses are computed again, into the `out`/orders.json already there (it must be of
     the same dataset, model, images, K and seed); the rest is kept and the file names both runs."""
+    # a model given as a Path is recorded (and compared with a stored run) as its name
+    model, raster_model = (None if m is None else str(m) for m in (model, raster_model))
     ds = load_dataset(dataset, 'test').subset(n_per_class)
     mks = sorted({min(int(k), K) for k in (map_ks or ks)})  # Fig. 4: a map for each K
     maps = f'--n-maps {n_maps} ' if n_maps else ''  # (default: every image)
     cli = (plans, tuple(map_ks or ()), map_models, n_examples) == (ORDER_PLANS, (), None, 4)
-    which = ''.join(f'--{flag} {v} ' for flag, v, default in (
+    which = ''.join(f'--{flag} {shlex.quote(v)} ' for flag, v, default in (
         ('dataset', dataset, 'fashion_mnist'), ('model', model, 'randar_fmnist'),
         ('raster-model', raster_model, 'randar_fmnist_raster')) if v != default)
     cmd = (  # the CLI runs any pair of models; other analyses are a Python call
         f'arclf orders {which}--n-per-class {n_per_class} --K {K} --ks {",".join(map(str, ks))} '
-        f'{maps}--seed {seed} --out {out}' + (' --maps-only' if maps_only else '') if cli else
+        f'{maps}--seed {seed} --out {shlex.quote(str(out))}' + (' --maps-only' if maps_only else '')
+        if cli else
         'python -c "from arclf.experiments import order_experiment; '
         f'order_experiment({n_per_class}, {K}, ks={tuple(ks)!r}, n_maps={n_maps}, seed={seed}, '
         f'dataset={dataset!r}, model={model!r}, raster_model={raster_model!r}, plans={plans!r}, '
@@ -642,8 +645,11 @@ def order_experiment(
 
     if maps_only:
         res = read_results(Path(out) / 'orders.json')
-        asked = dict(dataset=dataset, model=model, images=len(ds), K=K, seed=seed)
-        if bad := {k: (res.get(k), v) for k, v in asked.items() if res.get(k) != v}:
+        asked = dict(dataset=dataset, model=model, raster_model=raster_model, images=len(ds),
+                     K=K, seed=seed)
+        # (a result of before it stored its raster model: that one is not compared)
+        if bad := {k: (res.get(k), v) for k, v in asked.items()
+                   if res.get(k) != v and (k in res or k != 'raster_model')}:
             raise ValueError(f'{out}/orders.json is of another run ({bad}: stored, asked): run it '
                              'whole, without maps_only')
         res = dict(res, per_token=per_token(), per_token_run=run_info(cmd))
@@ -659,6 +665,7 @@ def order_experiment(
         K=K,
         seed=seed,
         model=model,
+        raster_model=raster_model,
         seconds_per_image_K=r['seconds_per_image'],
     )
     # every row with its 95% interval over images (of the mean over disjoint groups of orders)

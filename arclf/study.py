@@ -8,7 +8,7 @@ import json, math
 from pathlib import Path
 import torch
 from .core import num_params, provenance, run_info, atomic_save, WEIGHTS_DIR, read_weights
-from .experiments import write_results, read_results, normal_ci
+from .experiments import write_results, read_results, normal_ci, acc_cell
 from .classifiers import load_model
 from .training import curve_converged, curve_pair, doubling_change
 from .reproduce import highest_match, ratio_words, ratio_interval
@@ -397,11 +397,11 @@ def _label(kind: str, o: dict) -> str:
 MARGIN = 0.03
 
 
-def _competitive(claim, ref, a, b, n_a, n_b, source, training) -> dict:
+def _competitive(claim, ref, a, b, n_a, n_b, source, training, cis=(None, None)) -> dict:
     """'a is competitive with b' (non-inferiority by `MARGIN`): reproduced when the 95% interval of
     a − b lies above −MARGIN, contradicted when it lies below, inconclusive otherwise; the same
     numbers as `_row`."""
-    r = _row(claim, ref, a, b, n_a, n_b, source, training,
+    r = _row(claim, ref, a, b, n_a, n_b, source, training, cis=cis,
              note=f'competitive: within {100 * MARGIN:.0f} points (the 95% interval of the '
                   'difference against that margin)')
     r['verdict'] = ('reproduced' if r['lo'] > -MARGIN else 'contradicted' if r['hi'] < -MARGIN
@@ -410,20 +410,26 @@ def _competitive(claim, ref, a, b, n_a, n_b, source, training) -> dict:
     return r
 
 
-def _row(claim, ref, a, b, n_a, n_b, source, training, note='', cis='normal') -> dict:
-    """The claim 'a beats b' from a = (label, accuracy) on `n_a` images and b on `n_b`. `cis`: the
-    two values' own 95% intervals ((lo, hi), (lo, hi)), shown beside them; 'normal' (accuracies
-    over images): the normal approximation on `n_a` and `n_b` images; None: none (values that are
-    not an accuracy over images, such as a share of the margin)."""
+def _ci(o: dict | None):
+    "The 95% interval (lo, hi) a result stored beside a value, or None."
+    return (o['lo'], o['hi']) if o and o.get('lo') is not None else None
+
+
+def _row(claim, ref, a, b, n_a, n_b, source, training, note='', cis=(None, None),
+         binomial=True) -> dict:
+    """The claim 'a beats b' from a = (label, value) on `n_a` images and b on `n_b`. `cis`: each
+    value's own 95% interval as its source stored it ((lo, hi), or None), shown beside it; a value
+    without one gets the normal approximation on its images when `binomial` (an accuracy over
+    images), else none (a share of the margin, a mean over positions)."""
     (la, xa), (lb, xb) = a, b
     d, lo, hi = diff_ci(xa, n_a, xb, n_b)
-    if cis == 'normal':
-        cis = normal_ci(xa, n_a), normal_ci(xb, n_b)
     r = dict(claim=claim, ref=ref, a=la, acc_a=xa, b=lb, acc_b=xb, images=min(n_a, n_b),
              diff=d, lo=lo, hi=hi, verdict=verdict(lo, hi), source=source, training=training,
              note=note)
-    if cis is not None:
-        r['ci_a'], r['ci_b'] = ([float(v) for v in ci] for ci in cis)
+    for side, ci, x, n in zip('ab', cis, (xa, xb), (n_a, n_b)):
+        ci = ci or (normal_ci(x, n) if binomial else None)
+        if ci is not None:
+            r[f'ci_{side}'] = [float(v) for v in ci]
     return r
 
 
@@ -569,7 +575,10 @@ def _training(d: dict, epochs=None) -> str:
     if isinstance(epochs, dict):  # one entry per model
         epochs = '/'.join(sorted({_ep(e) for e in epochs.values() if e is not None})) or None
     if epochs is not None:
-        mine = str(d.get('model', '')).endswith(('.pt', '.safetensors'))
+        # models named by a file (trained here), not by a registered name, are not shipped
+        names = [d.get('model'), *(d['epochs'] if isinstance(d.get('epochs'), dict) else ())]
+        mine = any(isinstance(m, str) and ('/' in m or m.endswith(('.pt', '.safetensors')))
+                   for m in names)
         return f'{_ep(epochs)} epoch(s)' + ('' if mine else ' (shipped)')
     return f"the shipped models of git {d.get('run_info', {}).get('git_rev', '?')}"
 
@@ -601,13 +610,14 @@ def _reproduce_rows(f: Path) -> list[dict]:
             a, b = best['randar'], best['raster']
             add(_row(f'random orders beat raster for K > 1 ({lab})', 'Table 1',
                      (f"RandAR K={a['n']}", a['acc']), ('raster AR', b['acc']), n, n, src,
-                     _epochs(models, 'randar', 'raster')), 'raster')
+                     _epochs(models, 'randar', 'raster'), cis=(_ci(a), _ci(b))), 'raster')
         for s in BEATEN:
             if {'randar', s} <= set(best):
                 a, b = best['randar'], best[s]
                 add(dict(_row(f'the AR classifier beats {NAMES[s]} ({lab})', 'Table 2, Fig. 6',
                               (_label('randar', a), a['acc']), (_label(s, b), b['acc']), n, n,
-                              src, _epochs(models, 'randar', s)), dataset=ds, rival=s), s)
+                              src, _epochs(models, 'randar', s), cis=(_ci(a), _ci(b))),
+                         dataset=ds, rival=s), s)
         for s in NETWORKS:
             if {'randar', s} <= set(best):
                 a, b = best['randar'], best[s]
@@ -615,7 +625,7 @@ def _reproduce_rows(f: Path) -> list[dict]:
                     f'the AR classifier is competitive with {NAMES[s]} ({lab})',
                     'Table 2, Table 9',
                     (_label('randar', a), a['acc']), (_label(s, b), b['acc']), n, n, src,
-                    _epochs(models, 'randar', s)), s)
+                    _epochs(models, 'randar', s), cis=(_ci(a), _ci(b))), s)
         t2 = r['table2']
         clean = {o['classifier']: o for o in t2 if o['shift'] == 'none'}
         for sh in sorted({o['shift'] for o in t2} - {'none'}):
@@ -634,7 +644,7 @@ def _reproduce_rows(f: Path) -> list[dict]:
                     row = (_competitive if s in NETWORKS else _row)(
                         claim, 'Table 2', (_label('randar', a), a['acc']),
                         (_label(s, b), b['acc']), a['images'], b['images'], src,
-                        _epochs(models, 'randar', s))
+                        _epochs(models, 'randar', s), cis=(_ci(a), _ci(b)))
                     was = (f"clean: {100 * clean['randar']['acc']:.1f} vs "
                            f"{100 * clean[s]['acc']:.1f}")
                     add(dict(row, note='; '.join(x for x in (was, row['note']) if x)), s, sh)
@@ -671,11 +681,12 @@ def _ablation_rows(f: Path) -> list[dict]:
     # Table 5 for every variant the run scored (base: the study's model), at its largest K
     for v in dict.fromkeys(r['variant'] for r in d['rules']):
         K = max(r['n'] for r in d['rules'] if r['variant'] == v)
-        acc = {r['rule']: r['acc'] for r in d['rules'] if r['variant'] == v and r['n'] == K}
+        acc = {r['rule']: r for r in d['rules'] if r['variant'] == v and r['n'] == K}
         if {'lower_bound', 'likelihood'} <= set(acc):
+            lb, ll = acc['lower_bound'], acc['likelihood']
             add(_row(f'the lower bound beats the likelihood (log-mean-exp; {v})', 'Table 5',
-                     (f'lower bound, K={K}', acc['lower_bound']),
-                     (f'likelihood, K={K}', acc['likelihood']), n, n, str(f), trained(v)),
+                     (f'lower bound, K={K}', lb['acc']), (f'likelihood, K={K}', ll['acc']), n, n,
+                     str(f), trained(v), cis=(_ci(lb), _ci(ll))),
                 table='Table 5', variant=v, K=K)
     noise = {(o['variant'], o['shift'], o['test_noise_t']): o for o in d['noise']}
     pairs = (('vq_l_noise_aug', 'vq_l', 'large codebook, as the paper'),
@@ -689,7 +700,7 @@ def _ablation_rows(f: Path) -> list[dict]:
                 add(_row(f"noise augmentation helps ({where}; {aug} vs {base})",
                          'Table 4', ('noise-augmented', a['acc']), ('clean-trained', b['acc']),
                          a['images'], b['images'], str(f), trained(aug, base),
-                         note=about),
+                         note=about, cis=(_ci(a), _ci(b))),
                     table='Table 4', a=aug, b=base, shift=sh, test_noise_t=t)
     # Table 3: the large codebook's accuracy at the largest flip rate against its accuracy without
     # flips (the paper: it barely moves), within the 'competitive' margin; 256 codes in the note
@@ -700,7 +711,7 @@ def _ablation_rows(f: Path) -> list[dict]:
         r = _competitive(f'the large codebook tolerates token flips ({100 * top:.0f}% flipped)',
                          'Table 3', (f"{100 * a['flip']:.0f}% flipped", a['acc']),
                          ('no flips', b['acc']), a['images'], b['images'], str(f),
-                         trained('vq_l'))
+                         trained('vq_l'), cis=(_ci(a), _ci(b)))
         note = [f"{a['codebook']} codes; tolerates: within {100 * MARGIN:.0f} points of the "
                 'accuracy without flips']
         if ('base', top) in flips and ('base', 0.0) in flips:
@@ -760,11 +771,12 @@ def _diffusion_rows(folder: Path) -> list[dict]:
         n = read_results(folder / 'fig6.json')['dit_fmnist']['images']
         paired = {(p['model'], p['space']): p for p in d8.get('paired', [])}
         for mdl, sp in dict.fromkeys((r['model'], r['space']) for r in t8):
-            accs = {r['weighting']: r['acc'] for r in t8 if (r['model'], r['space']) == (mdl, sp)}
-            other = max((w for w in accs if w != 'constant'), key=accs.get)
+            got = {r['weighting']: r for r in t8 if (r['model'], r['space']) == (mdl, sp)}
+            other = max((w for w in got if w != 'constant'), key=lambda w: got[w]['acc'])
+            c, o = got['constant'], got[other]
             rows.append(_row(f'constant weighting is best ({mdl}, {sp}-space)', 'Table 8',
-                             ('constant', accs['constant']), (f'best other: {other}', accs[other]),
-                             n, n, str(f8), reported(mdl.split('_')[0])))
+                             ('constant', c['acc']), (f'best other: {other}', o['acc']),
+                             n, n, str(f8), reported(mdl.split('_')[0]), cis=(_ci(c), _ci(o))))
             if (p := paired.get((mdl, sp))) is not None:  # the same images and samples
                 rows[-1] = _paired(rows[-1], p)
     for f7 in sorted(folder.glob('table7_*.json')):
@@ -775,7 +787,8 @@ def _diffusion_rows(folder: Path) -> list[dict]:
         rows.append(_row(f"more timesteps beat more noise draws ({d['kind']})", 'Table 7',
                          (f"T={many['T']} x N={many['N']}", many['acc']),
                          (f"T={one['T']} x N={one['N']}", one['acc']), d['images'], d['images'],
-                         str(f7), shipped, note=f"{d['budget']} forwards per class"))
+                         str(f7), shipped, note=f"{d['budget']} forwards per class",
+                         cis=(_ci(many), _ci(one))))
         if d.get('paired'):  # the same images
             rows[-1] = _paired(rows[-1], d['paired'])
     f6 = folder / 'fig6.json'
@@ -820,7 +833,8 @@ def _study_rows(folder: Path) -> list[dict]:
         rows.append(_row(f'the AR classifier beats {NAMES[s]} at equal training ({ds})',
                          'Table 2, Fig. 6', (f"RandAR K={a['n']}", a['acc']),
                          (f"{NAMES[s]} {b['n']} timesteps", b['acc']), a['images'], b['images'],
-                         str(f), f"{a['epochs']:.1f} epochs (study)", note=note))
+                         str(f), f"{a['epochs']:.1f} epochs (study)", note=note,
+                         cis=(_ci(a), _ci(b))))
         rows[-1].update(epochs_a=a['epochs'], epochs_b=b['epochs'], dataset=ds, rival=s)
         la, lb = curves['randar']['points'][-1], curves[s]['points'][-1]
         if lb['step'] > la['step'] and lb['train_flops'] > la['train_flops']:
@@ -874,7 +888,8 @@ def _longer_row(s: str, ds: str, a: dict, b: dict, converged, source: str) -> di
     r = _row(f'the AR classifier beats {NAMES[s]} trained longer ({ds})', 'Table 2, Fig. 6',
              (f"RandAR K={a['n']}", a['acc']), (f"{NAMES[s]} {b['n']} timesteps", b['acc']),
              a['images'], b['images'], source,
-             f"{a['epochs']:.1f} vs {b['epochs']:.1f} epochs (study)", note=note)
+             f"{a['epochs']:.1f} vs {b['epochs']:.1f} epochs (study)", note=note,
+             cis=(_ci(a), _ci(b)))
     r = _at_training(r, a['epochs'], b['epochs'], ('RandAR', NAMES[s]))
     if r['verdict'] == 'contradicted':  # within 5% of RandAR's epochs, yet more compute
         r = dict(r, verdict='inconclusive',
@@ -889,9 +904,9 @@ def _orders_rows(f: Path, where: str = '') -> list[dict]:
     d = read_results(f)
     if not d.get('paired'):
         return []  # a result of before the paired differences: Table 1 comes from reproduce
-    t5 = {(r['rule'], r['n']): r['acc'] for r in d['table5']}
+    t5 = {(r['rule'], r['n']): r for r in d['table5']}
     shipped, n = _training(d, d.get('epochs')), d['images']
-    ds = ', '.join(x for x in (d['dataset'], where) if x)
+    ds = ', '.join(dict.fromkeys(x for x in (d['dataset'], where) if x))  # (once if the same)
     rows = []
     for table, claim in (('Table 1', f'random orders beat raster for K > 1 ({ds}, paired)'),
                          ('Table 5', f'the lower bound beats the likelihood ({ds}, paired)')):
@@ -900,10 +915,12 @@ def _orders_rows(f: Path, where: str = '') -> list[dict]:
             continue  # a study run with K = 1 only
         p = max(ps, key=lambda p: p['k'])
         k = p['k']
-        a = (f"{'RandAR' if table == 'Table 1' else 'lower bound'} K={k}", t5[('lower_bound', k)])
-        b = ('raster AR', d['raster']['acc']) if table == 'Table 1' else (
-            f'likelihood K={k}', t5[('likelihood', k)])
-        rows.append(_paired(_row(claim, table, a, b, n, n, str(f), shipped), p))
+        ra = t5[('lower_bound', k)]
+        rb = d['raster'] if table == 'Table 1' else t5[('likelihood', k)]
+        a = (f"{'RandAR' if table == 'Table 1' else 'lower bound'} K={k}", ra['acc'])
+        b = ('raster AR' if table == 'Table 1' else f'likelihood K={k}', rb['acc'])
+        rows.append(_paired(_row(claim, table, a, b, n, n, str(f), shipped,
+                                 cis=(_ci(ra), _ci(rb))), p))
     return rows
 
 
@@ -913,12 +930,15 @@ def _drop_row(pt: dict, key: str, ds: str, what: str, source: str, training: str
     curves = pt['fig8']['curves'][key]
     k = 3 * pt['steps'] // 4
     a, b = (dict(curves[side])[k] for side in ('drop_last', 'drop_first'))
+    iv = (pt['fig8'].get('interval') or {}).get(key) or {}  # beside each point, where stored
+    cis = [dict(zip((j for j, _ in curves[side]), iv.get(side, []))).get(k)
+           for side in ('drop_last', 'drop_first')]
     n = pt['images']
     p = (pt.get('paired') or {}).get('fig8')
     paired = p is not None and p['k'] == k and f"K={p['K']}" == key
     row = _row(f'dropping the first steps costs more than dropping the last ({ds}, {what})',
                'Fig. 8', (f'last {k} of {pt["steps"]} steps dropped', a),
-               (f'first {k} dropped', b), n, n, source, training,
+               (f'first {k} dropped', b), n, n, source, training, cis=cis,
                note=f'{key} orders' + ('' if paired else '; same images, unpaired interval '
                                        '(wider): a result of before the paired differences'))
     return _paired(row, p) if paired else row
@@ -933,7 +953,8 @@ def _per_token_rows(f: Path, f8: Path | None = None, fa: Path | None = None,
     the first steps hurts, dropping the last does not' (Fig. 8). `where`: as `_orders_rows`."""
     d = read_results(f)
     rows = []
-    ds, shipped = ', '.join(x for x in (d['dataset'], where) if x), _training(d, d.get('epochs'))
+    ds = ', '.join(dict.fromkeys(x for x in (d['dataset'], where) if x))
+    shipped = _training(d, d.get('epochs'))
     for pt in (d.get('per_token') or {}).values():
         f3, big = pt['fig3'], f"K={max(pt['map_ks'])}"
         c, vs = f3['summary'], f3.get('vs') or {}
@@ -946,7 +967,8 @@ def _per_token_rows(f: Path, f8: Path | None = None, fa: Path | None = None,
                 f'averaging orders spreads the discriminative evidence ({ds})', 'Fig. 3',
                 (f"one order: share of the margin in the top {100 * f3['top']:.0f}% of positions",
                  c['K=1']['concentration']['mean']), (big, c[big]['concentration']['mean']),
-                pt['images'], pt['images'], str(f), shipped, cis=None,
+                pt['images'], pt['images'], str(f), shipped, binomial=False,
+                cis=(_ci(c['K=1']['concentration']), _ci(c[big]['concentration'])),
                 note=f'{raster}positions with a positive margin: {cov}; part of the fall is '
                      'averaging out per-order noise, which these numbers do not separate'), p))
         f4 = (pt.get('fig4') or {}).get('summary') or {}
@@ -959,7 +981,8 @@ def _per_token_rows(f: Path, f8: Path | None = None, fa: Path | None = None,
             rows.append(_row(
                 f'more orders make the positions more informative, on average ({ds})', 'Fig. 4',
                 (f'{big}: mean per-token accuracy', m[big]), ('one order', m['K=1']),
-                pt['images'], pt['images'], str(f), shipped, cis=None,
+                pt['images'], pt['images'], str(f), shipped, binomial=False,
+                cis=(_ci(f4[big]['mean']), _ci(f4['K=1']['mean'])),
                 note=(f"raster {100 * m['raster']:.1f}; " if 'raster' in m else '')
                 + (f"worst position {100 * w[big]:.1f} vs {100 * w['K=1']:.1f}; "
                    if w[big] is not None and w['K=1'] is not None else '')
@@ -971,10 +994,11 @@ def _per_token_rows(f: Path, f8: Path | None = None, fa: Path | None = None,
             last = max(curve)
             p5 = pp.get('fig5')
             p5 = p5 if p5 and f"K={p5['K']}" == big and p5['b'] == f'step {last}' else None
+            iv = dict(zip(curve, (pt['fig5'].get('interval') or {}).get(big, [])))
             rows.append(_row(f'the class is read from the first steps ({ds})', 'Fig. 5',
                              ('the token at step 1', curve[1]),
                              (f'the token at step {last}', curve[last]), pt['images'],
-                             pt['images'], str(f), shipped,
+                             pt['images'], str(f), shipped, cis=(iv.get(1), iv.get(last)),
                              note=f'{big} orders' + ('' if p5 else unpaired)))
             if p5:
                 rows[-1] = _paired(rows[-1], p5)
@@ -1009,8 +1033,7 @@ def _wilds_rows(f: Path) -> list[dict]:
     # bootstrap over those groups' images, not a binomial one on all of them
     cis = [(rows[k].get('ci') or {}).get('minority') for k in (a, b)]
     r = _row(claim, 'WILDS', (a, rows[a]['minority']), (b, rows[b]['minority']), n, n, str(f), ep,
-             note='Spurious Fashion-MNIST, a small analogue of WILDS',
-             cis=cis if all(cis) else None)
+             note='Spurious Fashion-MNIST, a small analogue of WILDS', cis=cis, binomial=False)
     return [_paired(r, d['paired']['minority'])]
 
 
@@ -1057,9 +1080,8 @@ def findings(root='results') -> list[dict]:
 
 def _value(r: dict, side: str) -> str:
     "One side of a findings row: its value, % (and [its own 95% interval] where it has one)."
-    ci = r.get(f'ci_{side}')
-    return f"{100 * r[f'acc_{side}']:.1f}" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
-                                              if ci else '')
+    lo, hi = r.get(f'ci_{side}') or (None, None)
+    return acc_cell(dict(acc=r[f'acc_{side}'], lo=lo, hi=hi))
 
 
 def findings_markdown(rows: list[dict]) -> str:
@@ -1092,10 +1114,10 @@ def write_findings(root='results', out='results/findings') -> dict:
             + ', '.join(f'{k} {v}' for k, v in n.items()) + ' (rows).\n\n'
             'Verdicts from the 95% interval of the difference: a paired bootstrap over the same '
             'images where the row says so, else the normal approximation for two independent '
-            'accuracies (wider). Beside each accuracy, [its own 95% interval]: the normal '
-            'approximation over its images (the WILDS minority groups: the run\'s bootstrap over '
-            'their images); two overlapping intervals do not make a difference inconclusive when '
-            'it is paired. A speed row (Fig. 6) compares the time ratio at the highest '
+            'accuracies (wider). Beside each value, [its own 95% interval]: the one its source '
+            'stored (a bootstrap over images), else the normal approximation over its images; '
+            'two overlapping intervals do not make a difference inconclusive when it is paired. '
+            'A speed row (Fig. 6) compares the time ratio at the highest '
             'accuracy both classifiers reach with the timing noise of this machine '
             f'({TIME_NOISE:g}x): where its source kept the per-image hits of every budget, all '
             "of the ratio's 95% bootstrap interval over images must lie beyond it (the note "

@@ -400,8 +400,8 @@ class DDPCB(Callback):
         learn.loss_fn = lambda m, b: self.ddp(b) if m.training else self.orig(m, b)
 
     def after_fit(self, learn):
-        if hasattr(self, 'orig'):  # (not set if before_fit failed: keep its error)
-            learn.loss_fn = self.orig
+        if 'orig' in self.__dict__:  # (not set if before_fit failed: keep its error)
+            learn.loss_fn = self.__dict__.pop('orig')
         # free the DDP wrapper now: its reducer holds the process group, and a group left to
         # interpreter shutdown can abort a finished gloo rank ('terminate called without an
         # active exception') after `_destroy_group` has left it
