@@ -897,6 +897,11 @@ def _longer_row(s: str, ds: str, a: dict, b: dict, converged, source: str) -> di
     return r
 
 # %% ../nbs/09a_study.ipynb 29
+def _study_name(d: dict, where: str) -> str:
+    "How claims name an order study: its dataset, and `where` it is kept (once if the same)."
+    return ', '.join(dict.fromkeys(x for x in (d['dataset'], where) if x))
+
+
 def _orders_rows(f: Path, where: str = '') -> list[dict]:
     """Tables 1 and 5 from the order study (`arclf orders`): its paired differences (the same
     images, bootstrap) at the largest K, which the paper's claims are about. `where` names a study
@@ -906,7 +911,7 @@ def _orders_rows(f: Path, where: str = '') -> list[dict]:
         return []  # a result of before the paired differences: Table 1 comes from reproduce
     t5 = {(r['rule'], r['n']): r for r in d['table5']}
     shipped, n = _training(d, d.get('epochs')), d['images']
-    ds = ', '.join(dict.fromkeys(x for x in (d['dataset'], where) if x))  # (once if the same)
+    ds = _study_name(d, where)
     rows = []
     for table, claim in (('Table 1', f'random orders beat raster for K > 1 ({ds}, paired)'),
                          ('Table 5', f'the lower bound beats the likelihood ({ds}, paired)')):
@@ -953,8 +958,7 @@ def _per_token_rows(f: Path, f8: Path | None = None, fa: Path | None = None,
     the first steps hurts, dropping the last does not' (Fig. 8). `where`: as `_orders_rows`."""
     d = read_results(f)
     rows = []
-    ds = ', '.join(dict.fromkeys(x for x in (d['dataset'], where) if x))
-    shipped = _training(d, d.get('epochs'))
+    ds, shipped = _study_name(d, where), _training(d, d.get('epochs'))
     for pt in (d.get('per_token') or {}).values():
         f3, big = pt['fig3'], f"K={max(pt['map_ks'])}"
         c, vs = f3['summary'], f3.get('vs') or {}
