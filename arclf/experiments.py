@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 from .core import (run_info, provenance, atomic_write_text, model_meta, check_out,
-                        check_device, trained_epochs)
+                        check_device, trained_epochs, state_digest)
 from .data import load_dataset, show_images, balanced_order
 from arclf.scorer import (
     RULES,
@@ -652,11 +652,17 @@ def order_experiment(
                    if res.get(k) != v and (k in res or k != 'raster_model')}:
             raise ValueError(f'{out}/orders.json is of another run ({bad}: stored, asked): run it '
                              'whole, without maps_only')
+        # the same names are not enough: a file trained again in place holds other weights
+        now = {k: state_digest(create_classifier(m).model) for k, m in
+               (('model', model), ('raster_model', raster_model)) if m}
+        if 'digests' in res and res['digests'] != now:  # (results of before: not recorded)
+            raise ValueError(f"{out}/orders.json was made with other weights ({res['digests']} "
+                             f'stored, {now} now): run it whole, without maps_only')
         res = dict(res, per_token=per_token(), per_token_run=run_info(cmd))
         rec = write_results(Path(out) / 'orders.json', res, orders_report(res))
         save_order_figures(rec, out)
         return rec
-    clf = create_classifier(model)
+    clf, rclf = create_classifier(model), create_classifier(raster_model)
     r = evaluate(clf, ds, K, seed=seed)
     s, c, y = r['scores'], r['classes'], r['y']
     res = dict(
@@ -670,7 +676,9 @@ def order_experiment(
     )
     # every row with its 95% interval over images (of the mean over disjoint groups of orders)
     res['table5'] = [row for rule in RULES for row in budget_rows(r, 'randar', ks, rule)]
-    rr = evaluate(create_classifier(raster_model), ds, 1, seed=seed)
+    rr = evaluate(rclf, ds, 1, seed=seed)
+    # which weights made it (a file can be trained again in place): `maps_only` checks them
+    res['digests'] = dict(model=state_digest(clf.model), raster_model=state_digest(rclf.model))
     res['raster'] = dict(accuracy_ci(rr['scores'], rr['classes'], rr['y']),
                          seconds_per_image=rr['seconds_per_image'])
     res['epochs'] = {m: _epochs_of(m) for m in (model, raster_model)}
