@@ -355,6 +355,9 @@ def budget_rows(r: dict, kind: str, ns, rule: str = 'lower_bound') -> list[dict]
             groups=o['groups'],
             forwards=round(fw * o['n']),
             s_per_image=r['seconds_per_image'] * o['n'] / n_max,
+            # how busy the machine was while it timed them (`evaluate`; None: not recorded)
+            load=r.get('load'),
+            cpus=r.get('cpus'),
         ))
     return out
 

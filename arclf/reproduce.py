@@ -32,7 +32,7 @@ from .avarc import avarc_evaluate, parse_avarc_stages
 __all__ = ['PLANS_DIR', 'PLAN_KEYS', 'EVAL_DEFAULTS', 'KINDS', 'EVAL_COMMON', 'NO_EFFECT', 'NAMES', 'SHIFT_NAMES', 'SPEED_VS',
            'load_plan', 'ensure_trained', 'model_file', 'cached_eval', 'cached_prune', 'prune_row', 'speed_ratio',
            'reproduce', 'read_hits', 'write_hits', 'refresh_report', 'keep_run', 'recover_hits', 'ratio_words',
-           'ratio_interval', 'highest_match', 'speed_summary', 'report', 'plot_reproduction']
+           'ratio_interval', 'highest_match', 'speed_summary', 'timing_words', 'report', 'plot_reproduction']
 
 # %% ../nbs/09_reproduce.ipynb 5
 PLANS_DIR = Path(arclf.__file__).resolve().parent / 'configs' / 'reproduce'  # package data
@@ -391,7 +391,7 @@ def prune_row(r: dict) -> dict:
     return dict(classifier='avarc_pruned', n=parse_avarc_stages(r['stages'])[-1][1],
                 acc=r['acc'], std=None, lo=lo, hi=hi, groups=1,
                 forwards=round(r['forwards_per_image']), s_per_image=r['seconds_per_image'],
-                stages=r['stages'])
+                stages=r['stages'], load=r.get('load'), cpus=r.get('cpus'))
 
 # %% ../nbs/09_reproduce.ipynb 15
 def _point(r: dict) -> dict:
@@ -987,6 +987,31 @@ def _trained(m: dict) -> str:
     return s + f" in {m.get('train_seconds') or 0:.0f} s on {m.get('device', '?')}"
 
 
+def timing_words(rows: list[dict]) -> str:
+    """How busy the machine was while each classifier of a Fig. 6 table was timed (the load that
+    `evaluate` keeps beside its seconds): one sentence, empty where no row recorded it. An
+    evaluation is stored once and reused, so its seconds are those of the machine as it was then:
+    a classifier timed with more runnable processes than CPUs is named, its seconds inflated."""
+    seen = {}
+    for o in rows:
+        seen.setdefault(o['classifier'], (o.get('load'), o.get('cpus')))
+    if all(v is None for v, _ in seen.values()):
+        return ''
+    name = lambda k: NAMES.get(k, k)  # noqa: E731
+    each = ', '.join(f'{name(k)} ' + ('not recorded' if v is None else f'{v:.1f}')
+                     for k, (v, _) in seen.items())
+    cpus = next(c for _, c in seen.values() if c)
+    s = f"Seconds were timed at these 1-minute load averages of the machine ({cpus} CPUs): {each}."
+    # a load average counts the runnable processes: above the CPUs, some waited for a core
+    busy = [k for k, (v, c) in seen.items() if v is not None and c and v > c + 0.5]
+    if busy:
+        return s + (f" **Timed on a busy machine: {', '.join(map(name, busy))}** (more runnable "
+                    'processes than CPUs): those seconds are inflated and a speed ratio against '
+                    'them is not like for like; delete their stored evaluations under `runs/` '
+                    'and run the plan again on a quiet machine.')
+    return s + ' None ran with more runnable processes than CPUs.'
+
+
 def report(res: dict) -> str:
     """The README of a reproduction: tables per dataset, speed ratios, models, and how the results
     were made."""
@@ -1050,6 +1075,8 @@ def report(res: dict) -> str:
                else '') + '.',
             '',
         ]
+        if words := timing_words(r['fig6']):
+            s += [words, '']
         if pr := r.get('paired'):
             s += ['### RandAR minus each other classifier, the same images (paired)', '',
                   'Points of accuracy, with the 95% bootstrap interval over images; clean at each '
@@ -1079,7 +1106,8 @@ def report(res: dict) -> str:
 
 
 
-# %% ../nbs/09_reproduce.ipynb 24
+
+# %% ../nbs/09_reproduce.ipynb 26
 def plot_reproduction(res: dict, path=None):
     "Fig. 6 analogue: accuracy against seconds per image, one panel per dataset."
     import matplotlib.pyplot as plt

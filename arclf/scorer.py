@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_scorer.ipynb 2
 from __future__ import annotations
-import math, time
+import math, os, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -17,10 +17,10 @@ __all__ = ['RULES', 'SPEED_ONLY', 'expand_classes', 'take', 'GenerativeClassifie
            'draw_samples', 'sample_scores', 'resolve_autocast', 'free_memory', 'fit_chunk', 'draw_orders',
            'RandARClassifier', 'RandomCropTTA', 'aggregate', 'predict', 'accuracy', 'accuracy_vs_n', 'bootstrap_ci',
            'accuracy_ci', 'pack_hits', 'unpack_hits', 'paired_diff_ci', 'clf_settings', 'clf_configs', 'eval_key',
-           'data_digest', 'StaleEvaluation', 'key_diff', 'part_files', 'evaluate', 'check_plan', 'prune',
-           'prune_evaluate', 'check_prefix_plan', 'prefix_prune', 'to_positions', 'token_scores', 'false_classes',
-           'discriminative_map', 'map_stats', 'summarize_maps', 'token_hits', 'token_accuracy_map', 'step_hits',
-           'step_accuracy', 'drop_accuracy', 'drop_hits']
+           'data_digest', 'StaleEvaluation', 'key_diff', 'machine_load', 'part_files', 'evaluate', 'check_plan',
+           'prune', 'prune_evaluate', 'check_prefix_plan', 'prefix_prune', 'to_positions', 'token_scores',
+           'false_classes', 'discriminative_map', 'map_stats', 'summarize_maps', 'token_hits', 'token_accuracy_map',
+           'step_hits', 'step_accuracy', 'drop_accuracy', 'drop_hits']
 
 # %% ../nbs/03_scorer.ipynb 6
 def expand_classes(classes, B: int, device=None) -> Tensor:
@@ -661,6 +661,19 @@ def _read_part(part: Path, key: dict, shape: tuple):
     return rows.long(), s, st['seconds']
 
 
+def machine_load() -> float | None:
+    """The machine's 1-minute load average now (None where the OS keeps none). A timing is like for
+    like with another only if the machine was as busy: a process that shares its cores with others
+    is slowed, its scores are not. `evaluate` keeps the mean over its batches beside its seconds."""
+    return os.getloadavg()[0] if hasattr(os, 'getloadavg') else None
+
+
+def _mean_load(loads: list) -> float | None:
+    "The mean of the loads sampled during a timing (None if none was)."
+    loads = [v for v in loads if v is not None]
+    return round(sum(loads) / len(loads), 2) if loads else None
+
+
 def part_files(out) -> list[Path]:
     "The partial files of an evaluation writing `out`: one per rank of any earlier world size."
     out = Path(out)
@@ -704,7 +717,9 @@ def evaluate(
 ) -> dict:
     """Score `data` (an `ImageSet`, a tuple `(images, labels)`, or a folder read lazily such as
     `ImageFolderSet`) with `n` shared samples per image. Returns dict(scores [I, M, n], y [I],
-    classes [M], seconds, seconds_per_image, forwards_per_image). `limit`: only the first images,
+    classes [M], seconds, seconds_per_image, forwards_per_image, and how busy the machine was while
+    it timed them: `load`, the mean 1-minute load average over its batches, `cpus`, the machine's
+    CPU count; `machine_load`). `limit`: only the first images,
     as stored (a set stored class by class then holds few classes: for a class-balanced subset use
     `ImageSet.subset` or `balanced_order`, notebook 00). With `out`, finished images are kept there
     every `save_every` batches: a later run of the same evaluation (classifier, samples, seed,
@@ -742,7 +757,7 @@ def evaluate(
         steps.comment = f'{type(clf).__name__}: {len(todo)} images x {M} classes x {n} samples'
     from concurrent.futures import ThreadPoolExecutor
 
-    t0 = time.perf_counter()
+    t0, loads = time.perf_counter(), []
     # the next batch is read (decoded, cropped) while this one is scored
     with ThreadPoolExecutor(1) as pool:
         ahead = pool.submit(images, batches[0]) if batches else None
@@ -754,6 +769,7 @@ def evaluate(
             _check_finite(s, idx, clf)
             scores[idx] = s
             done[idx] = True
+            loads.append(machine_load())
             if part is not None and (j + 1) % save_every == 0:
                 # every finished row this rank knows (a resumed row of another world size too:
                 # its old part file may be this one, overwritten now)
@@ -777,6 +793,8 @@ def evaluate(
         key=key,
         seconds_per_image=secs / max(1, len(mine)),
         forwards_per_image=clf.forwards(M, n),
+        load=_mean_load(loads),  # of the batches this run scored (a resumed run's own)
+        cpus=os.cpu_count(),
     )
     if out is not None and rank == 0:
         atomic_save(res, out)
@@ -849,7 +867,8 @@ def prune_evaluate(
     indices=None,
 ) -> dict:
     """`prune` (or `method`, e.g. `prefix_prune`) over a dataset: dict(pred [I], y [I], acc,
-    forwards_per_image (full-sequence equivalents), seconds_per_image). `indices`: the images'
+    forwards_per_image (full-sequence equivalents), seconds_per_image, load, cpus as `evaluate`).
+    `indices`: the images'
     places in a larger set, which seed their orders (default 0..I-1), as in `token_scores`, so
     that a subset draws the same orders as the whole."""
     method = method or prune
@@ -865,11 +884,12 @@ def prune_evaluate(
         from fastprogress.fastprogress import progress_bar
 
         batches = progress_bar(batches)
-    t0, preds, fw = time.perf_counter(), [], []
+    t0, preds, fw, loads = time.perf_counter(), [], [], []
     for idx in batches:
         r = method(clf, images(idx), classes, plan, seed, [at[i] for i in idx])
         preds.append(r['pred'])
         fw.append(r['forwards'])
+        loads.append(machine_load())
     secs = time.perf_counter() - t0
     pred = torch.cat(preds)
     return dict(
@@ -879,6 +899,8 @@ def prune_evaluate(
         plan=plan,
         forwards_per_image=torch.cat(fw).float().mean().item(),
         seconds_per_image=secs / len(y),
+        load=_mean_load(loads),
+        cpus=os.cpu_count(),
     )
 
 # %% ../nbs/03_scorer.ipynb 50
