@@ -991,7 +991,8 @@ def timing_words(rows: list[dict]) -> str:
     """How busy the machine was while each classifier of a Fig. 6 table was timed (the load that
     `evaluate` keeps beside its seconds): one sentence, empty where no row recorded it. An
     evaluation is stored once and reused, so its seconds are those of the machine as it was then:
-    a classifier timed with more runnable processes than CPUs is named, its seconds inflated."""
+    a classifier timed with more runnable processes than CPUs is named, its seconds inflated. (The
+    load is the CPUs': a GPU shared with other jobs does not show in it.)"""
     seen = {}
     for o in rows:
         seen.setdefault(o['classifier'], (o.get('load'), o.get('cpus')))
@@ -1000,7 +1001,7 @@ def timing_words(rows: list[dict]) -> str:
     name = lambda k: NAMES.get(k, k)  # noqa: E731
     each = ', '.join(f'{name(k)} ' + ('not recorded' if v is None else f'{v:.1f}')
                      for k, (v, _) in seen.items())
-    cpus = next(c for _, c in seen.values() if c)
+    cpus = next((c for _, c in seen.values() if c), '?')
     s = f"Seconds were timed at these 1-minute load averages of the machine ({cpus} CPUs): {each}."
     # a load average counts the runnable processes: above the CPUs, some waited for a core
     busy = [k for k, (v, c) in seen.items() if v is not None and c and v > c + 0.5]
