@@ -15,15 +15,16 @@ from torch import nn, Tensor
 
 # %% auto 0
 __all__ = ['PACKAGE_DIR', 'WRAP_KEYS', 'WEIGHTS_DIR', 'RECORD_KEYS', 'default_device', 'seed_everything', 'to_device',
-           'num_params', 'eval_mode', 'slow_enabled', 'code_state', 'run_info', 'provenance', 'check_images',
-           'check_out', 'check_device', 'check_count', 'atomic_write', 'atomic_save', 'atomic_write_text',
-           'read_weights', 'load_weights', 'layout', 'layout_diff', 'load_strict', 'random_state_dict',
-           'save_pretrained', 'weights_path', 'tensor_digest', 'state_digest', 'model_meta', 'trained_epochs',
-           'load_pretrained', 'DownloadError', 'is_offline', 'file_digest', 'download_file', 'ModelSpec',
-           'register_model', 'list_models', 'model_spec', 'weight_dirs', 'download_dir', 'find_weights', 'create_model',
-           'weights_table', 'check_rates', 'check_family', 'TensorLoader', 'CancelFitException', 'CancelEpochException',
-           'CancelBatchException', 'Callback', 'run_cbs', 'default_loss', 'param_groups', 'adamw', 'Learner',
-           'lr_factor', 'SchedCB', 'GradClipCB', 'ProgressCB', 'LogCB', 'RecorderCB', 'fit_model', 'trained_model']
+           'num_params', 'eval_mode', 'slow_enabled', 'code_state', 'machine_load', 'run_info', 'provenance',
+           'check_images', 'check_out', 'check_device', 'check_count', 'atomic_write', 'atomic_save',
+           'atomic_write_text', 'read_weights', 'load_weights', 'layout', 'layout_diff', 'load_strict',
+           'random_state_dict', 'save_pretrained', 'weights_path', 'tensor_digest', 'state_digest', 'model_meta',
+           'trained_epochs', 'load_pretrained', 'DownloadError', 'is_offline', 'file_digest', 'download_file',
+           'ModelSpec', 'register_model', 'list_models', 'model_spec', 'weight_dirs', 'download_dir', 'find_weights',
+           'create_model', 'weights_table', 'check_rates', 'check_family', 'TensorLoader', 'CancelFitException',
+           'CancelEpochException', 'CancelBatchException', 'Callback', 'run_cbs', 'default_loss', 'param_groups',
+           'adamw', 'Learner', 'lr_factor', 'SchedCB', 'GradClipCB', 'ProgressCB', 'LogCB', 'RecorderCB', 'fit_model',
+           'trained_model']
 
 # %% ../nbs/00_core.ipynb 5
 def default_device() -> torch.device:
@@ -106,6 +107,12 @@ def code_state() -> tuple:
 code_state()  # now: the code this process imported, not what the repository holds when it ends
 
 
+def machine_load() -> list[float] | None:
+    """The machine's load averages over 1, 5 and 15 minutes (the runnable processes; None where the
+    OS keeps none): a timing on a shared CPU depends on them, a score does not."""
+    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, 'getloadavg') else None
+
+
 def run_info(command: str | None = None) -> dict:
     "The provenance of a result: command, git revision, versions, hardware, date."
     import platform, sys, datetime
@@ -130,8 +137,8 @@ def run_info(command: str | None = None) -> dict:
     )
     if torch.cuda.is_available():
         info.update(gpu=torch.cuda.get_device_name(), cuda=torch.version.cuda)
-    if hasattr(os, 'getloadavg'):  # how busy the machine was: timings on a shared CPU depend on it
-        info['load'] = [round(v, 2) for v in os.getloadavg()]  # 1, 5, 15 minutes
+    if (load := machine_load()) is not None:  # how busy the machine was
+        info['load'] = load
     try:
         cpu = next(
             l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')

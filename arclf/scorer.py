@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn, Tensor
-from .core import atomic_save, state_digest, tensor_digest, check_images
+from .core import atomic_save, state_digest, tensor_digest, check_images, machine_load
 from .data import to_float, random_crop_arr, arr_to_tensor, Originals
 
 # %% auto 0
@@ -17,10 +17,10 @@ __all__ = ['RULES', 'SPEED_ONLY', 'expand_classes', 'take', 'GenerativeClassifie
            'draw_samples', 'sample_scores', 'resolve_autocast', 'free_memory', 'fit_chunk', 'draw_orders',
            'RandARClassifier', 'RandomCropTTA', 'aggregate', 'predict', 'accuracy', 'accuracy_vs_n', 'bootstrap_ci',
            'accuracy_ci', 'pack_hits', 'unpack_hits', 'paired_diff_ci', 'clf_settings', 'clf_configs', 'eval_key',
-           'data_digest', 'StaleEvaluation', 'key_diff', 'machine_load', 'part_files', 'evaluate', 'check_plan',
-           'prune', 'prune_evaluate', 'check_prefix_plan', 'prefix_prune', 'to_positions', 'token_scores',
-           'false_classes', 'discriminative_map', 'map_stats', 'summarize_maps', 'token_hits', 'token_accuracy_map',
-           'step_hits', 'step_accuracy', 'drop_accuracy', 'drop_hits']
+           'data_digest', 'StaleEvaluation', 'key_diff', 'part_files', 'evaluate', 'check_plan', 'prune',
+           'prune_evaluate', 'check_prefix_plan', 'prefix_prune', 'to_positions', 'token_scores', 'false_classes',
+           'discriminative_map', 'map_stats', 'summarize_maps', 'token_hits', 'token_accuracy_map', 'step_hits',
+           'step_accuracy', 'drop_accuracy', 'drop_hits']
 
 # %% ../nbs/03_scorer.ipynb 6
 def expand_classes(classes, B: int, device=None) -> Tensor:
@@ -661,16 +661,11 @@ def _read_part(part: Path, key: dict, shape: tuple):
     return rows.long(), s, st['seconds']
 
 
-def machine_load() -> float | None:
-    """The machine's 1-minute load average now (None where the OS keeps none). A timing is like for
-    like with another only if the machine was as busy: a process that shares its cores with others
-    is slowed, its scores are not. `evaluate` keeps the mean over its batches beside its seconds."""
-    return os.getloadavg()[0] if hasattr(os, 'getloadavg') else None
-
-
 def _mean_load(loads: list) -> float | None:
-    "The mean of the loads sampled during a timing (None if none was)."
-    loads = [v for v in loads if v is not None]
+    """The mean 1-minute load average of the samples of `machine_load` taken during a timing (None
+    if none was). A timing is like for like with another only if the machine was as busy: a
+    process that shares its cores with others is slowed, its scores are not."""
+    loads = [v[0] for v in loads if v]
     return round(sum(loads) / len(loads), 2) if loads else None
 
 
@@ -719,7 +714,7 @@ def evaluate(
     `ImageFolderSet`) with `n` shared samples per image. Returns dict(scores [I, M, n], y [I],
     classes [M], seconds, seconds_per_image, forwards_per_image, and how busy the machine was while
     it timed them: `load`, the mean 1-minute load average over its batches, `cpus`, the machine's
-    CPU count; `machine_load`). `limit`: only the first images,
+    CPU count; `_mean_load`). `limit`: only the first images,
     as stored (a set stored class by class then holds few classes: for a class-balanced subset use
     `ImageSet.subset` or `balanced_order`, notebook 00). With `out`, finished images are kept there
     every `save_every` batches: a later run of the same evaluation (classifier, samples, seed,
